@@ -1,0 +1,1 @@
+"""The control plane's HTTP JSON API (FastAPI) and the daemon that serves it."""

@@ -1,0 +1,1 @@
+"""Images: content-addressed names, builds, and the contract checks on images."""

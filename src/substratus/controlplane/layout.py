@@ -1,0 +1,45 @@
+"""Where things live under $SUBSTRATUS_HOME. Pure path arithmetic, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    home: Path
+
+    @property
+    def db(self) -> Path:
+        return self.home / "state.db"
+
+    @property
+    def token_file(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def endpoint_file(self) -> Path:
+        return self.home / "controlplane.json"
+
+    @property
+    def daemon_log(self) -> Path:
+        return self.home / "controlplane.log"
+
+    @property
+    def git_cache(self) -> Path:
+        return self.home / "sources" / "git"
+
+    @property
+    def dir_cache(self) -> Path:
+        return self.home / "sources" / "dirs"
+
+    def object_dir(self, kind: str, namespace: str, name: str) -> Path:
+        return self.home / "objects" / kind.lower() / namespace / name
+
+    def run_dir(self, kind: str, namespace: str, name: str, key: str) -> Path:
+        """One load or training run: data/ or trained/, logs/, job.log, .succeeded."""
+        return self.object_dir(kind, namespace, name) / key[:16]
+
+    def build_log(self, kind: str, namespace: str, name: str) -> Path:
+        return self.object_dir(kind, namespace, name) / "build.log"

@@ -1,0 +1,1 @@
+"""Resource schemas and pure functions on them (the bottom layer)."""

@@ -1,0 +1,241 @@
+"""The resource schemas: Dataset, Model, ModelServer (alias Server), Notebook.
+
+These are the bottom layer: pure data plus pure functions, no I/O. Field names
+are snake_case in Python and camelCase on the wire (`batch_size` <->
+`batchSize`), as in Kubernetes. Unknown fields are errors (`extra="forbid"`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "substratus.ai/v1"
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DEFAULT_DATA_LIMIT = 1_000_000_000_000
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    def wire(self) -> dict[str, Any]:
+        """The camelCase JSON-ready form, without unset optional fields."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def check_dns_label(value: str, what: str = "name") -> str:
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > 63:
+        raise ValueError(f"{what} {value!r} is longer than 63 characters")
+    if not DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a DNS-1123 label: use lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit (e.g. 'my-model')"
+        )
+    return value
+
+
+class ObjectMeta(Schema):
+    name: str
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    generation: Optional[int] = Field(default=None, description="set by the control plane; ignored on input")
+
+    _name_ok = field_validator("name")(lambda v: check_dns_label(v, "name"))
+    _ns_ok = field_validator("namespace")(lambda v: check_dns_label(v, "namespace"))
+
+
+class GitSource(Schema):
+    url: str = Field(min_length=1)
+    path: str = ""
+    branch: str = ""
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, v: str) -> str:
+        parts = [p for p in v.strip("/").split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise ValueError("must stay inside the repository: '..' is not allowed")
+        return "/".join(parts)
+
+
+class Condition(Schema):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str = ""
+
+
+class Status(Schema):
+    ready: bool = False
+    conditions: list[Condition] = Field(default_factory=list)
+    url: Optional[str] = None
+    container_image: Optional[str] = None
+    observed_generation: int = 0
+    restarts: Optional[int] = None
+
+    def condition(self, type_: str) -> Optional[Condition]:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+# ---- Dataset -------------------------------------------------------------------------
+
+
+class DatasetSource(Schema):
+    git: Optional[GitSource] = None
+    dir: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "DatasetSource":
+        given = [k for k in ("git", "dir") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of 'git' or 'dir'")
+        return self
+
+
+class DatasetSpec(Schema):
+    filename: str
+    source: DatasetSource
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_filename(cls, v: str) -> str:
+        if not v or v.strip() != v:
+            raise ValueError("must be a plain, non-empty file name such as 'data.jsonl'")
+        if "/" in v or "\\" in v:
+            raise ValueError(f"{v!r} contains a path separator: give a plain file name such as 'data.jsonl'")
+        if v in (".", "..") or ".." in v.split("."):
+            raise ValueError(f"{v!r} is not allowed: give a plain file name such as 'data.jsonl'")
+        return v
+
+
+# ---- Model ---------------------------------------------------------------------------
+
+
+class ModelSource(Schema):
+    git: Optional[GitSource] = None
+    dir: Optional[str] = None
+    model_name: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ModelSource":
+        given = [k for k in ("git", "dir", "model_name") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of 'git', 'dir' or 'modelName'")
+        if self.model_name is not None:
+            check_dns_label(self.model_name, "modelName")
+        return self
+
+
+class TrainingParams(Schema):
+    epochs: int = Field(default=3, ge=1)
+    data_limit: int = Field(default=DEFAULT_DATA_LIMIT, ge=1)
+    batch_size: int = Field(default=1, ge=1)
+
+
+class Training(Schema):
+    dataset_name: str
+    params: TrainingParams = Field(default_factory=TrainingParams)
+
+    _ds_ok = field_validator("dataset_name")(lambda v: check_dns_label(v, "datasetName"))
+
+
+class Size(Schema):
+    parameter_count: Optional[int] = Field(default=None, ge=1)
+    parameter_bits: Optional[int] = Field(default=None, ge=1)
+
+
+class Compute(Schema):
+    types: list[Literal["CPU", "GPU"]] = Field(default_factory=lambda: ["CPU"], min_length=1)
+
+
+class ModelSpec(Schema):
+    source: ModelSource
+    training: Optional[Training] = None
+    size: Optional[Size] = None
+    compute: Compute = Field(default_factory=Compute)
+
+
+# ---- ModelServer / Notebook ------------------------------------------------------------
+
+
+class ModelServerSpec(Schema):
+    model_name: str
+
+    _m_ok = field_validator("model_name")(lambda v: check_dns_label(v, "modelName"))
+
+
+class NotebookSpec(Schema):
+    model_name: Optional[str] = None
+    dataset_name: Optional[str] = None
+    suspend: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "NotebookSpec":
+        given = [k for k in ("model_name", "dataset_name") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of 'modelName' or 'datasetName'")
+        for k in given:
+            check_dns_label(getattr(self, k), to_camel(k))
+        return self
+
+
+class Resource(Schema):
+    """One object: apiVersion, kind, metadata, spec, status. Subclassed per kind."""
+
+    api_version: Literal["substratus.ai/v1"] = API_VERSION
+    kind: str
+    metadata: ObjectMeta
+    spec: Any
+    status: Status = Field(default_factory=Status)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.metadata.namespace, self.metadata.name)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    @property
+    def ref(self) -> str:
+        """Human form, e.g. `model/tiny-gpt` (namespace shown when not default)."""
+        ns = "" if self.metadata.namespace == "default" else f"{self.metadata.namespace}/"
+        return f"{self.kind.lower()}/{ns}{self.metadata.name}"
+
+
+class Dataset(Resource):
+    kind: Literal["Dataset"] = "Dataset"
+    spec: DatasetSpec
+
+
+class Model(Resource):
+    kind: Literal["Model"] = "Model"
+    spec: ModelSpec
+
+
+class ModelServer(Resource):
+    kind: Literal["ModelServer"] = "ModelServer"
+    spec: ModelServerSpec
+
+
+class Notebook(Resource):
+    kind: Literal["Notebook"] = "Notebook"
+    spec: NotebookSpec
+
+
+KINDS: dict[str, type[Resource]] = {
+    "Dataset": Dataset,
+    "Model": Model,
+    "ModelServer": ModelServer,
+    "Notebook": Notebook,
+}

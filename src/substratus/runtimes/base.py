@@ -1,0 +1,120 @@
+"""The one narrow interface to a container engine.
+
+Everything above this layer (build, controlplane, verify) talks to a
+`Runtime`; `runtimes.engine` implements it with the podman or docker CLI and
+`runtimes.fake` in memory for unit tests. The same contract tests
+(tests/runtime_contract.py) run against both. Runtimes never import each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Protocol
+
+LABEL_PREFIX = "substratus.ai/"
+MANAGED = LABEL_PREFIX + "managed"
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass
+class BuildSpec:
+    context: Path
+    tag: str
+    dockerfile: Optional[Path] = None
+    labels: dict[str, str] = field(default_factory=dict)
+    build_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunSpec:
+    name: str
+    image: str
+    command: list[str] = field(default_factory=list)
+    entrypoint: Optional[list[str]] = None
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    ports: dict[int, int] = field(default_factory=dict)  # container port -> host port on 127.0.0.1
+    labels: dict[str, str] = field(default_factory=dict)
+    gpu: bool = False
+    workdir: Optional[str] = None
+
+
+@dataclass
+class ContainerState:
+    name: str
+    id: str
+    image: str
+    labels: dict[str, str]
+    running: bool
+    exit_code: Optional[int]
+    status: str  # engine words: created, running, exited...
+    ports: dict[int, int] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str = ""
+
+
+@dataclass
+class ImageInfo:
+    ref: str
+    id: str
+    workdir: str
+    env: dict[str, str]
+    labels: dict[str, str]
+    entrypoint: list[str]
+    cmd: list[str]
+
+
+@dataclass
+class Completed:
+    exit_code: int
+    output: str  # stdout and stderr, interleaved
+
+
+LogSink = Callable[[str], None]
+
+
+class Runtime(Protocol):
+    """What the rest of the system may ask of a container engine."""
+
+    engine: str
+
+    def build(self, spec: BuildSpec, log: LogSink) -> None:
+        """Build an image; stream each log line to `log`. Raises BuildError."""
+
+    def image_info(self, ref: str) -> Optional[ImageInfo]:
+        """The image's config, or None when it does not exist."""
+
+    def remove_image(self, ref: str) -> bool:
+        """Remove an image; False when it did not exist."""
+
+    def run(self, spec: RunSpec) -> ContainerState:
+        """Create and start a detached container."""
+
+    def run_once(self, spec: RunSpec, timeout: float) -> Completed:
+        """Run to completion (removed afterwards) and return exit code and output."""
+
+    def container(self, name: str) -> Optional[ContainerState]:
+        """One container by name, or None."""
+
+    def containers(self, labels: dict[str, str]) -> list[ContainerState]:
+        """All containers (running or not) carrying all of `labels`."""
+
+    def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
+        """The container's stdout/stderr, line by line."""
+
+    def stop(self, name: str, timeout: int = 10) -> bool:
+        """Stop a running container; False when there was none."""
+
+    def remove(self, name: str) -> bool:
+        """Remove a container (stopping it first); False when there was none."""
+
+    def gpu_available(self) -> bool:
+        """Whether containers can be given a GPU."""

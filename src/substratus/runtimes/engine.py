@@ -1,0 +1,249 @@
+"""The podman / docker runtime: drives the engine's CLI with argv lists.
+
+podman and docker share every verb used here; the differences (GPU flags,
+inspect field names) are handled in small helpers. Never `shell=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+from substratus.errors import BuildError, CommandError, EngineError
+from substratus.runtimes.base import (
+    BuildSpec,
+    Completed,
+    ContainerState,
+    ImageInfo,
+    LogSink,
+    RunSpec,
+)
+
+ENGINES = ("podman", "docker")
+
+
+def detect_engine(preferred: Optional[str] = None) -> str:
+    """The engine binary to use: `preferred` (from SUBSTRATUS_ENGINE) or the first that works."""
+    if preferred:
+        if shutil.which(preferred) is None:
+            raise EngineError(f"SUBSTRATUS_ENGINE={preferred!r} is not on PATH",
+                              hint="install it, or unset SUBSTRATUS_ENGINE to use podman or docker")
+        return preferred
+    for name in ENGINES:
+        if shutil.which(name) and _engine_answers(name):
+            return name
+    raise EngineError("no working container engine: neither `podman info` nor `docker info` succeeded",
+                      hint="run `make setup` (installs podman), or start Docker, or set SUBSTRATUS_ENGINE")
+
+
+def _engine_answers(name: str) -> bool:
+    try:
+        return subprocess.run([name, "info"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def gpu_run_args(engine: str) -> list[str]:
+    """GPU pass-through flags: docker's `--gpus`, podman's CDI device."""
+    if Path(engine).name == "docker":
+        return ["--gpus", "all"]
+    return ["--device", "nvidia.com/gpu=all"]
+
+
+def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) -> list[str]:
+    """The full `run` argv for a spec. Pure, so unit tests can check it."""
+    argv = [engine, "run"]
+    if detach:
+        argv.append("-d")
+    if remove:
+        argv.append("--rm")
+    argv += ["--name", spec.name]
+    for k, v in sorted(spec.labels.items()):
+        argv += ["--label", f"{k}={v}"]
+    for k, v in sorted(spec.env.items()):
+        argv += ["-e", f"{k}={v}"]
+    for m in spec.mounts:
+        argv += ["-v", f"{m.source}:{m.target}" + (":ro" if m.read_only else "")]
+    for cport, hport in sorted(spec.ports.items()):
+        argv += ["-p", f"127.0.0.1:{hport}:{cport}"]
+    if spec.workdir:
+        argv += ["-w", spec.workdir]
+    if spec.gpu:
+        argv += gpu_run_args(engine)
+    command = list(spec.command)
+    if spec.entrypoint is not None:
+        argv += ["--entrypoint", spec.entrypoint[0] if spec.entrypoint else ""]
+        command = list(spec.entrypoint[1:]) + command
+    return argv + [spec.image] + command
+
+
+def build_argv(engine: str, spec: BuildSpec, extra: list[str]) -> list[str]:
+    argv = [engine, "build", "-t", spec.tag]
+    if spec.dockerfile is not None:
+        argv += ["-f", str(spec.dockerfile)]
+    for k, v in sorted(spec.labels.items()):
+        argv += ["--label", f"{k}={v}"]
+    for k, v in sorted(spec.build_args.items()):
+        argv += ["--build-arg", f"{k}={v}"]
+    return argv + extra + [str(spec.context)]
+
+
+class EngineRuntime:
+    """A Runtime backed by the podman or docker CLI."""
+
+    def __init__(self, engine: str, *, build_extra_args: Optional[list[str]] = None) -> None:
+        self.engine = engine
+        self.build_extra_args = list(build_extra_args or [])
+
+    # -- helpers ---------------------------------------------------------------------
+    def _run(self, args: list[str], *, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = [self.engine, *args]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError as err:
+            raise EngineError(f"{self.engine} is not installed", hint="run `make setup`") from err
+        except subprocess.TimeoutExpired as err:
+            raise EngineError(f"`{' '.join(argv[:4])}` did not finish in {timeout:.0f}s",
+                              hint=f"check that `{self.engine} info` answers") from err
+        if check and proc.returncode != 0:
+            raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
+        return proc
+
+    def _inspect(self, what: str, refs: list[str]) -> list[dict[str, Any]]:
+        if not refs:
+            return []
+        proc = self._run([what, "inspect", *refs], check=False)
+        if proc.returncode != 0 and not proc.stdout.strip().startswith("["):
+            return []
+        try:
+            data = json.loads(proc.stdout or "[]")
+        except json.JSONDecodeError:
+            return []
+        return data if isinstance(data, list) else []
+
+    # -- images ----------------------------------------------------------------------
+    def build(self, spec: BuildSpec, log: LogSink) -> None:
+        argv = build_argv(self.engine, spec, self.build_extra_args)
+        recent: deque[str] = deque(maxlen=40)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            recent.append(line)
+            log(line)
+        code = proc.wait()
+        if code != 0:
+            raise BuildError(f"image build failed (exit {code})", log_tail="\n".join(recent),
+                             hint="fix the Dockerfile or the build context; the full build log is in `sub logs`")
+
+    def image_info(self, ref: str) -> Optional[ImageInfo]:
+        data = self._inspect("image", [ref])
+        if not data:
+            return None
+        cfg = data[0].get("Config") or {}
+        env = dict(e.split("=", 1) for e in (cfg.get("Env") or []) if "=" in e)
+        return ImageInfo(ref=ref, id=data[0].get("Id", ""), workdir=cfg.get("WorkingDir") or "",
+                         env=env, labels=cfg.get("Labels") or {}, entrypoint=cfg.get("Entrypoint") or [],
+                         cmd=cfg.get("Cmd") or [])
+
+    def remove_image(self, ref: str) -> bool:
+        return self._run(["rmi", "-f", ref], check=False).returncode == 0
+
+    # -- containers ------------------------------------------------------------------
+    def run(self, spec: RunSpec) -> ContainerState:
+        argv = run_argv(self.engine, spec, detach=True)
+        self._run(argv[1:], timeout=300)
+        state = self.container(spec.name)
+        if state is None:
+            raise EngineError(f"container {spec.name} vanished right after it was started")
+        return state
+
+    def run_once(self, spec: RunSpec, timeout: float) -> Completed:
+        spec = RunSpec(**{**spec.__dict__, "name": spec.name or f"sub-once-{uuid.uuid4().hex[:10]}"})
+        argv = run_argv(self.engine, spec, detach=False, remove=True)
+        try:
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as err:
+            self.remove(spec.name)
+            out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
+            return Completed(exit_code=124, output=out + f"\n(timed out after {timeout:.0f}s)")
+        return Completed(exit_code=proc.returncode, output=proc.stdout)
+
+    def container(self, name: str) -> Optional[ContainerState]:
+        data = self._inspect("container", [name])
+        return _state(data[0]) if data else None
+
+    def containers(self, labels: dict[str, str]) -> list[ContainerState]:
+        args = ["ps", "-a", "-q", "--no-trunc"]
+        for k, v in sorted(labels.items()):
+            args += ["--filter", f"label={k}={v}"]
+        ids = self._run(args).stdout.split()
+        return [_state(d) for d in self._inspect("container", ids)]
+
+    def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
+        argv = [self.engine, "logs"]
+        if tail is not None:
+            argv += ["--tail", str(tail)]
+        if follow:
+            argv.append("-f")
+        proc = subprocess.Popen(argv + [name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", bufsize=1, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                yield line.rstrip("\n")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+    def stop(self, name: str, timeout: int = 10) -> bool:
+        return self._run(["stop", "-t", str(timeout), name], check=False, timeout=timeout + 60).returncode == 0
+
+    def remove(self, name: str) -> bool:
+        return self._run(["rm", "-f", "-t", "5", name], check=False, timeout=90).returncode == 0 \
+            if self.engine.endswith("podman") else \
+            self._run(["rm", "-f", name], check=False, timeout=90).returncode == 0
+
+    def gpu_available(self) -> bool:
+        if shutil.which("nvidia-smi") is None:
+            return False
+        if Path(self.engine).name == "docker":
+            info = self._run(["info", "--format", "{{json .Runtimes}}"], check=False).stdout
+            return "nvidia" in info
+        return any(Path(d).glob("nvidia*.yaml") for d in ("/etc/cdi", "/var/run/cdi")
+                   if os.path.isdir(d))
+
+
+
+
+def _state(d: dict[str, Any]) -> ContainerState:
+    st = d.get("State") or {}
+    cfg = d.get("Config") or {}
+    ports: dict[int, int] = {}
+    for key, binds in ((d.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        for b in binds or []:
+            if b.get("HostPort"):
+                ports[int(key.split("/")[0])] = int(b["HostPort"])
+    status = st.get("Status", "unknown")
+    return ContainerState(
+        name=str(d.get("Name", "")).lstrip("/"),
+        id=d.get("Id", ""),
+        image=cfg.get("Image") or d.get("ImageName") or "",
+        labels=cfg.get("Labels") or {},
+        running=bool(st.get("Running")),
+        exit_code=None if st.get("Running") or status == "created" else st.get("ExitCode"),
+        status=status,
+        ports=ports,
+        started_at=st.get("StartedAt", "") or "",
+        finished_at=st.get("FinishedAt", "") or "",
+    )

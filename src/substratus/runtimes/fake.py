@@ -1,0 +1,117 @@
+"""An in-memory Runtime for unit tests: no engine, no waiting.
+
+Images come into being when built (their WORKDIR is read from the Dockerfile
+so contract checks can pass or fail); containers run until a test ends them
+with `exit()`. `run_once` answers from `once_results`, a function a test can
+replace. Every call is recorded in `calls` so tests can assert what happened.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Optional
+
+from substratus.errors import BuildError
+from substratus.runtimes.base import (
+    BuildSpec,
+    Completed,
+    ContainerState,
+    ImageInfo,
+    LogSink,
+    RunSpec,
+)
+
+
+@dataclass
+class FakeContainer:
+    spec: RunSpec
+    state: ContainerState
+    output: list[str] = field(default_factory=list)
+
+
+def _default_once(spec: RunSpec) -> Completed:
+    return Completed(exit_code=0, output="")
+
+
+class FakeRuntime:
+    engine = "fake"
+
+    def __init__(self) -> None:
+        self.images: dict[str, ImageInfo] = {}
+        self.items: dict[str, FakeContainer] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.fail_builds: set[str] = set()
+        self.once: Callable[[RunSpec], Completed] = _default_once
+        self.gpu = False
+        self._seq = 0
+
+    # -- images ------------------------------------------------------------------------
+    def build(self, spec: BuildSpec, log: LogSink) -> None:
+        self.calls.append(("build", spec.tag))
+        log(f"STEP 1/1: building {spec.tag}")
+        if spec.tag in self.fail_builds:
+            log("error: the test asked this build to fail")
+            raise BuildError("image build failed (exit 1)", log_tail="error: the test asked this build to fail")
+        dockerfile = spec.dockerfile or spec.context / "Dockerfile"
+        workdir = ""
+        if dockerfile.exists():
+            for m in re.finditer(r"^\s*WORKDIR\s+(\S+)", dockerfile.read_text(), re.M):
+                workdir = m.group(1)
+        self.images[spec.tag] = ImageInfo(ref=spec.tag, id=f"sha256:{len(self.images):064d}", workdir=workdir,
+                                          env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, labels=dict(spec.labels),
+                                          entrypoint=[], cmd=[])
+
+    def image_info(self, ref: str) -> Optional[ImageInfo]:
+        return self.images.get(ref)
+
+    def remove_image(self, ref: str) -> bool:
+        return self.images.pop(ref, None) is not None
+
+    # -- containers --------------------------------------------------------------------
+    def run(self, spec: RunSpec) -> ContainerState:
+        self.calls.append(("run", spec.name))
+        if spec.name in self.items:
+            raise BuildError(f"container name {spec.name} already in use")
+        self._seq += 1
+        state = ContainerState(name=spec.name, id=f"c{self._seq}", image=spec.image, labels=dict(spec.labels),
+                               running=True, exit_code=None, status="running", ports=dict(spec.ports))
+        self.items[spec.name] = FakeContainer(spec=spec, state=state)
+        return state
+
+    def run_once(self, spec: RunSpec, timeout: float) -> Completed:
+        self.calls.append(("run_once", " ".join(spec.command)))
+        return self.once(spec)
+
+    def exit(self, name: str, code: int, output: str = "") -> None:
+        """Test hook: the container's process ends with `code`."""
+        c = self.items[name]
+        c.output.extend(output.splitlines())
+        c.state.running, c.state.exit_code, c.state.status = False, code, "exited"
+
+    def container(self, name: str) -> Optional[ContainerState]:
+        c = self.items.get(name)
+        return c.state if c else None
+
+    def containers(self, labels: dict[str, str]) -> list[ContainerState]:
+        return [c.state for c in self.items.values()
+                if all(c.state.labels.get(k) == v for k, v in labels.items())]
+
+    def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
+        lines = self.items[name].output if name in self.items else []
+        yield from (lines[-tail:] if tail else lines)
+
+    def stop(self, name: str, timeout: int = 10) -> bool:
+        c = self.items.get(name)
+        if c is None:
+            return False
+        c.state.running, c.state.exit_code, c.state.status = False, 137, "exited"
+        return True
+
+    def remove(self, name: str) -> bool:
+        self.calls.append(("remove", name))
+        return self.items.pop(name, None) is not None
+
+    def gpu_available(self) -> bool:
+        return self.gpu
