@@ -41,7 +41,8 @@ def failure_patch(key: str, reason: str, message: str) -> dict[str, Any]:
 class Executor:
     def __init__(self, runtime: Runtime, *, workers: int = 2, on_done: Callable[[], None] = lambda: None) -> None:
         self.runtime = runtime
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="substratus-action")
+        # workers=0 runs slow actions inline: deterministic, for tests.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="substratus-action") if workers else None
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
         self._on_done = on_done
@@ -51,7 +52,8 @@ class Executor:
             return frozenset(self._in_flight)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, action: Action, patch: MemoPatcher) -> str:
         """Run or schedule one action. Returns what happened, for logs and tests."""
@@ -60,7 +62,10 @@ class Executor:
                 if action.key in self._in_flight:
                     return "in-flight"
                 self._in_flight.add(action.key)
-            self._pool.submit(self._run_slow, action, patch)
+            if self._pool is None:
+                self._run_slow(action, patch)
+            else:
+                self._pool.submit(self._run_slow, action, patch)
             return "scheduled"
         try:
             self._run_quick(action)

@@ -288,7 +288,8 @@ def keep_running(plan: Plan, *, spec: RunSpec, world: World, memo: dict[str, Any
     if world.probes.get(spec.name):
         plan.memo.update({"restarts": 0, "nextRestartAt": None})
         return True
-    waited = world.now - float(memo.get("startedAt") or world.now)
+    started = memo.get("startedAt")
+    waited = world.now - float(world.now if started is None else started)
     if waited > world.ready_timeout:
         tail = world.log_tails.get(spec.name, "")
         plan.wait(type_, "ServeFailed", f"{probe_what} did not answer for {waited:.0f}s (limit "

@@ -1,0 +1,73 @@
+"""One behavioural suite for every Runtime: the fake (unit tier) and podman/docker (integration tier).
+
+Each test module that imports `RuntimeContract` provides a `runtime` fixture
+and an `image_dir` fixture (a build context whose Dockerfile sets WORKDIR
+/model and whose image can run `sleep`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from substratus.errors import BuildError
+from substratus.runtimes.base import BuildSpec, Runtime, RunSpec
+
+LABELS = {"substratus.ai/managed": "true", "substratus.ai/role": "contract-test"}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class RuntimeContract:
+    @pytest.fixture
+    def image(self, runtime: Runtime, image_dir: Path) -> str:
+        tag = f"localhost/substratus/contract-test:{uuid.uuid4().hex[:8]}"
+        lines: list[str] = []
+        runtime.build(BuildSpec(context=image_dir, tag=tag, labels={"substratus.ai/managed": "true"}), lines.append)
+        assert lines, "build should stream log lines"
+        yield tag
+        runtime.remove_image(tag)
+
+    def test_built_image_reports_its_workdir_and_labels(self, runtime: Runtime, image: str) -> None:
+        info = runtime.image_info(image)
+        assert info is not None
+        assert info.workdir == "/model"
+        assert info.labels.get("substratus.ai/managed") == "true"
+
+    def test_missing_image_is_none(self, runtime: Runtime) -> None:
+        assert runtime.image_info("localhost/substratus/does-not-exist:nope") is None
+
+    def test_failed_build_raises_build_error_with_log_tail(self, runtime: Runtime, tmp_path: Path) -> None:
+        (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY missing-file /x\n")
+        with pytest.raises(BuildError) as e:
+            runtime.build(BuildSpec(context=tmp_path, tag="localhost/substratus/contract-fail:x"), lambda _: None)
+        assert e.value.log_tail
+
+    def test_run_find_by_label_and_remove(self, runtime: Runtime, image: str) -> None:
+        name = unique("sub-contract")
+        labels = {**LABELS, "substratus.ai/name": name}
+        state = runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=labels))
+        try:
+            assert state.running and state.name == name
+            found = runtime.containers({"substratus.ai/name": name})
+            assert [c.name for c in found] == [name]
+            assert found[0].labels["substratus.ai/role"] == "contract-test"
+            assert runtime.containers({"substratus.ai/name": name + "-other"}) == []
+        finally:
+            assert runtime.remove(name) is True
+        assert runtime.container(name) is None
+        assert runtime.remove(name) is False
+
+    def test_stop_leaves_an_exited_container(self, runtime: Runtime, image: str) -> None:
+        name = unique("sub-contract")
+        runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=LABELS))
+        try:
+            assert runtime.stop(name, timeout=1)
+            state = runtime.container(name)
+            assert state is not None and not state.running and state.exit_code is not None
+        finally:
+            runtime.remove(name)
