@@ -119,7 +119,7 @@ def test_full_pipeline_becomes_ready(env: Any) -> None:
     results = apply(env)
     assert [r["result"] for r in results] == ["created"] * 4
     settle(env)
-    server = env.rt.items["sub-modelserver-default-tuned-server"]
+    server = env.rt.items[server_name(env)]
     env.probes[f"127.0.0.1:{server.spec.ports[8080]}"] = True
     env.rec.reconcile_all()
     for kind, name in (("Dataset", "ds"), ("Model", "base"), ("Model", "tuned"), ("ModelServer", "tuned")):
@@ -141,7 +141,7 @@ def test_reapplying_unchanged_does_nothing(env: Any) -> None:
 def test_changed_source_rebuilds_retrains_and_rolls_the_server(env: Any) -> None:
     apply(env)
     settle(env)
-    server = env.rt.items["sub-modelserver-default-tuned-server"]
+    server = env.rt.items[server_name(env)]
     env.probes[f"127.0.0.1:{server.spec.ports[8080]}"] = True
     settle(env, 2)
     before = status(env, "Model", "tuned")["containerImage"]
@@ -151,7 +151,7 @@ def test_changed_source_rebuilds_retrains_and_rolls_the_server(env: Any) -> None
     settle(env)
     after = status(env, "Model", "tuned")["containerImage"]
     assert after != before
-    assert env.rt.items["sub-modelserver-default-tuned-server"].spec.image == after
+    assert env.rt.items[server_name(env)].spec.image == after
 
 
 def test_failed_training_reports_log_tail_and_reapply_retries(env: Any) -> None:
@@ -214,9 +214,9 @@ def test_missing_dockerfile_stores_nothing(env: Any) -> None:
 def test_delete_removes_containers(env: Any) -> None:
     apply(env)
     settle(env)
-    assert "sub-modelserver-default-tuned-server" in env.rt.items
+    assert server_name(env) in env.rt.items
     out = env.cp.delete("ModelServer", "default", "tuned")
-    assert out["containers"] == ["sub-modelserver-default-tuned-server"]
+    assert out["containers"] == [server_name(env)]
     assert "sub-modelserver-default-tuned-server" not in env.rt.items
     assert env.store.get("ModelServer", "default", "tuned") is None
 
@@ -230,3 +230,7 @@ def test_restart_adopts_running_containers(env: Any) -> None:
     fresh.reconcile_all()
     assert [c for c in env.rt.calls if c[0] == "run"] == started  # nothing started twice
     assert env.store.get("ModelServer", "default", "tuned").status["ready"]
+
+
+def server_name(e: Any) -> str:
+    return f"sub-{e.rec.layout.instance}-modelserver-default-tuned-server"

@@ -82,9 +82,7 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
         rec: Record = cp.get(canonical_kind(kind), namespace, name)
         containers = [{"name": c.name, "status": c.status, "image": c.image, "exitCode": c.exit_code,
                        "ports": {str(k): v for k, v in c.ports.items()}}
-                      for c in cp.runtime.containers({"substratus.ai/kind": rec.kind,
-                                                      "substratus.ai/namespace": rec.namespace,
-                                                      "substratus.ai/name": rec.name})]
+                      for c in cp.containers(rec.kind, rec.namespace, rec.name)]
         source = rec.memo.get("source") or {}
         return {**rec.document(), "generation": rec.generation, "source": source.get("description"),
                 "containers": containers, "logFiles": [str(p) for p in cp.log_files(rec)]}

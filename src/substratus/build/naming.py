@@ -30,14 +30,18 @@ def trained_image(namespace: str, name: str, train_key: str) -> str:
     return f"{IMAGE_REPO}/model-{namespace}-{name}:trained-{train_key[:16]}"
 
 
-def container_name(kind: str, namespace: str, name: str, role: str, key: str = "") -> str:
-    base = f"sub-{kind.lower()}-{namespace}-{name}-{role}"
+def container_name(kind: str, namespace: str, name: str, role: str, key: str = "", instance: str = "") -> str:
+    """`instance` (one per $SUBSTRATUS_HOME) keeps two control planes on one engine apart."""
+    prefix = f"sub-{instance}" if instance else "sub"
+    base = f"{prefix}-{kind.lower()}-{namespace}-{name}-{role}"
     return f"{base}-{key[:10]}" if key else base
 
 
-def object_labels(kind: str, namespace: str, name: str, **extra: str) -> dict[str, str]:
+def object_labels(kind: str, namespace: str, name: str, instance: str = "", **extra: str) -> dict[str, str]:
     labels = {MANAGED: "true", LABEL_PREFIX + "kind": kind, LABEL_PREFIX + "namespace": namespace,
               LABEL_PREFIX + "name": name}
+    if instance:
+        labels[LABEL_PREFIX + "instance"] = instance
     labels.update({LABEL_PREFIX + k: v for k, v in extra.items()})
     return labels
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,11 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Layout:
     home: Path
+
+    @property
+    def instance(self) -> str:
+        """A short stable id for this home, put on every container name and label."""
+        return hashlib.sha256(str(self.home).encode()).hexdigest()[:6]
 
     @property
     def db(self) -> Path:

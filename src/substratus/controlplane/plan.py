@@ -61,6 +61,7 @@ class World:
     gpu: bool = False
     free_port: int = 0  # a free host port, used only when one must be chosen
     ready_timeout: float = 600.0
+    instance: str = ""  # which control plane (one per $SUBSTRATUS_HOME) owns what is created
 
 
 @dataclass
@@ -179,12 +180,12 @@ def plan_dataset(obj: Dataset, memo: dict[str, Any], world: World, layout: Layou
     plan.container_image = tag
     key, run_dir = dataset_run(layout, obj, tag)
     plan.memo["current"] = {"image": tag, "runDir": str(run_dir)}
-    name = naming.container_name("Dataset", obj.namespace, obj.name, "load", key)
+    name = naming.container_name("Dataset", obj.namespace, obj.name, "load", key, instance=world.instance)
     remove_stale(plan, world, {name}, "load")
     spec = RunSpec(name=name, image=tag, command=["load.sh"],
                    env={"LOAD_DATA_PATH": f"/data/{obj.spec.filename}"},
                    mounts=[Mount(str(run_dir / "data"), "/data"), Mount(str(run_dir / "logs"), "/dataset/logs")],
-                   labels=naming.object_labels("Dataset", obj.namespace, obj.name, role="load", run=key[:16]))
+                   labels=naming.object_labels("Dataset", obj.namespace, obj.name, instance=world.instance, role="load", run=key[:16]))
     if not run_job(plan, name=name, spec=spec, run_dir=run_dir, expect=run_dir / "data" / obj.spec.filename,
                    step="load", world=world, memo=memo, waiting_reason="Loading", failed_reason="LoadFailed"):
         return plan
@@ -228,7 +229,7 @@ def plan_model(obj: Model, memo: dict[str, Any], world: World, layout: Layout,
     run_dir = layout.run_dir("Model", obj.namespace, obj.name, key)
     tag = naming.trained_image(obj.namespace, obj.name, key)
     plan.memo["current"] = {"image": tag, "runDir": str(run_dir)}
-    name = naming.container_name("Model", obj.namespace, obj.name, "train", key)
+    name = naming.container_name("Model", obj.namespace, obj.name, "train", key, instance=world.instance)
     remove_stale(plan, world, {name}, "train")
     if tag in world.images:
         plan.done("Trained", "Trained", f"trained on dataset {training.dataset_name!r} with {params.wire()}")
@@ -242,7 +243,7 @@ def plan_model(obj: Model, memo: dict[str, Any], world: World, layout: Layout,
              "TRAIN_EPOCHS": str(params.epochs)},
         mounts=[Mount(str(data_dir), "/data", read_only=True), Mount(str(run_dir / "trained"), "/model/trained"),
                 Mount(str(run_dir / "logs"), "/model/logs")],
-        labels=naming.object_labels("Model", obj.namespace, obj.name, role="train", run=key[:16]),
+        labels=naming.object_labels("Model", obj.namespace, obj.name, instance=world.instance, role="train", run=key[:16]),
         gpu=wants_gpu(obj, world),
     )
     if not run_job(plan, name=name, spec=spec, run_dir=run_dir, expect=run_dir / "trained", step="train",
@@ -330,9 +331,9 @@ def plan_server(obj: ModelServer, memo: dict[str, Any], world: World, model: Dep
         waiting_on(plan, "Serving", model, "Model", obj.spec.model_name)
         return plan
     port = host_port(memo, plan, world)
-    name = naming.container_name("ModelServer", obj.namespace, obj.name, "server")
+    name = naming.container_name("ModelServer", obj.namespace, obj.name, "server", instance=world.instance)
     spec = RunSpec(name=name, image=model.container_image, command=["serve.sh"], ports={SERVER_PORT: port},
-                   labels=naming.object_labels("ModelServer", obj.namespace, obj.name, role="server",
+                   labels=naming.object_labels("ModelServer", obj.namespace, obj.name, instance=world.instance, role="server",
                                                image=model.container_image, port=str(port)),
                    gpu=bool(model.spec.get("compute", {}).get("types", ["CPU"])[0] == "GPU" and world.gpu))
     if keep_running(plan, spec=spec, world=world, memo=memo, type_="Serving", probe_what="GET /docs on port 8080"):
@@ -344,7 +345,7 @@ def plan_server(obj: ModelServer, memo: dict[str, Any], world: World, model: Dep
 
 def plan_notebook(obj: Notebook, memo: dict[str, Any], world: World, target: Dep) -> Plan:
     plan = Plan()
-    name = naming.container_name("Notebook", obj.namespace, obj.name, "notebook")
+    name = naming.container_name("Notebook", obj.namespace, obj.name, "notebook", instance=world.instance)
     if obj.spec.suspend:
         if name in world.containers:
             plan.actions.append(RemoveContainer(name=name, reason="suspended"))
@@ -364,7 +365,7 @@ def plan_notebook(obj: Notebook, memo: dict[str, Any], world: World, target: Dep
         mounts.append(Mount(str(Path(target.memo["current"]["runDir"]) / "data"), "/data", read_only=True))
     spec = RunSpec(name=name, image=target.container_image, command=["notebook.sh"], ports={NOTEBOOK_PORT: port},
                    env={"JUPYTER_TOKEN": token}, mounts=mounts,
-                   labels=naming.object_labels("Notebook", obj.namespace, obj.name, role="notebook",
+                   labels=naming.object_labels("Notebook", obj.namespace, obj.name, instance=world.instance, role="notebook",
                                                image=target.container_image, port=str(port)))
     if keep_running(plan, spec=spec, world=world, memo=memo, type_="Running", probe_what="notebook.sh on port 8888"):
         plan.url = f"http://127.0.0.1:{port}/?token={token}"

@@ -94,7 +94,7 @@ class Reconciler:
 
     def reconcile_all(self) -> None:
         by_owner: dict[tuple[str, str, str], dict[str, ContainerState]] = defaultdict(dict)
-        for c in self.runtime.containers({MANAGED: "true"}):
+        for c in self.runtime.containers({MANAGED: "true", naming.label("instance"): self.layout.instance}):
             owner = (c.labels.get(naming.label("kind"), ""), c.labels.get(naming.label("namespace"), ""),
                      c.labels.get(naming.label("name"), ""))
             by_owner[owner][c.name] = c
@@ -131,7 +131,7 @@ class Reconciler:
         return planner.World(now=self.clock(), images=self.images, containers=containers,
                              in_flight=self.executor.in_flight(), succeeded=Markers(), probes=probes,
                              log_tails=tails, gpu=self._gpu, free_port=self.port_finder(),
-                             ready_timeout=self.ready_timeout)
+                             ready_timeout=self.ready_timeout, instance=self.layout.instance)
 
     def dep(self, kind: str, namespace: str, name: str) -> planner.Dep:
         rec = self.store.get(kind, namespace, name)

@@ -18,7 +18,7 @@ from substratus.controlplane.reconciler import Reconciler, utcnow
 from substratus.controlplane.store import Record, Store
 from substratus.errors import NotFoundError, SourceError, ValidationError
 from substratus.resources.schema import Dataset, Model, ModelServer, Notebook, Resource
-from substratus.runtimes.base import Runtime
+from substratus.runtimes.base import ContainerState, Runtime
 from substratus.sources import ResolvedSource, git, local
 
 
@@ -116,11 +116,14 @@ class ControlPlane:
     def list(self, kind: Optional[str], namespace: Optional[str]) -> list[Record]:
         return self.store.list(kind, namespace)
 
+    def containers(self, kind: str, namespace: str, name: str) -> list[ContainerState]:
+        return self.runtime.containers(naming.object_labels(kind, namespace, name, instance=self.layout.instance))
+
     # -- delete -------------------------------------------------------------------------------
     def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         self.get(kind, namespace, name)
         removed = []
-        for c in self.runtime.containers(naming.object_labels(kind, namespace, name)):
+        for c in self.runtime.containers(naming.object_labels(kind, namespace, name, instance=self.layout.instance)):
             self.runtime.remove(c.name)
             removed.append(c.name)
         self.store.delete(kind, namespace, name)
@@ -146,7 +149,7 @@ class ControlPlane:
         for f in self.log_files(rec):
             yield f"==> {f.relative_to(self.layout.home)} <=="
             yield from f.read_text(errors="replace").splitlines()
-        containers = self.runtime.containers(naming.object_labels(kind, namespace, name))
+        containers = self.runtime.containers(naming.object_labels(kind, namespace, name, instance=self.layout.instance))
         for c in containers:
             live_follow = follow and c.running and c is containers[-1]
             yield f"==> container {c.name} ({c.status}) <=="
