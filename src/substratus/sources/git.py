@@ -94,4 +94,7 @@ def fetch(url: str, branch: str, path: str, cache: Path, field: str = "spec.sour
                           hint="give the directory (relative to the repository root) that holds the Dockerfile")
     require_dockerfile(context, f"{field}.path", f"{path or '(repository root)'} in {_redact(url)}")
     desc = f"git {_redact(url)} @ {branch or 'HEAD'} ({commit[:7]})" + (f" path {path}" if path else "")
-    return ResolvedSource(revision=commit, context=context, description=desc)
+    # The revision is the git tree of `path`, not the commit: a commit that changes only
+    # other parts of the repository must not rebuild (and reload, retrain) this object.
+    tree = _git(["rev-parse", f"HEAD:{path}" if path else "HEAD^{tree}"], cwd=checkout).stdout.strip()
+    return ResolvedSource(revision=tree or commit, context=context, description=desc)
