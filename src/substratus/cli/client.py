@@ -1,11 +1,14 @@
 """Finding, starting and talking to the control plane over HTTP.
 
 The CLI never touches the store or the engine directly for objects: it goes
-through the same API any other client would use.
+through the same API any other client would use. It uses the standard
+library's http.client (not httpx) so that `sub` starts fast: re-applying an
+unchanged manifest should return well within a second.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -15,8 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
-
-import httpx
+from urllib.parse import urlencode
 
 from substratus.api.errors import error_from_body
 from substratus.errors import ControlPlaneError
@@ -31,7 +33,6 @@ def home_dir() -> Path:
 class Client:
     def __init__(self, home: Path) -> None:
         self.home = home
-        self._http: Optional[httpx.Client] = None
 
     # -- discovery / lifecycle -----------------------------------------------------------------
     def endpoint(self) -> Optional[dict[str, Any]]:
@@ -46,9 +47,13 @@ class Client:
         if not ep:
             return None
         try:
-            resp = httpx.get(f"{ep['url']}/healthz", timeout=3)
-            return dict(resp.json()) if resp.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+            conn = http.client.HTTPConnection("127.0.0.1", int(ep["port"]), timeout=3)
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            body = resp.read()
+            conn.close()
+            return dict(json.loads(body)) if resp.status == 200 else None
+        except (OSError, ValueError, KeyError, http.client.HTTPException):
             return None
 
     def start(self) -> dict[str, Any]:
@@ -85,36 +90,45 @@ class Client:
         return True
 
     # -- requests --------------------------------------------------------------------------------
-    def http(self) -> httpx.Client:
-        if self._http is None:
-            ep = self.start()
-            token = (self.home / "token").read_text().strip()
-            self._http = httpx.Client(base_url=ep["url"], headers={"Authorization": f"Bearer {token}"},
-                                      timeout=httpx.Timeout(600, connect=5))
-        return self._http
+    def _connect(self, timeout: Optional[float]) -> tuple[http.client.HTTPConnection, dict[str, str]]:
+        ep = self.start()
+        token = (self.home / "token").read_text().strip()
+        conn = http.client.HTTPConnection("127.0.0.1", int(ep["port"]), timeout=timeout)
+        return conn, {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
-    def request(self, method: str, path: str, **kw: Any) -> Any:
+    def _send(self, method: str, path: str, body: Any = None,
+              timeout: Optional[float] = 600) -> http.client.HTTPResponse:
+        conn, headers = self._connect(timeout)
         try:
-            resp = self.http().request(method, path, **kw)
-        except httpx.HTTPError as err:
+            conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as err:
             raise ControlPlaneError(f"cannot reach the control plane: {err}",
                                     hint="run `sub up`, or see $SUBSTRATUS_HOME/controlplane.log") from err
-        if resp.status_code >= 400:
+        if resp.status >= 400:
+            raw = resp.read()
             try:
-                raise error_from_body(resp.json())
+                raise error_from_body(json.loads(raw))
             except ValueError:
-                raise ControlPlaneError(f"control plane answered {resp.status_code}: {resp.text[:300]}") from None
-        return resp.json()
+                raise ControlPlaneError(f"control plane answered {resp.status}: {raw[:300]!r}") from None
+        return resp
 
-    def stream(self, path: str, params: dict[str, Any]) -> Iterator[str]:
-        with self.http().stream("GET", path, params=params, timeout=None) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                raise error_from_body(resp.json())
-            yield from resp.iter_lines()
+    def request(self, method: str, path: str, *, json_body: Any = None, params: Optional[dict[str, str]] = None) -> Any:
+        if params:
+            path += "?" + urlencode(params)
+        resp = self._send(method, path, json_body)
+        return json.loads(resp.read())
+
+    def stream(self, path: str, params: dict[str, str]) -> Iterator[str]:
+        resp = self._send("GET", path + "?" + urlencode(params), timeout=None)
+        while True:
+            line = resp.readline()
+            if not line:
+                return
+            yield line.decode("utf-8", errors="replace").rstrip("\n")
 
     def apply(self, objects: list[dict[str, Any]]) -> list[dict[str, str]]:
-        return list(self.request("POST", "/api/v1/apply", json={"objects": objects}))
+        return list(self.request("POST", "/api/v1/apply", json_body={"objects": objects}))
 
     def list(self, kind: Optional[str] = None, namespace: Optional[str] = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in (("kind", kind), ("namespace", namespace)) if v}
