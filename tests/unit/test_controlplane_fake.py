@@ -200,7 +200,7 @@ def test_reference_to_missing_dataset_stores_nothing(env: Any) -> None:
     with pytest.raises(ValidationError) as e:
         apply(env, text)
     assert "spec.training.datasetName" in str(e.value) and "'nope' does not exist" in str(e.value)
-    assert env.store.list() == []
+    assert env.store.records() == []
 
 
 def test_missing_dockerfile_stores_nothing(env: Any) -> None:
@@ -208,7 +208,7 @@ def test_missing_dockerfile_stores_nothing(env: Any) -> None:
     with pytest.raises(ValidationError) as e:
         apply(env)
     assert "spec.source.dir" in str(e.value) and "no Dockerfile" in str(e.value)
-    assert env.store.list() == []
+    assert env.store.records() == []
 
 
 def test_delete_removes_containers(env: Any) -> None:

@@ -71,7 +71,7 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
     @app.get("/api/v1/objects", response_model=ObjectList, dependencies=[Depends(authorised)])
     def list_objects(kind: Optional[str] = None, namespace: Optional[str] = None) -> dict[str, Any]:
         k = canonical_kind(kind) if kind else None
-        return {"items": [r.document() for r in cp.list(k, namespace)]}
+        return {"items": [r.document() for r in cp.records(k, namespace)]}
 
     @app.get("/api/v1/objects/{kind}/{namespace}/{name}", dependencies=[Depends(authorised)])
     def get_object(kind: str, namespace: str, name: str) -> dict[str, Any]:

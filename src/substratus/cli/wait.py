@@ -33,7 +33,7 @@ def settled(obj: dict[str, Any]) -> bool:
 
 def current(obj: dict[str, Any]) -> bool:
     """The status speaks of the spec as it is now (not of an earlier generation)."""
-    return obj.get("status", {}).get("observedGeneration", 0) == obj["metadata"].get("generation", 0)
+    return bool(obj.get("status", {}).get("observedGeneration", 0) == obj["metadata"].get("generation", 0))
 
 
 def verdict(objs: list[dict[str, Any]]) -> Verdict:

@@ -157,8 +157,14 @@ def build_with_log(runtime: Runtime, spec: BuildSpec, log_path: Path | None,
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         fh = log_path.open("w", encoding="utf-8")
+
+    def write(line: str) -> None:
+        if fh is not None:
+            fh.write(line + "\n")
+            fh.flush()
+
     try:
-        runtime.build(spec, (lambda line: (fh.write(line + "\n"), fh.flush())) if fh else (lambda line: None))
+        runtime.build(spec, write)
     except SubstratusError as err:
         tail_text = getattr(err, "log_tail", "") or ""
         return f"{err.message} while building {spec.tag}; last build log lines:\n{tail(tail_text, 15)}"

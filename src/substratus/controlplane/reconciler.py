@@ -98,7 +98,7 @@ class Reconciler:
             owner = (c.labels.get(naming.label("kind"), ""), c.labels.get(naming.label("namespace"), ""),
                      c.labels.get(naming.label("name"), ""))
             by_owner[owner][c.name] = c
-        records = sorted(self.store.list(), key=lambda r: KIND_ORDER.index(r.kind))
+        records = sorted(self.store.records(), key=lambda r: KIND_ORDER.index(r.kind))
         for rec in records:
             try:
                 self.reconcile(rec, by_owner.get(rec.key, {}))
@@ -110,8 +110,13 @@ class Reconciler:
         obj = KINDS[rec.kind].model_validate(rec.body)
         world = self.observe(containers)
         plan = self.make_plan(obj, rec, world)
+        key = rec.key
+
+        def patch(p: dict[str, Any]) -> None:
+            self.patch_memo(key, p)
+
         for action in plan.actions:
-            self.executor.submit(action, lambda patch, key=rec.key: self.patch_memo(key, patch))
+            self.executor.submit(action, patch)
         self.write_status(rec, plan)
         return plan
 
@@ -189,8 +194,8 @@ def build_status(old: dict[str, Any], plan: planner.Plan, generation: int, now: 
     if plan.ready:
         steps.append(planner.Step("Ready", "True", plan.reason, plan.message))
     else:
-        status = "False" if plan.reason in planner.FAILED_REASONS or plan.reason == "Suspended" else "Unknown"
-        steps.append(planner.Step("Ready", status, plan.reason or "Pending", plan.message))
+        ready_status = "False" if plan.reason in planner.FAILED_REASONS or plan.reason == "Suspended" else "Unknown"
+        steps.append(planner.Step("Ready", ready_status, plan.reason or "Pending", plan.message))
     conditions = []
     for s in steps:
         prev = previous.get(s.type)

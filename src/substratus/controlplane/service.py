@@ -113,8 +113,8 @@ class ControlPlane:
                                 hint=f"list what exists with `sub get {kind.lower()}s`")
         return rec
 
-    def list(self, kind: Optional[str], namespace: Optional[str]) -> list[Record]:
-        return self.store.list(kind, namespace)
+    def records(self, kind: Optional[str], namespace: Optional[str]) -> list[Record]:
+        return self.store.records(kind, namespace)
 
     def containers(self, kind: str, namespace: str, name: str) -> list[ContainerState]:
         return self.runtime.containers(naming.object_labels(kind, namespace, name, instance=self.layout.instance))

@@ -68,8 +68,8 @@ class Store:
                                    (kind, namespace, name)).fetchone()
         return self._row(row) if row else None
 
-    def list(self, kind: Optional[str] = None, namespace: Optional[str] = None) -> list[Record]:
-        q, args = "SELECT * FROM objects WHERE 1=1", []
+    def records(self, kind: Optional[str] = None, namespace: Optional[str] = None) -> list[Record]:
+        q, args = "SELECT * FROM objects WHERE 1=1", list[str]()
         if kind:
             q, args = q + " AND kind=?", args + [kind]
         if namespace:

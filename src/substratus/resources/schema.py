@@ -151,7 +151,8 @@ class Size(Schema):
 
 
 class Compute(Schema):
-    types: list[Literal["CPU", "GPU"]] = Field(default_factory=lambda: ["CPU"], min_length=1)
+    types: list[Literal["CPU", "GPU"]] = Field(default_factory=lambda: list[Literal["CPU", "GPU"]](["CPU"]),
+                                               min_length=1)
 
 
 class ModelSpec(Schema):
@@ -188,7 +189,7 @@ class NotebookSpec(Schema):
 class Resource(Schema):
     """One object: apiVersion, kind, metadata, spec, status. Subclassed per kind."""
 
-    api_version: Literal["substratus.ai/v1"] = API_VERSION
+    api_version: Literal["substratus.ai/v1"] = "substratus.ai/v1"
     kind: str
     metadata: ObjectMeta
     spec: Any

@@ -22,7 +22,7 @@ def require_dockerfile(context: Path, field: str, where: str) -> None:
 
 
 def _files(root: Path) -> list[Path]:
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
         out.extend(Path(dirpath) / f for f in sorted(filenames))
