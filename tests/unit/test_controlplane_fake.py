@@ -234,3 +234,20 @@ def test_restart_adopts_running_containers(env: Any) -> None:
 
 def server_name(e: Any) -> str:
     return f"sub-{e.rec.layout.instance}-modelserver-default-tuned-server"
+
+
+def test_container_that_cannot_start_is_a_failed_condition(env: Any) -> None:
+    from substratus.errors import EngineError
+
+    def refuse(spec: RunSpec) -> Any:
+        raise EngineError("Error: unresolvable CDI devices nvidia.com/gpu=all")
+
+    apply(env)
+    settle(env)
+    env.rt.remove(server_name(env))
+    env.rt.run = refuse
+    env.rec.reconcile_all()
+    env.rec.reconcile_all()
+    assert reason(env, "ModelServer", "tuned") == "ServeFailed"
+    msg = next(c["message"] for c in status(env, "ModelServer", "tuned")["conditions"] if c["type"] == "Ready")
+    assert "could not start" in msg and "CDI" in msg

@@ -42,6 +42,8 @@ class BuildTrained:
 class StartContainer:
     spec: RunSpec = field(hash=False, compare=False)
     reason: str = ""
+    failure_key: str = ""      # where a failure to start is remembered (see plan.failure)
+    failure_reason: str = ""   # the condition reason it becomes
 
     @property
     def key(self) -> str:

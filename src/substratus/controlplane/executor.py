@@ -71,6 +71,9 @@ class Executor:
             self._run_quick(action)
         except SubstratusError as err:
             log.warning("%s failed: %s", action.key, err)
+            if isinstance(action, StartContainer) and action.failure_key:
+                patch(failure_patch(action.failure_key, action.failure_reason,
+                                    f"the engine could not start {action.spec.name}: {err}"))
             return "failed"
         return "done"
 

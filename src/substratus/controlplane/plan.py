@@ -139,7 +139,8 @@ def run_job(plan: Plan, *, name: str, spec: RunSpec, run_dir: Path, expect: Path
     if collect.key in world.in_flight:
         plan.wait(step.capitalize() + "ed", waiting_reason, f"{step} finished; checking its outputs")
     elif state is None:
-        plan.actions.append(StartContainer(spec=spec, reason=f"start {step}"))
+        plan.actions.append(StartContainer(spec=spec, reason=f"start {step}", failure_key=key,
+                                           failure_reason=failed_reason))
         plan.wait(step.capitalize() + "ed", waiting_reason, f"starting {step} in {name}")
     elif state.running or state.exit_code is None:
         plan.wait(step.capitalize() + "ed", waiting_reason, f"{step} running in container {name}")
@@ -273,6 +274,11 @@ def keep_running(plan: Plan, *, spec: RunSpec, world: World, memo: dict[str, Any
                  probe_what: str) -> bool:
     """Start, roll onto a new image, restart with backoff; True once the probe answers."""
     state = world.containers.get(spec.name)
+    failed_reason = "ServeFailed" if type_ == "Serving" else "NotebookFailed"
+    failed = failure(memo, f"start:{spec.name}")
+    if failed and state is None:
+        plan.wait(type_, failed["reason"], failed["message"])
+        return False
     image_label = naming.label("image")
     if state is not None and state.labels.get(image_label) != spec.labels.get(image_label):
         plan.actions.append(RemoveContainer(name=spec.name, reason="rolling onto a new image"))
@@ -280,7 +286,8 @@ def keep_running(plan: Plan, *, spec: RunSpec, world: World, memo: dict[str, Any
         plan.wait(type_, "Rolling", f"replacing the container with image {spec.image}")
         return False
     if state is None:
-        plan.actions.append(StartContainer(spec=spec, reason="start"))
+        plan.actions.append(StartContainer(spec=spec, reason="start", failure_key=f"start:{spec.name}",
+                                           failure_reason=failed_reason))
         plan.memo["startedAt"] = world.now
         plan.wait(type_, "Starting", f"starting {spec.name}")
         return False
