@@ -271,7 +271,7 @@ def wants_gpu(obj: Model, world: World) -> bool:
 # ---- long-running containers (server, notebook) -------------------------------------------------
 
 def keep_running(plan: Plan, *, spec: RunSpec, world: World, memo: dict[str, Any], type_: str,
-                 probe_what: str) -> bool:
+                 probe_what: str, log_file: Optional[Path] = None) -> bool:
     """Start, roll onto a new image, restart with backoff; True once the probe answers."""
     state = world.containers.get(spec.name)
     failed_reason = "ServeFailed" if type_ == "Serving" else "NotebookFailed"
@@ -292,7 +292,8 @@ def keep_running(plan: Plan, *, spec: RunSpec, world: World, memo: dict[str, Any
         plan.wait(type_, "Starting", f"starting {spec.name}")
         return False
     if not state.running:
-        return restart_with_backoff(plan, spec=spec, state=state, world=world, memo=memo, type_=type_)
+        return restart_with_backoff(plan, spec=spec, state=state, world=world, memo=memo, type_=type_,
+                                    log_file=log_file)
     if world.probes.get(spec.name):
         plan.memo.update({"restarts": 0, "nextRestartAt": None})
         return True
@@ -308,7 +309,7 @@ def keep_running(plan: Plan, *, spec: RunSpec, world: World, memo: dict[str, Any
 
 
 def restart_with_backoff(plan: Plan, *, spec: RunSpec, state: ContainerState, world: World,
-                         memo: dict[str, Any], type_: str) -> bool:
+                         memo: dict[str, Any], type_: str, log_file: Optional[Path] = None) -> bool:
     restarts = int(memo.get("restarts") or 0)
     tail = world.log_tails.get(spec.name, "")
     reason = "CrashLoopBackOff" if restarts >= CRASHLOOP_AFTER else "ServerExited"
@@ -318,7 +319,7 @@ def restart_with_backoff(plan: Plan, *, spec: RunSpec, state: ContainerState, wo
         delay = RESTART_BACKOFF[min(restarts, len(RESTART_BACKOFF) - 1)]
         plan.memo["nextRestartAt"] = world.now + delay
     elif world.now >= float(next_at):
-        plan.actions.append(RemoveContainer(name=spec.name, reason="restart after exit"))
+        plan.actions.append(RemoveContainer(name=spec.name, reason="restart after exit", save_log_to=log_file))
         plan.memo.update({"restarts": restarts + 1, "nextRestartAt": None, "startedAt": None})
     plan.wait(type_, reason, message)
     return False
@@ -332,7 +333,8 @@ def host_port(memo: dict[str, Any], plan: Plan, world: World) -> int:
     return int(port)
 
 
-def plan_server(obj: ModelServer, memo: dict[str, Any], world: World, model: Dep) -> Plan:
+def plan_server(obj: ModelServer, memo: dict[str, Any], world: World, model: Dep,
+                layout: Optional[Layout] = None) -> Plan:
     plan = Plan()
     if not (model.ready and model.container_image):
         waiting_on(plan, "Serving", model, "Model", obj.spec.model_name)
@@ -343,14 +345,17 @@ def plan_server(obj: ModelServer, memo: dict[str, Any], world: World, model: Dep
                    labels=naming.object_labels("ModelServer", obj.namespace, obj.name, instance=world.instance, role="server",
                                                image=model.container_image, port=str(port)),
                    gpu=bool(model.spec.get("compute", {}).get("types", ["CPU"])[0] == "GPU" and world.gpu))
-    if keep_running(plan, spec=spec, world=world, memo=memo, type_="Serving", probe_what="GET /docs on port 8080"):
+    log_file = layout.object_dir("ModelServer", obj.namespace, obj.name) / "exited.log" if layout else None
+    if keep_running(plan, spec=spec, world=world, memo=memo, type_="Serving", probe_what="GET /docs on port 8080",
+                    log_file=log_file):
         plan.url = f"http://127.0.0.1:{port}"
         plan.done("Serving", "Serving", f"serve.sh answers GET /docs at {plan.url}/docs")
         plan.ready, plan.reason, plan.message = True, "Serving", f"serving {model.container_image}"
     return plan
 
 
-def plan_notebook(obj: Notebook, memo: dict[str, Any], world: World, target: Dep) -> Plan:
+def plan_notebook(obj: Notebook, memo: dict[str, Any], world: World, target: Dep,
+                  layout: Optional[Layout] = None) -> Plan:
     plan = Plan()
     name = naming.container_name("Notebook", obj.namespace, obj.name, "notebook", instance=world.instance)
     if obj.spec.suspend:
@@ -374,7 +379,9 @@ def plan_notebook(obj: Notebook, memo: dict[str, Any], world: World, target: Dep
                    env={"JUPYTER_TOKEN": token}, mounts=mounts,
                    labels=naming.object_labels("Notebook", obj.namespace, obj.name, instance=world.instance, role="notebook",
                                                image=target.container_image, port=str(port)))
-    if keep_running(plan, spec=spec, world=world, memo=memo, type_="Running", probe_what="notebook.sh on port 8888"):
+    log_file = layout.object_dir("Notebook", obj.namespace, obj.name) / "exited.log" if layout else None
+    if keep_running(plan, spec=spec, world=world, memo=memo, type_="Running", probe_what="notebook.sh on port 8888",
+                    log_file=log_file):
         plan.url = f"http://127.0.0.1:{port}/?token={token}"
         plan.done("Running", "Running", f"notebook answers on port {port}")
         plan.ready, plan.reason, plan.message = True, "Running", f"notebook on {target.container_image}"

@@ -159,13 +159,13 @@ class Reconciler:
             ds = self.dep("Dataset", ns, training.dataset_name) if training else None
             return planner.plan_model(obj, rec.memo, world, self.layout, base, ds)
         if isinstance(obj, ModelServer):
-            return planner.plan_server(obj, rec.memo, world, self.dep("Model", ns, obj.spec.model_name))
+            return planner.plan_server(obj, rec.memo, world, self.dep("Model", ns, obj.spec.model_name), self.layout)
         assert isinstance(obj, Notebook)
         target = (self.dep("Model", ns, obj.spec.model_name) if obj.spec.model_name
                   else self.dep("Dataset", ns, obj.spec.dataset_name or ""))
         if target.exists and obj.spec.dataset_name:
             target.container_image = (target.memo.get("current") or {}).get("image") if target.ready else None
-        return planner.plan_notebook(obj, rec.memo, world, target)
+        return planner.plan_notebook(obj, rec.memo, world, target, self.layout)
 
     # -- writing back -----------------------------------------------------------------------------
     def patch_memo(self, key: tuple[str, str, str], patch: dict[str, Any]) -> None:

@@ -133,9 +133,7 @@ class ControlPlane:
     # -- logs ---------------------------------------------------------------------------------
     def log_files(self, rec: Record) -> list[Path]:
         files = []
-        build_log = self.layout.build_log(rec.kind, rec.namespace, rec.name)
-        if build_log.exists():
-            files.append(build_log)
+        files += sorted(self.layout.object_dir(rec.kind, rec.namespace, rec.name).glob("*.log"))
         run_dir = (rec.memo.get("current") or {}).get("runDir")
         if run_dir:
             rd = Path(run_dir)
