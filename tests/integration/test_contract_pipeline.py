@@ -111,6 +111,27 @@ def test_shell_contract_images_from_git_go_through_the_whole_pipeline(sub: Sub, 
     nb = status(sub, "notebook", "sonnets")
     assert nb["ready"] and httpx.get(nb["url"], timeout=10).status_code < 500
 
+    # suspend stops the notebook; unsuspending starts it again
+    m_suspended = tmp_path / "suspended.yaml"
+    m_suspended.write_text(manifest(repo).replace("spec: {datasetName: sonnets}",
+                                                  "spec: {datasetName: sonnets, suspend: true}"))
+    assert sub("apply", "-f", str(m_suspended), "--wait", "--timeout", "60").returncode == 0
+    assert status(sub, "notebook", "sonnets")["conditions"][-1]["reason"] == "Suspended"
+    assert not running(engine, sub, "notebook")
+    assert sub("apply", "-f", str(m), "--wait", "--timeout", "60").returncode == 0
+    assert running(engine, sub, "notebook")
+
+    # logs -f keeps streaming the running server's output
+    follow = subprocess.Popen([*sub_argv(), "logs", "server", "bigram-sonnets", "-f"], env=sub.env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        generate(server["url"], "follow me")
+        time.sleep(3)
+        assert follow.poll() is None, "logs -f ended by itself"
+    finally:
+        follow.terminate()
+    assert "listening on :8080" in follow.communicate(timeout=10)[0]
+
     # logs: training output is kept after its container is gone
     logs = sub.ok("logs", "model", "bigram-sonnets")
     assert "epochs=2" in logs and "train" in logs
@@ -169,3 +190,15 @@ def _show_daemon_log_on_failure(request: pytest.FixtureRequest, sub: Sub) -> Non
     log = sub.home / "controlplane.log"
     if rep is not None and rep.failed and log.exists():
         print(log.read_text()[-4000:])
+
+
+def running(engine: str, sub: Sub, role: str) -> bool:
+    out = subprocess.run([engine, "ps", "-q", "--filter", f"label=substratus.ai/role={role}",
+                          "--filter", f"label=substratus.ai/instance={instance(sub)}"], capture_output=True, text=True)
+    return bool(out.stdout.split())
+
+
+def sub_argv() -> list[str]:
+    from tests.integration.conftest import SUB
+
+    return [SUB]
