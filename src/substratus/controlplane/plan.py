@@ -304,7 +304,7 @@ def keep_running(plan: Plan, *, spec: RunSpec, world: World, memo: dict[str, Any
         plan.wait(type_, "ServeFailed", f"{probe_what} did not answer for {waited:.0f}s (limit "
                   f"{world.ready_timeout:.0f}s); last log lines:\n{tail}")
     else:
-        plan.wait(type_, "NotReady", f"waiting for {probe_what} ({waited:.0f}s so far)")
+        plan.wait(type_, "NotReady", f"waiting for {probe_what} (up to {world.ready_timeout:.0f}s)")
     return False
 
 
