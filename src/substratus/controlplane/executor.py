@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from substratus.build.contract import check_image
+from substratus.build.trained import trained_dockerfile
 from substratus.controlplane.actions import (
     SLOW_ACTIONS,
     Action,
@@ -122,7 +123,7 @@ class Executor:
 
     def build_trained(self, a: BuildTrained) -> dict[str, Any]:
         dockerfile = a.run_dir / TRAINED_DOCKERFILE
-        dockerfile.write_text(f"FROM {a.base}\nCOPY trained/ /model/saved/\n")
+        dockerfile.write_text(trained_dockerfile(a.base))
         spec = BuildSpec(context=a.run_dir, tag=a.tag, dockerfile=dockerfile, labels=a.labels)
         err = build_with_log(self.runtime, spec, a.run_dir / "build.log", ignore=("logs", "job.log"))
         if err is not None:

@@ -18,6 +18,8 @@ from typing import Any, Optional
 
 from substratus.errors import BuildError, CommandError, EngineError
 from substratus.runtimes.base import (
+    LABEL_PREFIX,
+    MANAGED,
     BuildSpec,
     Completed,
     ContainerState,
@@ -167,7 +169,9 @@ class EngineRuntime:
         return state
 
     def run_once(self, spec: RunSpec, timeout: float) -> Completed:
-        spec = RunSpec(**{**spec.__dict__, "name": spec.name or f"sub-once-{uuid.uuid4().hex[:10]}"})
+        labels = {MANAGED: "true", LABEL_PREFIX + "role": "once", **spec.labels}
+        spec = RunSpec(**{**spec.__dict__, "name": spec.name or f"sub-once-{uuid.uuid4().hex[:10]}",
+                          "labels": labels})
         argv = run_argv(self.engine, spec, detach=False, remove=True)
         try:
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -176,6 +180,9 @@ class EngineRuntime:
             self.remove(spec.name)
             out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
             return Completed(exit_code=124, output=out + f"\n(timed out after {timeout:.0f}s)")
+        except BaseException:  # Ctrl-C and friends: never leave the container behind
+            self.remove(spec.name)
+            raise
         return Completed(exit_code=proc.returncode, output=proc.stdout)
 
     def container(self, name: str) -> Optional[ContainerState]:

@@ -69,9 +69,11 @@ def build_image(runtime: Runtime, target: Target, source: Source, options: Optio
     if not options.rebuild and runtime.image_info(tag) is not None:
         return Outcome(True, f"{tag} was already built from this exact source (--rebuild builds again)"), tag
     recent: deque[str] = deque(maxlen=25)
+    seen = [0]
 
     def sink(line: str) -> None:
         recent.append(line)
+        seen[0] += 1
         if options.build_log:
             progress(f"  | {line}")
 
@@ -81,7 +83,7 @@ def build_image(runtime: Runtime, target: Target, source: Source, options: Optio
     except BuildError as err:
         return Outcome(False, f"`{runtime.engine} build` of {source.context} failed: {err.message}",
                        log_tail=err.log_tail or "\n".join(recent)), ""
-    return Outcome(True, f"built {tag} ({len(recent)}+ log lines)"), tag
+    return Outcome(True, f"built {tag} (`{runtime.engine} build`, {seen[0]} log lines)"), tag
 
 
 def check_workdir(runtime: Runtime, image: str, kind: str) -> Outcome:

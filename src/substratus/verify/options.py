@@ -49,6 +49,7 @@ class Options:
     train_timeout: float = 900.0
     load_timeout: float = 900.0
     fuzz_timeout: float = 60.0
+    request_timeout: float = 120.0
     fuzz_examples: int = 10
     epochs: int = 1
     batch_size: int = 2

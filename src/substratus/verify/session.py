@@ -111,7 +111,7 @@ class Session:
         self.runtime = TrackedRuntime(runtime, self.run_id)
         self.images: list[str] = []
         self.temp_dirs: list[Path] = []
-        self._saved_handlers: dict[int, Any] = {}
+        self._saved_handlers: dict[signal.Signals, Any] = {}
         self.cleaned = False
 
     def temp_dir(self, purpose: str) -> Path:
@@ -140,7 +140,7 @@ class Session:
         if self.cleaned:
             return
         in_main = threading.current_thread() is threading.main_thread()
-        blocked = {}
+        blocked: dict[signal.Signals, Any] = {}
         if in_main:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 blocked[sig] = signal.signal(sig, signal.SIG_IGN)

@@ -1,9 +1,7 @@
-"""The build context for a trained-model image, made the way the control plane makes it.
+"""The trained-model image: FROM the base image, /model/trained copied into /model/saved.
 
-The control plane copies a training run's /model/trained into a new image's
-/model/saved with a two-line Dockerfile; `sub verify` does the same so that
-"the trained model serves" is checked against what users will really get.
-(A candidate to move into `substratus.build` and share with the control plane.)
+Shared by the control plane (after a training run) and `sub verify` (the
+"trained model still serves" clause), so both check exactly what users get.
 """
 
 from __future__ import annotations
