@@ -1,0 +1,160 @@
+"""The model server's FastAPI app: contract endpoints, health, docs, OpenAI routes.
+
+``create_app`` takes the settings and a *loader* (a callable returning the
+loaded model) so tests can hand in a tiny in-memory model. The model is loaded
+on a background thread at start-up: ``/healthz`` answers at once, ``/readyz``
+and the generation endpoints answer 503 until the model is ready.
+
+Errors map to HTTP status in one place (``ERROR_STATUS``); request validation
+failures are 422 with a readable ``message`` next to FastAPI's ``detail``.
+"""
+
+import sys
+import threading
+from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from substratus_ml import __version__
+from substratus_ml.accesslog import AccessLog
+from substratus_ml.engine import BatchEngine, SamplingParams
+from substratus_ml.generation import GenerationError, Generator
+from substratus_ml.loading import LoadedModel
+from substratus_ml.offline_docs import add_offline_docs
+from substratus_ml.openai_api import add_openai_routes
+from substratus_ml.schemas import GenerateResponse, Health, Info, make_schemas
+from substratus_ml.settings import ServeSettings
+
+
+class ModelNotReady(Exception):
+    """The model is still loading, or failed to load."""
+
+
+ERROR_STATUS: dict[type[Exception], int] = {ModelNotReady: 503, GenerationError: 500}
+
+
+@dataclass
+class ModelSlot:
+    """What the routes share: the engine once loaded, or why it is not there."""
+
+    loaded: LoadedModel | None = None
+    engine: BatchEngine | None = None
+    generator: Generator | None = None
+    error: str | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def require(self) -> Generator:
+        if self.generator is None:
+            why = f"model failed to load: {self.error}" if self.error else "model is still loading"
+            raise ModelNotReady(f"{why}; poll GET /readyz until it returns 200")
+        return self.generator
+
+
+def _load_into(slot: ModelSlot, settings: ServeSettings, loader: Callable[[], LoadedModel],
+               on_failure: Callable[[str], None]) -> None:
+    try:
+        loaded = loader()
+        engine = BatchEngine(loaded, settings.max_batch, settings.batch_window_ms / 1000)
+        engine.start()
+        slot.loaded, slot.engine, slot.generator = loaded, engine, Generator(engine)
+        print(f"model loaded from {loaded.source} ({loaded.kind}); max batch {settings.max_batch}",
+              flush=True)
+    except Exception as exc:  # reported by /readyz and the generation endpoints
+        slot.error = f"{type(exc).__name__}: {exc}"
+        print(f"model load failed: {slot.error}", file=sys.stderr, flush=True)
+        on_failure(slot.error)
+    finally:
+        slot.ready.set()
+
+
+def _message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            parts.append(f"body is not valid JSON ({error.get('ctx', {}).get('error', 'decode error')})")
+            continue
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse(status_code=422, content={
+            "message": _message(exc), "detail": jsonable_encoder(exc.errors())})
+
+    async def mapped(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=ERROR_STATUS[type(exc)], content={"detail": str(exc)})
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    for error_type in ERROR_STATUS:
+        app.add_exception_handler(error_type, mapped)
+
+
+def create_app(settings: ServeSettings, loader: Callable[[], LoadedModel],
+               on_load_failure: Callable[[str], None] = lambda error: None) -> FastAPI:
+    slot = ModelSlot()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=_load_into, args=(slot, settings, loader, on_load_failure),
+                         name="substratus-load", daemon=True).start()
+        yield
+        if slot.engine is not None:
+            slot.engine.close()
+
+    app = FastAPI(title="Substratus model server", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
+                  description="Contract endpoints (`/generate`) plus an OpenAI-compatible "
+                              f"`/v1` API. Requests may ask for 1..{settings.max_new_tokens} "
+                              "new tokens.")
+    app.state.slot = slot
+    _add_error_handlers(app)
+    add_offline_docs(app, "Substratus model server")
+    _add_contract_routes(app, slot, settings)
+    add_openai_routes(app, slot.require, settings)
+    app.add_middleware(AccessLog)
+    return app
+
+
+def _add_contract_routes(app: FastAPI, slot: ModelSlot, settings: ServeSettings) -> None:
+    GenerateRequest = make_schemas(settings.max_new_tokens).generate
+    not_ready: dict[int | str, dict[str, Any]] = {503: {"description": "The model is not loaded yet."}}
+
+    @app.post("/generate", response_model=GenerateResponse, responses=not_ready)
+    async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:  # type: ignore[valid-type]
+        """Continue `prompt`; the generation starts with the exact prompt string."""
+        params = SamplingParams(body.max_new_tokens, body.temperature, body.top_p)  # type: ignore[attr-defined]
+        result = await slot.require().complete(body.prompt, params)  # type: ignore[attr-defined]
+        request.state.tokens = result.completion_tokens
+        return GenerateResponse(generation=body.prompt + result.text)  # type: ignore[attr-defined]
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        """Liveness: 200 while the process serves HTTP."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, responses=not_ready)
+    def readyz() -> JSONResponse:
+        """Readiness: 200 once the model is loaded, 503 before (or if loading failed)."""
+        if slot.generator is not None:
+            return JSONResponse(Health(status="ready").model_dump())
+        detail = slot.error or "model is loading"
+        return JSONResponse(Health(status="not ready", detail=detail).model_dump(), status_code=503)
+
+    @app.get("/info", response_model=Info)
+    def info() -> Info:
+        """What is served, with the training parameters when the model was fine-tuned."""
+        loaded = slot.loaded
+        return Info(model=settings.model_name, source=str(settings.model_dir),
+                    kind=loaded.kind if loaded else None,
+                    context_length=loaded.context_length if loaded else None,
+                    max_new_tokens=settings.max_new_tokens, max_batch=settings.max_batch,
+                    training_params=loaded.training_params if loaded else None)

@@ -1,0 +1,145 @@
+"""The ``substratus-ml`` console script that the reference images' contract scripts call.
+
+Sub-commands (options override environment variables, which override defaults)::
+
+    substratus-ml init-tiny --corpus FILE [--corpus FILE ...] --out DIR [--steps N]
+                            [--vocab-size 4096] [--n-layer 4] [--n-embd 128]
+                            [--n-head 4] [--n-positions 256] [--batch-size 8]
+                            [--block-size 64] [--lr 0.003]
+    substratus-ml train [--model-dir /model/saved] [--out /model/trained]
+                        [--logs-dir /model/logs] [--lr 0.0005] [--block-size 128]
+        (reads TRAIN_DATA_PATH, TRAIN_DATA_LIMIT, TRAIN_BATCH_SIZE, TRAIN_EPOCHS)
+    substratus-ml serve [--model-dir /model/saved] [--host 0.0.0.0] [--port 8080]
+                        [--model-name NAME] [--max-batch 16] [--max-new-tokens 512]
+        (reads SUBSTRATUS_MAX_BATCH, SUBSTRATUS_MAX_NEW_TOKENS, SUBSTRATUS_BATCH_WINDOW_MS)
+    substratus-ml init-gemma --out DIR
+
+Exit codes: 0 ok, 1 failed (message on stderr), 2 usage or bad parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="substratus-ml", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tiny = sub.add_parser("init-tiny", help="train a tokenizer and a tiny GPT-2 on local text")
+    tiny.add_argument("--corpus", type=Path, action="append", required=True,
+                      help="text or JSONL file (or directory); repeat for more")
+    tiny.add_argument("--out", type=Path, required=True, help="where to save_pretrained")
+    tiny.add_argument("--steps", type=int, default=300, help="pre-training steps (default 300)")
+    tiny.add_argument("--vocab-size", type=int, default=4096)
+    tiny.add_argument("--n-layer", type=int, default=4)
+    tiny.add_argument("--n-embd", type=int, default=128)
+    tiny.add_argument("--n-head", type=int, default=4)
+    tiny.add_argument("--n-positions", type=int, default=256)
+    tiny.add_argument("--batch-size", type=int, default=8)
+    tiny.add_argument("--block-size", type=int, default=64)
+    tiny.add_argument("--lr", type=float, default=3e-3)
+
+    train = sub.add_parser("train", help="fine-tune /model/saved on TRAIN_DATA_PATH (train.sh)")
+    train.add_argument("--model-dir", type=Path, default=Path("/model/saved"))
+    train.add_argument("--out", type=Path, default=Path("/model/trained"))
+    train.add_argument("--logs-dir", type=Path, default=Path("/model/logs"))
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--block-size", type=int, default=128)
+
+    serve = sub.add_parser("serve", help="serve the model over HTTP (serve.sh)")
+    serve.add_argument("--model-dir", type=Path, default=Path("/model/saved"))
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--model-name", default=None, help="id shown by /v1/models")
+    serve.add_argument("--max-batch", type=int, default=None,
+                       help="requests decoded together (env SUBSTRATUS_MAX_BATCH, default 16)")
+    serve.add_argument("--max-new-tokens", type=int, default=None,
+                       help="upper bound per request (env SUBSTRATUS_MAX_NEW_TOKENS, default 512)")
+
+    gemma = sub.add_parser("init-gemma", help="copy the Gemma 3 270M GGUF into a model dir")
+    gemma.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def _init_tiny(args: argparse.Namespace) -> int:
+    from substratus_ml.tiny import InitTinyArgs, TinySpec, init_tiny
+    from substratus_ml.training import RunLog
+
+    spec = TinySpec(vocab_size=args.vocab_size, n_layer=args.n_layer, n_embd=args.n_embd,
+                    n_head=args.n_head, n_positions=args.n_positions)
+    init_tiny(InitTinyArgs(args.corpus, args.out, args.steps, spec, args.batch_size,
+                           args.block_size, args.lr), RunLog())
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from substratus_ml.finetune import TrainDirs, params_from_env, run_train
+
+    params = params_from_env(os.environ)
+    run_train(params, TrainDirs(args.model_dir, args.out, args.logs_dir), args.lr, args.block_size)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from substratus_ml.serve import serve
+    from substratus_ml.settings import ServeSettings
+
+    settings = ServeSettings.from_env(os.environ, model_dir=args.model_dir,
+                                      model_name=args.model_name, max_batch=args.max_batch,
+                                      max_new_tokens=args.max_new_tokens)
+    serve(settings, args.host, args.port)
+    return 0
+
+
+def _init_gemma(args: argparse.Namespace) -> int:
+    from substratus_ml.gemma import init_gemma
+
+    print(init_gemma(args.out))
+    return 0
+
+
+def _quiet_transformers() -> None:
+    # Its advice (attention masks, max length of the tokenizer) does not apply to
+    # whole-block training and only buries our own progress lines.
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+
+
+def _passive_openmp_threads() -> None:
+    # OpenMP threads that spin while waiting make torch several times slower on a
+    # shared or oversubscribed CPU (measured: 2 spinning threads 3-20x slower than
+    # 1). libgomp reads this once, when torch is first imported, so set it first.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _passive_openmp_threads()
+    _quiet_transformers()
+    handlers = {"init-tiny": _init_tiny, "train": _train, "serve": _serve,
+                "init-gemma": _init_gemma}
+    from substratus_ml.corpus import DataError
+    from substratus_ml.finetune import ParamError
+    from substratus_ml.loading import ModelDirError
+    from substratus_ml.settings import SettingsError
+
+    try:
+        return handlers[args.command](args)
+    except (ParamError, SettingsError) as exc:
+        print(f"substratus-ml {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except (DataError, ModelDirError, FileNotFoundError) as exc:
+        print(f"substratus-ml {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

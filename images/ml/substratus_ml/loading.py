@@ -1,0 +1,67 @@
+"""Load a causal LM and its tokenizer from a local directory, never from a hub.
+
+The server loads exactly one model at start-up from ``/model/saved``. Two
+layouts are supported: a ``save_pretrained`` directory (what ``init-tiny`` and
+``train`` write) and a directory holding one ``.gguf`` file (what
+``init-gemma`` writes), which ``transformers`` de-quantises with ``gguf``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from substratus_ml.devices import pick_device
+
+
+class ModelDirError(Exception):
+    """The model directory is missing or holds no loadable model."""
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    kind: str  # "transformers" or "gguf"
+    source: Path
+    training_params: dict[str, Any] | None = field(default=None)
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 1024) or 1024)
+
+
+def _gguf_file(model_dir: Path) -> str | None:
+    found = sorted(p.name for p in model_dir.glob("*.gguf"))
+    return found[0] if found else None
+
+
+def load_model(model_dir: Path) -> LoadedModel:
+    """Load the model in ``model_dir`` for inference (float32, eval mode) on the GPU if present, else CPU."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # Nothing may be fetched: the image must serve what it was built with.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if not model_dir.is_dir():
+        raise ModelDirError(f"model directory {model_dir} does not exist; build the image "
+                            "with a model in /model/saved or pass --model-dir")
+    gguf = _gguf_file(model_dir)
+    if gguf is None and not (model_dir / "config.json").exists():
+        raise ModelDirError(f"{model_dir} holds neither config.json (save_pretrained) "
+                            "nor a .gguf file")
+    extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, **extra)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, local_files_only=True, dtype=torch.float32, **extra
+    )
+    model.to(pick_device())
+    model.eval()
+    params_file = model_dir / "training_params.json"
+    params = json.loads(params_file.read_text()) if params_file.exists() else None
+    return LoadedModel(model, tokenizer, "gguf" if gguf else "transformers", model_dir, params)

@@ -1,0 +1,123 @@
+"""The causal-LM training loop shared by pre-training and fine-tuning.
+
+``init-tiny`` calls :func:`fit` with a step budget to pre-train a fresh model;
+``train`` (:mod:`substratus_ml.finetune`) calls it with an epoch budget. A
+plain PyTorch loop keeps the dependency set small and the CPU cost visible:
+every ``log_every`` steps it reports loss and tokens per second.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+
+def cpu_threads() -> int:
+    """Torch threads to use: ``SUBSTRATUS_THREADS``, else the CPUs this process may run on.
+
+    Called by entry points only. The override exists because on an oversubscribed
+    host two spinning threads can be several times slower than one.
+    """
+    override = os.environ.get("SUBSTRATUS_THREADS", "").strip()
+    if override.isdigit() and int(override) > 0:
+        return int(override)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class RunLog:
+    """Writes each line to stdout and, when given, to a log file (flushed per line)."""
+
+    def __init__(self, path: Path | None = None, stream: TextIO = sys.stdout) -> None:
+        self._stream = stream
+        self._file: TextIO | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+
+    def __call__(self, line: str) -> None:
+        for out in (self._stream, self._file):
+            if out is not None:
+                out.write(line + "\n")
+                out.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    batch_size: int
+    steps: int
+    lr: float
+    log_every: int = 10
+    warmup_fraction: float = 0.1
+    seed: int = 0
+
+
+def _batches(data: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Shuffled mini-batches, epoch after epoch, forever."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(order), batch_size):
+            yield data[order[start : start + batch_size]]
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def fit(model: Any, data: torch.Tensor, config: FitConfig, log: Callable[[str], None]) -> float:
+    """Train ``model`` on token blocks ``data`` for ``config.steps`` steps; returns the last loss."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
+    warmup = max(1, int(config.steps * config.warmup_fraction))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, config.steps, warmup)
+    )
+    batches = _batches(data, config.batch_size, config.seed)
+    loss_value, tokens, started = float("nan"), 0, time.perf_counter()
+    for step in range(1, config.steps + 1):
+        batch = next(batches).to(model.device)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value, tokens = loss.item(), tokens + batch.numel()
+        if step % config.log_every == 0 or step == config.steps:
+            elapsed = time.perf_counter() - started
+            log(f"step {step}/{config.steps} loss {loss_value:.4f} "
+                f"tokens/s {tokens / max(elapsed, 1e-9):.0f}")
+            tokens, started = 0, time.perf_counter()
+    model.eval()
+    return loss_value
+
+
+@torch.inference_mode()
+def evaluate(model: Any, data: torch.Tensor, batch_size: int = 16) -> float:
+    """Mean next-token loss of ``model`` over the token blocks ``data``."""
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        batch = data[start : start + batch_size].to(model.device)
+        predicted = batch.shape[0] * (batch.shape[1] - 1)
+        total += model(input_ids=batch, labels=batch).loss.item() * predicted
+        count += predicted
+    return total / max(count, 1)

@@ -1,0 +1,107 @@
+"""Shared fixtures: one tiny model per test session, and a live server on it.
+
+The model is deliberately minuscule (2 layers, 32-wide) so that building it and
+generating from it takes seconds on two cores; it is trained for a few steps
+only so that it produces varied tokens rather than uniform noise.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import uvicorn
+
+from substratus_ml.app import create_app
+from substratus_ml.loading import LoadedModel, load_model
+from substratus_ml.settings import ServeSettings
+from substratus_ml.tiny import InitTinyArgs, TinySpec, init_tiny
+
+TEXT = """The quick brown fox jumps over the lazy dog.
+A journey of a thousand miles begins with a single step.
+%
+All that glitters is not gold; all who wander are not lost.
+The early bird catches the worm, but the second mouse gets the cheese.
+%
+Time flies like an arrow; fruit flies like a banana.
+Never put off until tomorrow what you can do the day after tomorrow.
+"""
+
+TINY_SPEC = TinySpec(vocab_size=400, n_layer=2, n_embd=32, n_head=2, n_positions=128)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread() -> None:
+    # Tests share two cores with other work; one torch thread is the fastest there.
+    torch.set_num_threads(1)
+
+
+def write_corpus(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "corpus.txt"
+    path.write_text(TEXT * 4)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    out = root / "saved"
+    init_tiny(InitTinyArgs([write_corpus(root)], out, steps=15, spec=TINY_SPEC, batch_size=4,
+                           block_size=32, lr=1e-2), log=lambda line: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dir: Path) -> LoadedModel:
+    return load_model(tiny_dir)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, app: object) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",  # type: ignore[arg-type]
+                                access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        import httpx
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("test server did not become ready in 30 s")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+SERVER_SETTINGS = ServeSettings(model_dir=Path("in-memory"), model_name="tiny-test",
+                                max_batch=16, max_new_tokens=64, batch_window_ms=30)
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_model: LoadedModel) -> Iterator[LiveServer]:
+    app = create_app(SERVER_SETTINGS, lambda: tiny_model)
+    with LiveServer(app) as server:
+        yield server

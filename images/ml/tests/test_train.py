@@ -1,0 +1,87 @@
+"""``substratus-ml train`` (train.sh): contract env vars in, trained model and metrics out."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from substratus_ml import corpus
+from substratus_ml.cli import main
+
+SENTENCES = ["The cat sat on the mat and purred.", "The dog sat on the log and barked.",
+             "The bird sat on the wire and sang."]
+
+
+def _dataset(path: Path, count: int) -> Path:
+    lines = [json.dumps({"text": SENTENCES[i % 3]}) for i in range(count)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _run(tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch,
+         env: dict[str, str]) -> int:
+    for name in ("TRAIN_DATA_PATH", "TRAIN_DATA_LIMIT", "TRAIN_BATCH_SIZE", "TRAIN_EPOCHS",
+                 "DATASET_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return main(["train", "--model-dir", str(tiny_dir), "--out", str(tmp_path / "trained"),
+                 "--logs-dir", str(tmp_path / "logs"), "--lr", "0.01", "--block-size", "32"])
+
+
+def test_training_lowers_loss_and_honours_the_params(
+        tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _dataset(tmp_path / "data.jsonl", 200)
+    code = _run(tmp_path, tiny_dir, monkeypatch, {
+        "TRAIN_DATA_PATH": str(data), "TRAIN_DATA_LIMIT": "60", "TRAIN_BATCH_SIZE": "2",
+        "TRAIN_EPOCHS": "3"})
+    assert code == 0
+    metrics = json.loads((tmp_path / "logs" / "metrics.json").read_text())
+    assert metrics["loss_after"] < metrics["loss_before"]
+    assert (metrics["epochs"], metrics["batch_size"], metrics["data_limit"]) == (3, 2, 60)
+    assert metrics["records"] == 60
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    train_records, _ = corpus.split_holdout(corpus.read_records(data, 60))
+    blocks = corpus.blocks(corpus.token_stream(train_records, tokenizer.encode,
+                                               tokenizer.eos_token_id), 32)
+    assert metrics["steps"] == 3 * math.ceil(len(blocks) / 2)
+
+    log = (tmp_path / "logs" / "train.log").read_text()
+    assert f"step {metrics['steps']}/{metrics['steps']} loss" in log and "tokens/s" in log
+    trained = tmp_path / "trained"
+    params = json.loads((trained / "training_params.json").read_text())
+    assert params["epochs"] == 3 and params["data_path"] == str(data)
+    assert params["loss_after"] == metrics["loss_after"]
+    AutoModelForCausalLM.from_pretrained(trained, local_files_only=True)
+
+
+def test_plain_text_data_is_accepted(tmp_path: Path, tiny_dir: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("\n\n".join(SENTENCES * 3))
+    assert _run(tmp_path, tiny_dir, monkeypatch, {"TRAIN_DATA_PATH": str(data)}) == 0
+    metrics = json.loads((tmp_path / "logs" / "metrics.json").read_text())
+    assert (metrics["records"], metrics["epochs"], metrics["data_limit"]) == (9, 1, None)
+
+
+@pytest.mark.parametrize("env, code, message", [
+    ({}, 2, "TRAIN_DATA_PATH is not set"),
+    ({"TRAIN_DATA_PATH": "{missing}"}, 1, "does not exist"),
+    ({"TRAIN_DATA_PATH": "{empty}"}, 1, "no text records"),
+    ({"TRAIN_DATA_PATH": "{empty}", "TRAIN_EPOCHS": "zero"}, 2, "TRAIN_EPOCHS='zero'"),
+    ({"TRAIN_DATA_PATH": "{empty}", "TRAIN_BATCH_SIZE": "0"}, 2, "TRAIN_BATCH_SIZE='0': must be >= 1"),
+])
+def test_bad_input_exits_with_a_clear_message(
+        tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], env: dict[str, str], code: int, message: str) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    paths = {"missing": str(tmp_path / "missing.jsonl"), "empty": str(empty)}
+    env = {k: v.format(**paths) for k, v in env.items()}
+    assert _run(tmp_path, tiny_dir, monkeypatch, env) == code
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "trained").exists()
