@@ -7,8 +7,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The reference images' ML package is tested on the host too, in its own venv.
+# torch==2.13.0 is the CPU wheel on machines of this kind (pip's find-links);
+# elsewhere set TORCH_INDEX=https://download.pytorch.org/whl/cpu.
+VENV_ML := .venv-ml
+ML_STAMP := $(VENV_ML)/.installed-stamp
+TORCH_INDEX ?=
 
-.PHONY: setup engine venv base-images demo test test-unit test-integration test-e2e test-heavy bench lint clean-demo
+.PHONY: setup engine venv venv-ml base-images demo test test-unit test-ml test-integration test-e2e test-heavy bench lint clean-demo
 
 setup: engine venv base-images
 
@@ -23,16 +29,29 @@ $(STAMP): pyproject.toml
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
+venv-ml: $(ML_STAMP)
+
+$(ML_STAMP): images/ml/pyproject.toml
+	@echo "==> creating $(VENV_ML) for the ML package's own tests" >&2
+	@test -x $(VENV_ML)/bin/python || $(PYTHON) -m venv $(VENV_ML)
+	@$(VENV_ML)/bin/pip install -q --disable-pip-version-check $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==2.13.0
+	@$(VENV_ML)/bin/pip install -q --disable-pip-version-check -e 'images/ml[test]'
+	@touch $@
+
 base-images: engine
 	@bash scripts/build-base-images.sh
 
 demo: setup
 	@$(BIN)/python scripts/demo.py
 
-test: setup test-unit test-integration test-e2e
+test: setup test-unit test-ml test-integration test-e2e
 
 test-unit: venv
-	$(BIN)/pytest -q tests/unit images/ml/tests -p no:cacheprovider
+	$(BIN)/pytest -q tests/unit -p no:cacheprovider
+	$(BIN)/lint-imports
+
+test-ml: venv-ml
+	cd images/ml && ../../$(VENV_ML)/bin/python -m pytest -q -p no:cacheprovider
 
 test-integration: venv engine
 	$(BIN)/pytest -q -m integration tests/integration -p no:cacheprovider
