@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, Optional
 
 from substratus.runtimes.base import Runtime, RunSpec
 from substratus.verify.clauses import Outcome
@@ -111,16 +111,27 @@ def judge_generation(prompt: str, status: int, body: bytes) -> tuple[bool, str, 
     return True, f"\"generation\" starts with the prompt and adds {len(gen) - len(prompt)} characters", ""
 
 
-def check_generate(probe: HttpProbe, server: Server, prompt: str, max_new_tokens: int, timeout: float) -> Outcome:
+def check_generate(probe: HttpProbe, server: Server, prompt: str, max_new_tokens: int, timeout: float,
+                   warmup: float = 0.0, clock: Optional[Clock] = None) -> Outcome:
+    """One generation. A 503 ("still loading") is retried for up to `warmup` seconds:
+    a server may listen (and serve /docs) before its model is loaded."""
     body = generate_request(prompt, max_new_tokens)
     sent = f"POST /generate {body.decode()}"
-    try:
-        got = probe.request("POST", server.url + "/generate", body=body,
-                            headers={"Content-Type": "application/json"}, timeout=timeout)
-    except ProbeError as err:
-        return Outcome(False, f"{sent} got no answer: {err}")
+    clock = clock or Clock()
+    deadline = clock.now() + warmup
+    waited = ""
+    while True:
+        try:
+            got = probe.request("POST", server.url + "/generate", body=body,
+                                headers={"Content-Type": "application/json"}, timeout=timeout)
+        except ProbeError as err:
+            return Outcome(False, f"{sent} got no answer: {err}")
+        if got.status != 503 or clock.now() >= deadline:
+            break
+        waited = " (after retrying while it answered 503: model still loading)"
+        clock.sleep(1.0)
     ok, why, fix = judge_generation(prompt, got.status, got.body)
-    evidence = f"{sent}\n-> {got.status} {_short(got.body)}\n{why}"
+    evidence = f"{sent}\n-> {got.status} {_short(got.body)}{waited}\n{why}"
     return Outcome(ok, evidence, fix=fix)
 
 

@@ -169,7 +169,8 @@ class Verifier:
             self.step("serve.listen", listen)
             self.step("serve.docs", lambda: cs.check_docs(probe, self._up(server), o.request_timeout))
             self.step("serve.generate", lambda: cs.check_generate(probe, self._up(server), o.prompt,
-                                                                  o.max_new_tokens, o.request_timeout))
+                                                                  o.max_new_tokens, o.request_timeout,
+                                                                  o.serve_timeout, self.deps.clock))
             self.step("serve.bad-body", lambda: cs.check_bad_body(probe, self._up(server), o.request_timeout))
             self.step("serve.fuzz", fuzz)
         finally:
@@ -215,7 +216,7 @@ class Verifier:
             if not up.ok:
                 return Outcome(False, f"built {tag}, but: {up.evidence}", log_tail=up.log_tail)
             gen = cs.check_generate(self.deps.probe, server, self.options.prompt, self.options.max_new_tokens,
-                                    self.options.request_timeout)
+                                    self.options.request_timeout, self.options.serve_timeout, self.deps.clock)
             return Outcome(gen.ok, f"built {tag} from the trained files; {up.evidence}\n{gen.evidence}",
                            fix=gen.fix, log_tail="" if gen.ok else cs.log_tail(self.rt, server.name))
         finally:
