@@ -34,7 +34,9 @@ def status(kind: str, name: str) -> dict:
 
 
 def generate(url: str, prompt: str) -> str:
-    resp = httpx.post(f"{url}/generate", json={"prompt": prompt, "max_new_tokens": 48}, timeout=120)
+    # Sampled (temperature 0.8): greedy decoding makes a model this small repeat itself.
+    body = {"prompt": prompt, "max_new_tokens": 48, "temperature": 0.8, "top_p": 0.95}
+    resp = httpx.post(f"{url}/generate", json=body, timeout=120)
     resp.raise_for_status()
     return str(resp.json()["generation"])
 
@@ -60,7 +62,7 @@ def main() -> int:
         for label, url in (("base (fortunes)", base["url"]), ("fine-tuned (Shakespeare)", tuned["url"])):
             text = generate(url, prompt)
             print(f"  {label}:")
-            print(textwrap.indent(textwrap.fill(text.replace("\n", " / "), 96), "    "))
+            print(textwrap.indent(text.strip(), "    | "))
     print(f"\nNotebook: {notebook['url']}")
     print("\nNext: sub get | sub describe model tiny-gpt-shakespeare | sub logs model tiny-gpt-shakespeare"
           " | sub delete -f examples/demo")
