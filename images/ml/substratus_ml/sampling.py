@@ -22,7 +22,9 @@ def next_tokens(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Te
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     # Drop a token when the tokens ranked above it already cover top_p (the first always stays).
     before = sorted_probs.cumsum(dim=-1) - sorted_probs
-    sorted_probs[before >= top_p[sampled].unsqueeze(1)] = 0.0
+    drop = before >= top_p[sampled].unsqueeze(1)
+    drop[:, 0] = False  # rounding can make `before` of the top token > a tiny top_p: never drop it
+    sorted_probs[drop] = 0.0
     pick = torch.multinomial(sorted_probs, 1, generator=generator)
     chosen[sampled] = order.gather(1, pick).squeeze(1)
     return chosen

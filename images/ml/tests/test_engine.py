@@ -80,3 +80,14 @@ def test_ignore_eos_always_produces_max_new_tokens(tiny_model: LoadedModel) -> N
     for result in _run_all(BatchEngine(tiny_model), jobs):
         assert result.done is not None
         assert (result.done.finish_reason, result.done.completion_tokens) == ("length", 30)
+
+
+def test_tiny_top_p_keeps_the_most_likely_token() -> None:
+    """schemathesis found top_p=5e-324 crashing multinomial: the top token must always stay."""
+    import torch
+
+    from substratus_ml.sampling import next_tokens
+
+    logits = torch.randn(3, 50) * 30
+    out = next_tokens(logits, torch.tensor([1.0, 1.0, 0.7]), torch.tensor([5e-324, 1e-12, 1e-300]))
+    assert out.tolist() == logits.argmax(dim=-1).tolist()
