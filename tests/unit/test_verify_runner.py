@@ -73,9 +73,10 @@ def test_skip_groups(tmp_path: Path) -> None:
 def test_a_failed_build_skips_what_needs_the_image(tmp_path: Path) -> None:
     rt = ContractRuntime()
     src = model_dir(tmp_path / "src")
+    from substratus.build.baseimages import fingerprint
     from substratus.sources.local import digest
 
-    rt.fail_builds.add(verify_image_tag("Model", digest(src)))
+    rt.fail_builds.add(verify_image_tag("Model", f"{digest(src)}+{fingerprint(rt, src)}"))
     report = verify(rt, model_target(src), FAST, deps=deps())
     got = statuses(report)
     assert got["dockerfile"] == "PASS" and got["build"] == "FAIL"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
-from substratus.build import naming
+from substratus.build import baseimages, naming
 from substratus.controlplane.layout import Layout
 from substratus.controlplane.reconciler import Reconciler, utcnow
 from substratus.controlplane.store import Record, Store
@@ -89,6 +89,16 @@ class ControlPlane:
             raise ValidationError(problems, hint="nothing was applied")
 
     def resolve_source(self, obj: Resource) -> Optional[ResolvedSource]:
+        resolved = self._fetch_source(obj)
+        if resolved is None:
+            return None
+        bases = baseimages.fingerprint(self.runtime, resolved.context)
+        if not bases:
+            return resolved
+        return ResolvedSource(revision=naming.digest(resolved.revision, bases), context=resolved.context,
+                              description=resolved.description)
+
+    def _fetch_source(self, obj: Resource) -> Optional[ResolvedSource]:
         if not isinstance(obj, (Dataset, Model)):
             return None
         src = obj.spec.source

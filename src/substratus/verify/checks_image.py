@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from substratus.build import contract
+from substratus.build import baseimages, contract
 from substratus.build.naming import label
 from substratus.errors import BuildError, SourceError
 from substratus.runtimes.base import MANAGED, BuildSpec, Runtime, RunSpec
@@ -65,7 +65,9 @@ def build_image(runtime: Runtime, target: Target, source: Source, options: Optio
                            fix=f"build it first, or check the name with `{runtime.engine} images`"), ""
         return Outcome(True, f"using existing image {target.image} ({info.id[:19]})"), target.image
     assert source.context is not None
-    tag = verify_image_tag(target.kind, source.revision, target.path)
+    # The base images' IDs count as content: a rebuilt FROM image means a new build.
+    revision = f"{source.revision}+{baseimages.fingerprint(runtime, source.context)}"
+    tag = verify_image_tag(target.kind, revision, target.path)
     if not options.rebuild and runtime.image_info(tag) is not None:
         return Outcome(True, f"{tag} was already built from this exact source (--rebuild builds again)"), tag
     recent: deque[str] = deque(maxlen=25)
