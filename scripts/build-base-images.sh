@@ -40,7 +40,7 @@ step() {
   local name=$1 t0=$SECONDS
   shift
   say "[$name] start"
-  if "$@"; then
+  if "$@" >&2; then  # build logs are progress: stderr, so stdout keeps only results
     say "[$name] done in $((SECONDS - t0))s"
   else
     local rc=$?
@@ -150,7 +150,8 @@ ensure_python_base() {
 ml_source_hash() {
   (cd "$REPO_ROOT/images/ml" &&
     find . -type f -not -path '*/__pycache__/*' -not -path './build/*' \
-      -not -path '*.egg-info/*' -not -name '*.pyc' -print0 |
+      -not -path '*.egg-info/*' -not -name '*.pyc' -not -path './tests/*' \
+      -not -path './.pytest_cache/*' -print0 |
     LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 }
 
