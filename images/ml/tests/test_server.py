@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -172,6 +173,16 @@ def test_failed_load_is_reported(tmp_path: Path) -> None:
 
 def test_one_log_line_per_request(live_server: LiveServer, capfd: pytest.CaptureFixture[str]) -> None:
     httpx.post(f"{live_server.url}/generate", json={"prompt": "The", "max_new_tokens": 3})
-    lines = [line for line in capfd.readouterr().out.splitlines()
-             if line.startswith("POST /generate 200")]
+    # The server thread writes the line as the response completes: it may land just after we
+    # see the response, so read the output for a moment rather than once.
+    out, lines = "", []
+    for _ in range(40):
+        out += capfd.readouterr().out
+        lines = [line for line in out.splitlines() if line.startswith("POST /generate 200")]
+        if lines:
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)
+    out += capfd.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("POST /generate 200")]
     assert len(lines) == 1 and re.search(r"\d+\.\dms tokens=\d+$", lines[0])
