@@ -79,7 +79,9 @@ class Reconciler:
         self.wake = threading.Event()
         self.executor = executor or Executor(runtime, on_done=self.wake.set)
         self.images = ImageCache(runtime)
-        self._locks: dict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
+        # One lock per object: a pass acting on it and a delete of it never interleave
+        # (else a pass that read the object before the delete could start a container after it).
+        self._locks: dict[tuple[str, str, str], threading.RLock] = defaultdict(threading.RLock)
         self._gpu: Optional[bool] = None
 
     # -- loop --------------------------------------------------------------------------------
@@ -115,10 +117,16 @@ class Reconciler:
         def patch(p: dict[str, Any]) -> None:
             self.patch_memo(key, p)
 
-        for action in plan.actions:
-            self.executor.submit(action, patch)
-        self.write_status(rec, plan)
+        with self.lock(key):
+            if self.store.get(*key) is None:  # deleted while we were planning
+                return plan
+            for action in plan.actions:
+                self.executor.submit(action, patch)
+            self.write_status(rec, plan)
         return plan
+
+    def lock(self, key: tuple[str, str, str]) -> threading.RLock:
+        return self._locks[key]
 
     def observe(self, containers: dict[str, ContainerState]) -> planner.World:
         probes: dict[str, bool] = {}

@@ -133,10 +133,12 @@ class ControlPlane:
     def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         self.get(kind, namespace, name)
         removed = []
-        for c in self.runtime.containers(naming.object_labels(kind, namespace, name, instance=self.layout.instance)):
-            self.runtime.remove(c.name)
-            removed.append(c.name)
-        self.store.delete(kind, namespace, name)
+        with self.reconciler.lock((kind, namespace, name)):
+            self.store.delete(kind, namespace, name)
+            for c in self.runtime.containers(naming.object_labels(kind, namespace, name,
+                                                                  instance=self.layout.instance)):
+                self.runtime.remove(c.name)
+                removed.append(c.name)
         self.reconciler.wake.set()
         return {"kind": kind, "namespace": namespace, "name": name, "result": "deleted", "containers": removed}
 
