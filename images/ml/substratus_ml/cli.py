@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
 
     gemma = sub.add_parser("init-gemma", help="copy the Gemma 3 270M GGUF into a model dir")
     gemma.add_argument("--out", type=Path, required=True)
+
+    notebook = sub.add_parser("notebook", help="the contract's notebook.sh: JupyterLab on 0.0.0.0:8888")
+    notebook.add_argument("--root", type=Path, required=True, help="/model or /dataset")
+    notebook.add_argument("--port", type=int, default=8888)
     return parser
 
 
@@ -103,6 +107,19 @@ def _init_gemma(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notebook(args: argparse.Namespace) -> int:
+    """Replace this process with JupyterLab (argv, no shell). The orchestrator sets
+    JUPYTER_TOKEN, which Jupyter reads; without it Jupyter makes one and logs the URL."""
+    (args.root / "logs").mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("JUPYTER_TOKEN"):
+        print("notebook: JUPYTER_TOKEN is not set; using a random token (see the log URL)", file=sys.stderr)
+    argv = ["jupyter", "lab", "--ServerApp.ip=0.0.0.0", f"--ServerApp.port={args.port}",
+            f"--ServerApp.root_dir={args.root}", "--ServerApp.open_browser=False",
+            "--ServerApp.allow_root=True", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    os.execvp(argv[0], argv)
+    return 1  # not reached
+
+
 def _quiet_transformers() -> None:
     # Its advice (attention masks, max length of the tokenizer) does not apply to
     # whole-block training and only buries our own progress lines.
@@ -123,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _passive_openmp_threads()
     _quiet_transformers()
     handlers = {"init-tiny": _init_tiny, "train": _train, "serve": _serve,
-                "init-gemma": _init_gemma}
+                "init-gemma": _init_gemma, "notebook": _notebook}
     from substratus_ml.corpus import DataError
     from substratus_ml.finetune import ParamError
     from substratus_ml.loading import ModelDirError

@@ -1,7 +1,7 @@
 """The podman / docker runtime: drives the engine's CLI with argv lists.
 
 podman and docker share every verb used here; the differences (GPU flags,
-inspect field names) are handled in small helpers. Never `shell=True`.
+inspect field names) are handled in small helpers. Commands are argv lists, no shell.
 """
 
 from __future__ import annotations
