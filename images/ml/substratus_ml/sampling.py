@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import torch
 
+MIN_TEMPERATURE = 1e-4
+
 
 def next_tokens(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """``logits`` ``[B, V]``, ``temperature``/``top_p`` ``[B]`` -> token ids ``[B]``."""
     chosen = logits.argmax(dim=-1)
-    sampled = temperature > 0
+    # Temperatures too small to divide by safely (schemathesis sent 1.2e-38) decode greedily.
+    sampled = temperature > MIN_TEMPERATURE
     if not bool(sampled.any()):
         return chosen
     scaled = logits[sampled].float() / temperature[sampled].unsqueeze(1)

@@ -91,3 +91,13 @@ def test_tiny_top_p_keeps_the_most_likely_token() -> None:
     logits = torch.randn(3, 50) * 30
     out = next_tokens(logits, torch.tensor([1.0, 1.0, 0.7]), torch.tensor([5e-324, 1e-12, 1e-300]))
     assert out.tolist() == logits.argmax(dim=-1).tolist()
+
+
+def test_denormal_temperature_decodes_greedily() -> None:
+    import torch
+
+    from substratus_ml.sampling import next_tokens
+
+    logits = torch.randn(2, 50) * 30
+    out = next_tokens(logits, torch.tensor([1.1754943508222875e-38, 1e-30]), torch.tensor([1.0, 1e-77]))
+    assert out.tolist() == logits.argmax(dim=-1).tolist()
