@@ -55,8 +55,8 @@ def test_trained_image_is_built_from_the_image_plus_trained_files(tmp_path: Path
     report = verify(rt, model_target(model_dir(tmp_path / "src")), FAST, deps=deps())
     builds = [tag for op, tag in rt.calls if op == "build"]
     assert builds == [report.image, "localhost/substratus/verify-model-trained:t1"]
-    assert "localhost/substratus/verify-model-trained:t1" not in rt.images, "the trained image is removed"
-    assert report.image in rt.images, "the source image is kept for the next run"
+    assert "localhost/substratus/verify-model-trained:t1" not in rt.image_store, "the trained image is removed"
+    assert report.image in rt.image_store, "the source image is kept for the next run"
 
 
 def test_skip_groups(tmp_path: Path) -> None:
@@ -211,7 +211,7 @@ def test_interrupt_cleans_up_and_reports(tmp_path: Path) -> None:
 def test_existing_image(tmp_path: Path) -> None:
     rt = ContractRuntime()
     verify(rt, model_target(model_dir(tmp_path / "src")), FAST, deps=deps())
-    image = next(iter(rt.images))
+    image = next(iter(rt.image_store))
     report = verify(rt, Target(kind="Model", image=image), FAST, deps=deps())
     got = statuses(report)
     assert got["dockerfile"] == "SKIP" and got["build"] == "PASS" and got["serve.generate"] == "PASS"
