@@ -26,6 +26,7 @@ from substratus.resources.kinds import canonical_kind
 # Commands imported only when run (`sub apply` must not pay for them): name -> (module:attr, help).
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("substratus.cli.verify_cmd:verify", "Check a model or dataset image against the container contract."),
+    "dashboard": ("substratus.cli.dashboard_cmd:dashboard", "Print the web dashboard's URL with a one-time login code."),
 }
 
 FORMATS = click.Choice(["table", "json", "yaml"])
