@@ -20,7 +20,7 @@ from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Store
 from substratus.errors import EngineError, ValidationError
 from substratus.resources.manifest import load_path
-from substratus.runtimes.base import Completed, RunSpec
+from substratus.runtimes.base import Completed, EngineEvent, RunSpec
 from substratus.runtimes.fake import FakeRuntime
 
 
@@ -458,3 +458,58 @@ def test_reapply_of_an_object_being_deleted_is_refused(env: Env) -> None:
     env.store.update_many([("ModelServer", "default", "tuned")], lambda r: replace(r, deleting=True), "now")
     with pytest.raises(ConflictError):
         apply(env)
+
+
+# ---- garbage collection ----------------------------------------------------------------------
+
+def test_gc_keeps_current_and_recent_runs_and_images_and_removes_superseded_ones(env: Env) -> None:
+    import os
+
+    apply(env)
+    settle(env)
+    serve_ready(env)
+    images_v1 = set(env.rt.image_store)
+    for i in range(3):  # three changes of the model: three new source images and trainings
+        (env.tmp / "model" / "serve.sh").write_text(f"#!/bin/sh\n# v{i}\n")
+        apply(env)
+        settle(env)
+        serve_ready(env)
+    tuned_dir = env.layout.object_dir("Model", "default", "tuned")
+    runs = sorted((p for p in tuned_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    assert len(runs) == 4
+    for i, run in enumerate(runs):  # make their ages unambiguous
+        os.utime(run, (1000 + i, 1000 + i))
+    current = status(env, "Model", "tuned")["containerImage"]
+    garbage = env.ctl.collect_garbage()
+    left = sorted(p.name for p in tuned_dir.iterdir() if p.is_dir())
+    assert len(left) == 2 and runs[-1].name in left and runs[0].name not in left
+    assert current in env.rt.image_store and status(env, "Model", "base")["containerImage"] in env.rt.image_store
+    assert garbage.images and not set(garbage.images) & {current}
+    assert images_v1 - set(env.rt.image_store), "some first-version images were superseded and removed"
+    env.drain()
+    assert status(env, "ModelServer", "tuned")["ready"], "collecting garbage disturbed nothing in use"
+
+
+def test_gc_leaves_objects_on_their_way_alone(env: Env) -> None:
+    apply(env)
+    env.drain()  # building, nothing ready yet
+    images = set(env.rt.image_store)
+    garbage = env.ctl.collect_garbage()
+    assert garbage.images == [] and garbage.run_dirs == [] and set(env.rt.image_store) == images
+
+
+def test_another_control_planes_containers_are_never_touched(env: Env) -> None:
+    """Same object names, another $SUBSTRATUS_HOME: its containers carry another instance label."""
+    apply(env)
+    settle(env)
+    serve_ready(env)
+    mine = server(env)
+    foreign = replace(mine.spec, name=mine.spec.name.replace(env.layout.instance, "other0"),
+                      labels={**mine.spec.labels, "substratus.ai/instance": "other0", "substratus.ai/image": "old"})
+    env.rt.run(foreign)
+    env.ctl.on_engine_event(EngineEvent(type="container", action="start", name=foreign.name,
+                                        labels=foreign.labels))
+    env.ctl.queue.add(("ModelServer", "default", "tuned"))
+    env.advance(10)
+    assert foreign.name in env.rt.items, "a foreign container was removed"
+    assert env.ctl.observer.containers.of(("ModelServer", "default", "tuned")).keys() == {mine.spec.name}

@@ -39,12 +39,17 @@ class Settings:
     engine: Optional[str]
     port: int
     ready_timeout: float
+    keep_runs: int = 2
+    gc_period: float = 600.0
 
     @staticmethod
     def from_env() -> "Settings":
-        return Settings(home=default_home(), engine=os.environ.get("SUBSTRATUS_ENGINE") or None,
-                        port=int(os.environ.get("SUBSTRATUS_PORT", "0")),
-                        ready_timeout=float(os.environ.get("SUBSTRATUS_READY_TIMEOUT", "600")))
+        env = os.environ
+        return Settings(home=default_home(), engine=env.get("SUBSTRATUS_ENGINE") or None,
+                        port=int(env.get("SUBSTRATUS_PORT", "0")),
+                        ready_timeout=float(env.get("SUBSTRATUS_READY_TIMEOUT", "600")),
+                        keep_runs=int(env.get("SUBSTRATUS_KEEP_RUNS", "2")),
+                        gc_period=float(env.get("SUBSTRATUS_GC_PERIOD", "600")))
 
 
 def default_home() -> Path:
@@ -69,7 +74,7 @@ def write_endpoint(layout: Layout, port: int) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=os.environ.get("SUBSTRATUS_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     layout = Layout(settings.home)
@@ -83,7 +88,8 @@ def main() -> int:
     token = ensure_token(layout.token_file)
     runtime = EngineRuntime(detect_engine(settings.engine))
     store = Store(layout.db)
-    controller = Controller(store, runtime, layout, ready_timeout=settings.ready_timeout)
+    controller = Controller(store, runtime, layout, ready_timeout=settings.ready_timeout,
+                            keep_runs=settings.keep_runs, gc_period=settings.gc_period)
     app = create_app(ControlPlane(store, runtime, layout, controller), token)
     port = settings.port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",

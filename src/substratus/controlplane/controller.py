@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from substratus.build import naming
+from substratus.controlplane import gc
 from substratus.controlplane import state as states
 from substratus.controlplane.actions import RemoveContainer
 from substratus.controlplane.executor import Executor, Outcome, apply_outcome
@@ -45,6 +46,7 @@ from substratus.runtimes.base import EngineEvent, EventStream, Runtime
 log = logging.getLogger("substratus.controller")
 RESYNC_PERIOD = 300.0
 ENGINE_RETRY = 2.0
+GC_PERIOD = 600.0
 
 
 def utcnow() -> str:
@@ -55,6 +57,7 @@ class Controller:
     def __init__(self, store: Store, runtime: Runtime, layout: Layout, *,
                  clock: Callable[[], float] = time.time, prober: Prober = http_probe,
                  ready_timeout: float = 600.0, workers: int = 4, executor_workers: int = 4,
+                 keep_runs: int = 2, gc_period: float = GC_PERIOD,
                  port_finder: Optional[Callable[[], int]] = None,
                  token_maker: Optional[Callable[[], str]] = None) -> None:
         self.store, self.runtime, self.layout, self.clock = store, runtime, layout, clock
@@ -66,6 +69,7 @@ class Controller:
                                  workers=executor_workers, **extra)  # type: ignore[arg-type]
         self.facts = Facts(layout=layout, instance=layout.instance, ready_timeout=ready_timeout)
         self.workers = workers
+        self.keep_runs, self.gc_period = keep_runs, gc_period
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._dependents: dict[Key, set[Key]] = defaultdict(set)  # referenced object -> objects referencing it
@@ -85,6 +89,8 @@ class Controller:
             self._spawn(self._work, f"reconcile-{i}")
         self._spawn(self._watch_engine, "engine-events")
         self._spawn(self._resync, "resync")
+        if self.gc_period > 0:
+            self._spawn(self._collect_garbage, "gc")
 
     def stop(self) -> None:
         self._stop.set()
@@ -150,7 +156,7 @@ class Controller:
         if conflict:
             return 0.0
         for action in plan.actions:
-            self.executor.submit(key, action)
+            log.debug("%s/%s/%s: %s -> %s", *key, action.key, self.executor.submit(key, action))
         return plan.requeue_after
 
     def plan(self, obj: Resource, state: states.AnyState, snap: Snapshot, status: Status) -> Plan:
@@ -253,6 +259,7 @@ class Controller:
             self._stop.wait(ENGINE_RETRY)
 
     def on_engine_event(self, event: EngineEvent) -> None:
+        log.debug("engine event %s %s %s", event.type, event.action, event.name)
         if event.type == "container":
             owner = self.observer.containers.on_event(event)
             if owner is not None:
@@ -273,6 +280,18 @@ class Controller:
     def _resync(self) -> None:
         while not self._stop.wait(RESYNC_PERIOD):
             self.queue.add_many([r.key for r in self.store.records()])
+
+    def _collect_garbage(self) -> None:
+        while not self._stop.wait(self.gc_period):
+            try:
+                self.collect_garbage()
+            except Exception as err:  # noqa: BLE001 - garbage collection must never stop the controller
+                log.warning("garbage collection failed: %s", err)
+
+    def collect_garbage(self) -> gc.Garbage:
+        containers = [c for owner in self.observer.containers.owners()
+                      for c in self.observer.containers.of(owner).values()]
+        return gc.collect(self.layout, self.runtime, self.store.records(), containers, self.keep_runs)
 
 
 def reason_of(status: dict[str, Any]) -> str:

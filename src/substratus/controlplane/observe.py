@@ -54,15 +54,22 @@ class ContainerCache:
         fresh: dict[Key, dict[str, ContainerState]] = defaultdict(dict)
         for c in self.runtime.containers(self.selector):
             owner = owner_of(c.labels)
-            if owner:
+            if owner and self.mine(c.labels):
                 fresh[owner][c.name] = c
         with self._lock:
             touched = set(self._by_owner) | set(fresh)
             self._by_owner = fresh
         return touched
 
+    def mine(self, labels: dict[str, str]) -> bool:
+        """Carries every label of this instance's selector. Engines OR several label filters on
+        events, so another control plane's containers can come through: they must never be touched."""
+        return all(labels.get(k) == v for k, v in self.selector.items())
+
     def on_event(self, event: EngineEvent) -> Optional[Key]:
-        """Update from one container event; returns the owner to wake."""
+        """Update from one container event; returns the owner to wake (None for foreign containers)."""
+        if not self.mine(event.labels):
+            return None
         owner = owner_of(event.labels)
         if owner is None or event.action in ("attach", "init", "cleanup", "exec_died", "exec"):
             return owner
