@@ -109,9 +109,12 @@ def edge_info(up: dict[str, Any], down: dict[str, Any]) -> dict[str, Any]:
             now = (up.get("status") or {}).get("digest")
             info["stale"] = bool(now and now != used)
     elif up.get("kind") == "Model" and (lineage.get("baseModel") or {}).get("name") == name:
-        used = lineage["baseModel"].get("imageId") or lineage["baseModel"].get("image")
-        if used:
-            info["detail"] = short_digest(str(used)) if ":" in str(used) else str(used)[:24]
+        base = lineage["baseModel"]
+        if base.get("imageId"):
+            used = str(base["imageId"])
+            info["detail"] = short_digest(used) if ":" in used else f"image {used[:12]}"
+        elif base.get("image"):
+            info["detail"] = str(base["image"]).rsplit("/", 1)[-1][:24]
     return info
 
 

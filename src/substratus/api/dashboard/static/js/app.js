@@ -12,6 +12,7 @@ let cleanup = () => {};
 function setLive(state) {
   const el = document.getElementById("live");
   el.className = `live ${state}`;
+  el.dataset.state = state;
   el.textContent = state === "live" ? "live" : "reconnecting…";
 }
 

@@ -4,9 +4,9 @@
 // model, which data digest or base image was used, drawn dashed when the dataset has changed since.
 import { KIND_LABEL, h, s } from "./dom.js";
 
-const W = 200;
+const W = 196;
 const H = 62;
-const COL = 96;
+const COL = 150;
 const ROW = 26;
 
 function place(nodes) {
@@ -39,9 +39,13 @@ function edge(e, pos) {
   g.append(s("text", { x: mx, y: ly - 4, "text-anchor": "middle", class: "edge-label" }, e.label));
   if (e.detail) {
     g.append(s("text", { x: mx, y: ly + 10, "text-anchor": "middle", class: "edge-detail" },
-      e.stale ? `${e.detail} (changed since)` : e.detail));
+      clip(e.stale ? `${e.detail} (changed since)` : e.detail, 26)));
   }
   return g;
+}
+
+function clip(text, max) {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
 function node(n, pos, focus) {
@@ -54,8 +58,8 @@ function node(n, pos, focus) {
     s("rect", { x: p.x, y: p.y, width: W, height: H, rx: 9 }),
     s("circle", { cx: p.x + 14, cy: p.y + 17, r: 5, class: "dot" }),
     s("text", { x: p.x + 26, y: p.y + 21, class: "node-kind" }, KIND_LABEL[n.kind] || n.kind),
-    s("text", { x: p.x + 12, y: p.y + 40, class: "node-name" }, n.name.length > 24 ? `${n.name.slice(0, 23)}…` : n.name),
-    s("text", { x: p.x + 12, y: p.y + 55, class: "node-reason" }, n.details[0] ? `${n.reason} · ${n.details[0][1]}`.slice(0, 34) : n.reason));
+    s("text", { x: p.x + 12, y: p.y + 40, class: "node-name" }, clip(n.name, 24)),
+    s("text", { x: p.x + 12, y: p.y + 55, class: "node-reason" }, clip(n.details[0] ? `${n.reason} · ${n.details[0][1]}` : n.reason, 31)));
 }
 
 export function lineageGraph(graph) {

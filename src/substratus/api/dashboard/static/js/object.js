@@ -91,7 +91,7 @@ export function renderObject(main, kind, namespace, name) {
     links.replaceChildren(...[linkBar(detail)].filter(Boolean));
     conds.replaceChildren(h("h2", {}, "Conditions"), timeline(obj));
     spec.replaceChildren(h("h2", {}, "Spec"), h("pre", { class: "yaml" }, toYaml(obj.spec || {})));
-    status.replaceChildren(h("h2", {}, "Status"), statusYaml(obj), containers(detail));
+    status.replaceChildren(...[h("h2", {}, "Status"), statusYaml(obj), containers(detail)].filter(Boolean));
     if (obj.kind === "ModelServer" && obj.status?.ready && !playShown) {
       play.replaceChildren(card("Playground", "playground", playground(obj)));
       playShown = true;
