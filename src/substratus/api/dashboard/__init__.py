@@ -48,6 +48,7 @@ def mount_dashboard(app: FastAPI, cp: ControlPlane, hub: Hub, token: str) -> Das
     from substratus.api.dashboard import codes, data, pages
 
     dash = Dashboard(cp=cp, hub=hub, token=token)
+    app.state.dashboard = dash
     app.include_router(codes.router(dash))
     app.include_router(pages.router(dash))
     app.include_router(data.router(dash))
