@@ -35,7 +35,13 @@ def page(context: Any) -> Any:
     p = context.new_page()
     # recorded, not raised: an exception inside a Playwright callback would break its connection
     p.on("pageerror", lambda err: JS_ERRORS.append(f"{p.url}: {err}"))
+    # console errors include Content-Security-Policy violations: a page that tried to load something it may not
+    p.on("console", lambda msg: JS_ERRORS.append(f"{p.url}: console: {msg.text}") if msg.type == "error" else None)
     return p
+
+
+def logs_loaded(page: Any) -> None:
+    page.wait_for_function("() => !document.querySelector('#logs').textContent.startsWith('loading')")
 
 
 @pytest.fixture(autouse=True)
@@ -160,6 +166,7 @@ def test_server_playground_streams_a_generation(page: Any, stack: Stack) -> None
     page.wait_for_function("() => document.querySelector('#pg-info').textContent.includes('/generate')")
     words = page.inner_text("#pg-output").split()
     assert len(words) == 12, words
+    logs_loaded(page)
     stack.shot(page, "05-server-playground")
 
 
@@ -168,6 +175,7 @@ def test_notebook_open_button(page: Any, stack: Stack) -> None:
     button = page.locator('.links a[data-rel="open"]')
     button.wait_for()
     assert "token" not in (button.get_attribute("href") or "") and "token=" not in page.content()
+    logs_loaded(page)
     stack.shot(page, "06-notebook")
     with page.context.expect_page() as opened:
         button.click()

@@ -23,8 +23,10 @@ function route() {
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", parts[0] !== "o");
   try {
     if (parts[0] === "o" && parts.length === 4) {
+      document.title = `${parts[3]} · ${parts[1]} · Substratus`;
       cleanup = renderObject(main, parts[1], parts[2], parts[3]) || (() => {});
     } else {
+      document.title = "Objects · Substratus";
       cleanup = renderList(main) || (() => {});
     }
   } catch (err) {
