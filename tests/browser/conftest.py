@@ -47,33 +47,35 @@ def prepare(name: str, dest: Path) -> Path:
     return Path(module.prepare_fixture(name, dest))
 
 
+# Names no other test uses: image repositories are named by kind, namespace and name only, so on a shared
+# engine another control plane's garbage collection can untag images of a same-named object (reported).
 MANIFEST = """
 apiVersion: substratus.ai/v1
 kind: Dataset
-metadata: {{name: sonnets}}
-spec: {{filename: sonnets.jsonl, source: {{dir: {dataset}}}}}
+metadata: {{name: verses}}
+spec: {{filename: verses.jsonl, source: {{dir: {dataset}}}}}
 ---
 apiVersion: substratus.ai/v1
 kind: Model
-metadata: {{name: bigram}}
+metadata: {{name: wordpairs}}
 spec: {{source: {{dir: {model}}}}}
 ---
 apiVersion: substratus.ai/v1
 kind: Model
-metadata: {{name: bigram-sonnets}}
+metadata: {{name: wordpairs-verses}}
 spec:
-  source: {{modelName: bigram}}
-  training: {{datasetName: sonnets, params: {{epochs: 2, batchSize: 4, dataLimit: 80}}}}
+  source: {{modelName: wordpairs}}
+  training: {{datasetName: verses, params: {{epochs: 2, batchSize: 4, dataLimit: 80}}}}
 ---
 apiVersion: substratus.ai/v1
 kind: Server
-metadata: {{name: bigram-sonnets}}
-spec: {{modelName: bigram-sonnets}}
+metadata: {{name: wordpairs-verses}}
+spec: {{modelName: wordpairs-verses}}
 ---
 apiVersion: substratus.ai/v1
 kind: Notebook
-metadata: {{name: bigram-sonnets}}
-spec: {{modelName: bigram-sonnets}}
+metadata: {{name: wordpairs-verses}}
+spec: {{modelName: wordpairs-verses}}
 """
 
 

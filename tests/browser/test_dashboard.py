@@ -19,8 +19,8 @@ import pytest
 from substratus.resources.reasons import Reason
 from tests.browser.conftest import Stack, login_link
 
-OBJECTS = ["Dataset/default/sonnets", "Model/default/bigram", "Model/default/bigram-sonnets",
-           "ModelServer/default/bigram-sonnets", "Notebook/default/bigram-sonnets"]
+OBJECTS = ["Dataset/default/verses", "Model/default/wordpairs", "Model/default/wordpairs-verses",
+           "ModelServer/default/wordpairs-verses", "Notebook/default/wordpairs-verses"]
 EPOCHS, STEPS_PER_EPOCH = 2, 8          # the manifest's params and fake-progress.sh
 READY_TIMEOUT_MS = 420_000
 FAILED = sorted(r.value for r in Reason if r.failed)
@@ -66,6 +66,29 @@ def wait_all_ready(page: Any, stack: Stack) -> str:
     return str(handle.json_value())
 
 
+def watch_the_loss_chart_grow(page: Any) -> None:
+    """Open the trained model while it trains: its chart gains points without a reload, then the list again."""
+    row = 'tr[data-key="Model/default/wordpairs-verses"]'
+    page.wait_for_selector(f'{row}[data-reason="Training"], {row}[data-ready="true"]', timeout=READY_TIMEOUT_MS)
+    if page.get_attribute(row, "data-reason") != "Training":
+        print("training was over before the page looked: the live chart was not watched")
+        return  # a flake retried elsewhere, or a very fast run: nothing live to watch
+    page.click(f"{row} a")
+    seen: list[tuple[str, int]] = []
+    while not seen or seen[-1][0] == "Training":
+        page.wait_for_timeout(250)
+        reason = page.locator(".title-row .reason").first.text_content(timeout=10_000) or ""
+        points = page.locator("#progress svg.chart").first
+        seen.append((reason, int(points.get_attribute("data-points") or 0) if points.count() else 0))
+        assert len(seen) < 600, f"still training after 150 s: {seen[-5:]}"
+    page.wait_for_selector(f'#progress svg.chart[data-points="{EPOCHS * STEPS_PER_EPOCH}"]')
+    during = sorted({n for reason, n in seen if reason == "Training" and n})
+    assert during and during[0] < EPOCHS * STEPS_PER_EPOCH, f"the chart never showed a partial series: {seen}"
+    print(f"points on the loss chart while training: {during}")
+    page.click("a.back")
+    page.wait_for_selector("table#objects")
+
+
 def describe_failed(page: Any, stack: Stack) -> str:
     out = []
     for obj in api(page, "/ui/api/objects")["items"]:
@@ -108,6 +131,7 @@ def test_objects_appear_and_become_ready_live_after_apply(page: Any, stack: Stac
 
     for key in OBJECTS:  # rows arrive over server-sent events: no reload
         page.wait_for_selector(f'tr[data-key="{key}"]')
+    watch_the_loss_chart_grow(page)
     outcome = wait_all_ready(page, stack)
     if outcome.startswith("failed") and TRANSIENT in json.dumps(api(page, "/ui/api/objects")):
         # Known engine flake under load (podman inspect failing right after run, reported to the lead):
@@ -119,15 +143,15 @@ def test_objects_appear_and_become_ready_live_after_apply(page: Any, stack: Stac
         outcome = wait_all_ready(page, stack)
     assert outcome == "ready", f"{outcome}\n{describe_failed(page, stack)}"
     assert page.evaluate("window.__sameDocument") is True, "the page reloaded instead of updating live"
-    trained = page.locator('tr[data-key="Model/default/bigram-sonnets"]')
+    trained = page.locator('tr[data-key="Model/default/wordpairs-verses"]')
     assert "Trained" in trained.inner_text() and "100%" in trained.inner_text()
     stack.shot(page, "02-objects")
 
 
 def test_trained_model_page_has_loss_chart_log_tail_and_lineage(page: Any, stack: Stack) -> None:
-    page.click('tr[data-key="Model/default/bigram-sonnets"] a')
-    page.wait_for_url("**/ui/#/o/Model/default/bigram-sonnets")
-    series = api(page, "/ui/api/objects/Model/default/bigram-sonnets/progress")
+    page.click('tr[data-key="Model/default/wordpairs-verses"] a')
+    page.wait_for_url("**/ui/#/o/Model/default/wordpairs-verses")
+    series = api(page, "/ui/api/objects/Model/default/wordpairs-verses/progress")
     total = EPOCHS * STEPS_PER_EPOCH
     assert len(series["points"]) == total and series["skipped"] == 1, series
     chart = page.locator("#progress svg.chart")
@@ -147,16 +171,16 @@ def test_trained_model_page_has_loss_chart_log_tail_and_lineage(page: Any, stack
     assert graph.get_attribute("data-nodes") == "5" and graph.get_attribute("data-edges") == "4"
     for node in OBJECTS:
         assert page.locator(f'#lineage a[data-id="{node}"]').count() == 1, node
-    assert page.locator('#lineage .edge[data-from="Dataset/default/sonnets"] .edge-detail').text_content() \
+    assert page.locator('#lineage .edge[data-from="Dataset/default/verses"] .edge-detail').text_content() \
         .startswith("sha256:")
     assert page.locator("#conditions li.tl").count() >= 2
-    assert "datasetName: sonnets" in page.inner_text("#spec")
+    assert "datasetName: verses" in page.inner_text("#spec")
     stack.shot(page, "03-model", full_page=True)
     stack.shot(page.locator("#lineage"), "04-lineage")
 
 
 def test_server_playground_streams_a_generation(page: Any, stack: Stack) -> None:
-    page.click('#lineage a[data-id="ModelServer/default/bigram-sonnets"]')
+    page.click('#lineage a[data-id="ModelServer/default/wordpairs-verses"]')
     page.wait_for_selector("#playground")
     rels = page.locator(".links a").evaluate_all("els => els.map(e => e.dataset.rel)")
     assert "docs" in rels and "metrics" not in rels, rels  # the fixture server has no /metrics
@@ -171,7 +195,7 @@ def test_server_playground_streams_a_generation(page: Any, stack: Stack) -> None
 
 
 def test_notebook_open_button(page: Any, stack: Stack) -> None:
-    page.goto(page.url.split("#")[0] + "#/o/Notebook/default/bigram-sonnets")
+    page.goto(page.url.split("#")[0] + "#/o/Notebook/default/wordpairs-verses")
     button = page.locator('.links a[data-rel="open"]')
     button.wait_for()
     assert "token" not in (button.get_attribute("href") or "") and "token=" not in page.content()
@@ -188,12 +212,12 @@ def test_notebook_open_button(page: Any, stack: Stack) -> None:
 
 def test_live_change_after_a_second_apply(page: Any, stack: Stack) -> None:
     page.goto(page.url.split("#")[0] + "#/")
-    row = 'tr[data-key="Notebook/default/bigram-sonnets"]'
+    row = 'tr[data-key="Notebook/default/wordpairs-verses"]'
     page.wait_for_selector(f'{row}[data-ready="true"]')
-    head, notebook_spec, tail = stack.manifest.read_text().rpartition("spec: {modelName: bigram-sonnets}")
+    head, notebook_spec, tail = stack.manifest.read_text().rpartition("spec: {modelName: wordpairs-verses}")
     assert notebook_spec and "kind: Notebook" in head.rsplit("---", 1)[-1]
     changed = stack.manifest.with_name("suspended.yaml")
-    changed.write_text(head + "spec: {modelName: bigram-sonnets, suspend: true}" + tail)
+    changed.write_text(head + "spec: {modelName: wordpairs-verses, suspend: true}" + tail)
     proc = stack.sub("apply", "-f", str(changed), timeout=120)
     assert proc.returncode == 0, proc.stderr
     page.wait_for_selector(f'{row}[data-reason="Suspended"]', timeout=60_000)
