@@ -223,6 +223,22 @@ def test_live_change_after_a_second_apply(page: Any, stack: Stack) -> None:
     page.wait_for_selector(f'{row}[data-reason="Suspended"]', timeout=60_000)
 
 
+def test_the_page_helpers_quote_yaml_pick_ticks_and_never_inject_markup(page: Any) -> None:
+    out = page.evaluate("""async () => {
+        const { toYaml } = await import('/ui/static/js/yaml.js');
+        const { ticks } = await import('/ui/static/js/chart.js');
+        const { h, ago } = await import('/ui/static/js/dom.js');
+        const el = h('p', {}, '<img src=x onerror=alert(1)>');
+        return { yaml: toYaml({ a: 'true', b: [1, { c: 'x: y', d: 2 }], e: {}, f: 'plain', g: null }),
+                 ticks: ticks(0, 1), html: el.innerHTML, children: el.children.length,
+                 ago: ago(new Date(Date.now() - 3725000).toISOString()) };
+    }""")
+    assert out["yaml"] == 'a: "true"\nb:\n- 1\n- c: "x: y"\n  d: 2\ne: {}\nf: plain\ng: null'
+    assert out["ticks"] == [0, 0.2, 0.4, 0.6, 0.8, 1]
+    assert out["children"] == 0 and out["html"].startswith("&lt;img")
+    assert out["ago"] == "1h2m"
+
+
 def test_no_page_loaded_anything_from_outside_127_0_0_1(stack: Stack) -> None:
     assert stack.requests, "no requests were recorded"
     outside = [u for u in stack.requests if urlsplit(u).scheme in ("http", "https", "ws", "wss")
