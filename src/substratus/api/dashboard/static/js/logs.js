@@ -3,7 +3,7 @@
 import { getJSON, objectPath } from "./api.js";
 import { h } from "./dom.js";
 
-const EVERY_MS = 2500;
+const EVERY_MS = 4000;  // each refresh runs `podman logs --tail` per container: keep an open tab cheap
 
 export function logTail(kind, namespace, name) {
   const pre = h("pre", { class: "logs", id: "logs", tabindex: 0 }, "loading…");
