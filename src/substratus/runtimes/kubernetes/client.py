@@ -81,10 +81,10 @@ def resource_path(api_version: str, kind: str, namespace: Optional[str] = None, 
     except KeyError:
         raise KubeError(f"no API path known for {api_version} {kind}") from None
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    if namespaced:
-        if not namespace:
-            raise KubeError(f"{kind} is namespaced: a namespace is needed")
+    if namespaced and namespace:
         base += f"/namespaces/{namespace}"
+    elif namespaced and name:  # no namespace: only a list across all namespaces makes sense
+        raise KubeError(f"{kind} {name} is namespaced: a namespace is needed")
     path = f"{base}/{plural}"
     if name:
         path += f"/{name}"

@@ -96,8 +96,10 @@ class KubernetesRuntime:
         w = workloads.from_run_spec(spec, owner=self.owner(spec.labels), image=self.settings.image_ref(spec.image))
         objects = workloads.objects_for(w, self.settings)
         for obj in objects:
-            if obj["kind"] in ("Service", "Secret"):
-                self.api.apply(obj)  # kept across a notebook's suspend; refreshed here
+            if obj["kind"] in ("Service", "Secret", "Deployment"):
+                # Services and Secrets outlive a notebook's suspend; a Deployment given a new
+                # template (a new model image) rolls its pods instead of being replaced.
+                self.api.apply(obj)
                 continue
             try:
                 self.api.create(obj)
