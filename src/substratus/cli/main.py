@@ -224,6 +224,9 @@ def register_optional() -> None:
     except ImportError:
         return
     cli.add_command(verify)
+    from substratus.cli.kube_cmd import kube, operator_cmd
+    cli.add_command(kube)
+    cli.add_command(operator_cmd)
 
 
 register_optional()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import client as _kclient
 from kubernetes import config as _kconfig
 
@@ -150,7 +151,7 @@ class KubeApi:
                                      _request_timeout=None if stream else timeout)
         except kclient.ApiException as err:
             raise KubeError(f"{method} {path}: {err.reason}", status=err.status or 0) from err
-        except OSError as err:  # urllib3 wraps connection failures in OSError subclasses
+        except (OSError, urllib3.exceptions.HTTPError) as err:
             raise KubeError(f"{method} {path}: cannot reach the API server {self.api.configuration.host}: {err}",
                             hint="check the cluster is up: kubectl cluster-info") from err
         if stream:
