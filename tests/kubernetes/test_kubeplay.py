@@ -71,7 +71,10 @@ def images(podman: None, run_id: str, tmp_path_factory: pytest.TempPathFactory) 
     for fixture in ("model-shell", "dataset-shell"):
         ctx = prepare_fixture(fixture, tmp_path_factory.mktemp(fixture) / "ctx")
         tag = f"localhost/substratus/kubeplay-{fixture}:{run_id}"
-        subprocess.run(["podman", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True, timeout=300)
+        # The label makes the image ID ours alone: other tests on a shared engine build the same
+        # fixture and remove their images by ID, which would take our containers with them.
+        subprocess.run(["podman", "build", "-q", "--label", f"substratus.ai/kubeplay-run={run_id}", "-t", tag,
+                        str(ctx)], check=True, capture_output=True, timeout=300)
         built[fixture] = tag
     yield built
     for tag in built.values():
@@ -137,7 +140,10 @@ def kube(tmp_path: Path, podman: None) -> Iterator[KubePlay]:
 def wait_exit(kube: KubePlay, name: str, timeout: float = 180) -> tuple[int, str]:
     """Exit code and output of the pod's main container (k8s-file log lines: time stream tag message)."""
     proc = subprocess.run(["podman", "wait", f"{name}-main"], capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr
+    if proc.returncode != 0:
+        events = subprocess.run(["podman", "events", "--stream=false", "--since", "10m", "--filter", f"pod={name}"],
+                                capture_output=True, text=True, timeout=60).stdout
+        raise AssertionError(f"podman wait {name}-main: {proc.stderr}\nevents:\n{events[-3000:]}")
     log = kube.workdir / f"{name}.log"
     lines = [line.split(" ", 3)[-1] for line in log.read_text().splitlines()] if log.exists() else []
     return int(proc.stdout.strip().splitlines()[-1]), "\n".join(lines)
@@ -203,9 +209,11 @@ def serve(kube: KubePlay, image: str, name: str) -> str:
         time.sleep(0.3)
     state = subprocess.run(["podman", "ps", "-a", "--filter", f"name={name}", "--format", "{{.Names}} {{.Status}}"],
                            capture_output=True, text=True).stdout
+    events = subprocess.run(["podman", "events", "--stream=false", "--since", "10m", "--filter", f"pod={name}-pod"],
+                            capture_output=True, text=True, timeout=60).stdout
     log = kube.workdir / f"{name}.log"
     raise AssertionError(f"{name}: GET /docs never answered on {url}; containers:\n{state}\n"
-                         f"log:\n{log.read_text() if log.exists() else '(none)'}")
+                         f"log:\n{log.read_text() if log.exists() else '(none)'}\nevents:\n{events[-3000:]}")
 
 
 def test_load_and_train_job_pods_run_and_write_their_artifacts(kube: KubePlay, images: dict[str, str],
@@ -226,7 +234,8 @@ def test_the_trained_image_serves_the_trained_model(kube: KubePlay, images: dict
     trained = load_and_train(kube, images, run_id)
     tag = f"localhost/substratus/kubeplay-trained:{run_id}"
     ctx = write_trained_context(images["model-shell"], trained, tmp_path / "trained-ctx")
-    subprocess.run(["podman", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True, timeout=300)
+    subprocess.run(["podman", "build", "-q", "--label", f"substratus.ai/kubeplay-run={run_id}", "-t", tag, str(ctx)],
+                   check=True, capture_output=True, timeout=300)
     try:
         url = serve(kube, tag, f"sub-kp{run_id}-modelserver-default-trained-server")
         resp = httpx.post(f"{url}/generate", json={"prompt": "thy beauty", "max_new_tokens": 6}, timeout=10)
