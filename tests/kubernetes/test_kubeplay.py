@@ -33,7 +33,7 @@ import yaml
 from substratus.build.trained import write_trained_context
 from substratus.runtimes.base import Mount, RunSpec
 from substratus.runtimes.kubernetes import workloads
-from substratus.runtimes.kubernetes.settings import KubeSettings
+from substratus.runtimes.kubernetes.settings import KubeSettings, WorkloadSecurity
 from tests.fixtures.contract.prepare import prepare_fixture
 from tests.kubernetes.conftest import free_port
 from tests.kubernetes.harness import labels
@@ -41,6 +41,7 @@ from tests.kubernetes.harness import labels
 pytestmark = pytest.mark.kubeplay
 CLAIM = "substratus-artifacts"
 SETTINGS = KubeSettings(artifact_store=f"pvc://{CLAIM}/kubeplay", image_pull_policy="Never")
+NON_ROOT = SETTINGS.model_copy(update={"workload_security": WorkloadSecurity(run_as_user=1000, run_as_group=1000)})
 
 
 def _podman_ready() -> str:
@@ -149,8 +150,8 @@ def wait_exit(kube: KubePlay, name: str, timeout: float = 180) -> tuple[int, str
     return int(proc.stdout.strip().splitlines()[-1]), "\n".join(lines)
 
 
-def generated(spec: RunSpec) -> list[dict[str, Any]]:
-    return workloads.objects_for(workloads.from_run_spec(spec), SETTINGS)
+def generated(spec: RunSpec, settings: KubeSettings = SETTINGS) -> list[dict[str, Any]]:
+    return workloads.objects_for(workloads.from_run_spec(spec), settings)
 
 
 def run_dir(kind: str, name: str) -> str:
@@ -191,10 +192,10 @@ def load_and_train(kube: KubePlay, images: dict[str, str], run_id: str) -> Path:
     return trained
 
 
-def serve(kube: KubePlay, image: str, name: str) -> str:
+def serve(kube: KubePlay, image: str, name: str, settings: KubeSettings = SETTINGS) -> str:
     spec = RunSpec(name=name, image=image, command=["serve.sh"], ports={8080: 0},
                    labels=labels("ModelServer", "sonnet-model", "server", image=image))
-    deployment, service = generated(spec)
+    deployment, service = generated(spec, settings)
     assert service["kind"] == "Service"
     port = free_port()
     kube.play(kube.adapt(deployment, host_port=port))
@@ -209,7 +210,7 @@ def serve(kube: KubePlay, image: str, name: str) -> str:
         time.sleep(0.3)
     state = subprocess.run(["podman", "ps", "-a", "--filter", f"name={name}", "--format", "{{.Names}} {{.Status}}"],
                            capture_output=True, text=True).stdout
-    events = subprocess.run(["podman", "events", "--stream=false", "--since", "10m", "--filter", f"pod={name}-pod"],
+    events = subprocess.run(["podman", "events", "--stream=false", "--since", "10m", "--filter", f"pod={name}-pod-0"],
                             capture_output=True, text=True, timeout=60).stdout
     log = kube.workdir / f"{name}.log"
     raise AssertionError(f"{name}: GET /docs never answered on {url}; containers:\n{state}\n"
@@ -221,8 +222,14 @@ def test_load_and_train_job_pods_run_and_write_their_artifacts(kube: KubePlay, i
     load_and_train(kube, images, run_id)
 
 
-def test_the_served_pod_answers_generate(kube: KubePlay, images: dict[str, str], run_id: str) -> None:
-    url = serve(kube, images["model-shell"], f"sub-kp{run_id}-modelserver-default-base-server")
+@pytest.mark.parametrize("user", ["image-user", "uid-1000"])
+def test_the_served_pod_answers_generate(kube: KubePlay, images: dict[str, str], run_id: str, user: str) -> None:
+    settings = NON_ROOT if user == "uid-1000" else SETTINGS
+    name = f"sub-kp{run_id}-modelserver-default-base-{user}"
+    url = serve(kube, images["model-shell"], name, settings)
+    inspect = subprocess.run(["podman", "inspect", f"{name}-pod-0-server", "--format", "{{.Config.User}}"],
+                             capture_output=True, text=True, timeout=60)
+    assert inspect.stdout.strip() == ("1000:1000" if user == "uid-1000" else ""), inspect.stderr
     resp = httpx.post(f"{url}/generate", json={"prompt": "shall I", "max_new_tokens": 5}, timeout=10)
     assert resp.status_code == 200
     assert resp.json()["generation"].startswith("shall I")
