@@ -15,7 +15,7 @@ ML_STAMP := $(VENV_ML)/.installed-stamp
 TORCH_INDEX ?=
 
 .PHONY: setup engine venv venv-ml base-images operator-image demo test test-unit test-ml test-integration test-e2e \
-	test-kubernetes test-kubernetes-real test-heavy bench lint clean-demo
+	test-kubernetes test-kubernetes-real test-heavy bench bench-controlplane lint clean-demo
 
 setup: engine venv base-images
 
@@ -54,6 +54,7 @@ test: setup test-unit test-ml test-integration test-e2e test-kubernetes
 test-unit: venv
 	$(BIN)/pytest -q tests/unit -p no:cacheprovider
 	$(BIN)/lint-imports
+	$(BIN)/mypy --strict src/substratus
 
 test-ml: venv-ml
 	cd images/ml && ../../$(VENV_ML)/bin/python -m pytest -q -p no:cacheprovider
@@ -83,6 +84,9 @@ test-heavy: setup
 
 bench: setup
 	$(BIN)/python bench/serve_bench.py
+
+bench-controlplane: setup
+	$(BIN)/python bench/controlplane_bench.py
 
 lint: venv
 	$(BIN)/lint-imports
