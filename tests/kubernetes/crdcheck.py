@@ -23,7 +23,8 @@ def _strict(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {k: _strict(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
-    if "properties" in out and "additionalProperties" not in out:
+    if "properties" in out and "additionalProperties" not in out and \
+            not node.get("x-kubernetes-preserve-unknown-fields"):
         out["additionalProperties"] = False
     return out
 
@@ -53,7 +54,7 @@ def problems(crd: dict[str, Any], obj: dict[str, Any]) -> list[str]:
         out.append(f"apiVersion: {obj.get('apiVersion')!r} is not served by {crd['metadata']['name']}")
     if obj.get("kind") != crd["spec"]["names"]["kind"]:
         out.append(f"kind: {obj.get('kind')!r} is not {crd['spec']['names']['kind']!r}")
-    validator = jsonschema.Draft7Validator(_strict(copy.deepcopy(schema)))
+    validator = jsonschema.Draft7Validator(_strict(copy.deepcopy(schema)), format_checker=jsonschema.FormatChecker())
     for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
         where = ".".join(str(p) for p in err.absolute_path)
         out.append(f"{where or '<root>'}: {err.message}")

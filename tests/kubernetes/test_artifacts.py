@@ -165,3 +165,13 @@ def test_sync_sidecar_uploads_when_stopped(bucket: str, s3_env: dict[str, str], 
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_layout_publishes_store_urls_and_reads_them_back() -> None:
+    layout = ArtifactLayout(store="s3://bucket/team-a")
+    key = layout.run_dir("Dataset", "default", "d", "0123456789abcdef0000") / "data" / "d.jsonl"
+    url = layout.artifact_url(key)
+    assert url == "s3://bucket/team-a/objects/dataset/default/d/0123456789abcdef/data/d.jsonl"
+    assert layout.artifact_path(url) == key
+    with pytest.raises(ValueError, match="not an artifact of s3://bucket/team-a"):
+        layout.artifact_path("file:///tmp/x")

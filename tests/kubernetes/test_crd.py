@@ -89,6 +89,8 @@ INVALID = [
     ("server-no-model", "ModelServer", "spec", {}, "modelName"),
     ("server-bad-model", "ModelServer", "spec.modelName", "My Model", "modelName"),
     ("server-extra", "ModelServer", "spec.replicas", 2, "replicas"),
+    ("server-address-hostname", "ModelServer", "spec.address", "localhost", "address"),
+    ("server-address-bad-ip", "ModelServer", "spec.address", "300.1.2.3", "address"),
     ("notebook-both", "Notebook", "spec.modelName", "tiny", "spec"),
     ("notebook-neither", "Notebook", "spec", {"suspend": False}, "spec"),
     ("notebook-suspend-number", "Notebook", "spec.suspend", 7, "suspend"),
@@ -106,6 +108,8 @@ VALID_EDGES = [
     ("git-path-dotted-name", "Dataset", "spec.source", {"git": {"url": "u", "path": "a/..b/c"}}),
     ("model-dir-source", "Model", "spec.source", {"dir": "../models/tiny"}),
     ("cpu-only", "Model", "spec.compute", {"types": ["CPU"]}),
+    ("server-every-interface", "ModelServer", "spec.address", "0.0.0.0"),
+    ("server-ipv6-loopback", "ModelServer", "spec.address", "::1"),
 ]
 
 
@@ -227,9 +231,11 @@ def test_defaults_match_the_pydantic_defaults() -> None:
 def _assert_structural(node: Any, where: str) -> None:
     """Every node has a type (or is a pure value validation); no $ref, no nulls, no additionalProperties: false."""
     assert isinstance(node, dict)
-    assert "$ref" not in node and "anyOf" not in node, where
+    assert "$ref" not in node, where
+    for option in node.get("anyOf", []):  # only value validations may sit under anyOf
+        assert set(option) <= {"format", "pattern", "enum", "minimum", "maximum"}, where
     assert node.get("additionalProperties") is not False, where
-    assert "type" in node, where
+    assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), where
     for key, sub in node.get("properties", {}).items():
         _assert_structural(sub, f"{where}.{key}")
     if "items" in node:

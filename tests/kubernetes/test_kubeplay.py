@@ -37,6 +37,7 @@ from substratus.runtimes.kubernetes.settings import KubeSettings, WorkloadSecuri
 from tests.fixtures.contract.prepare import prepare_fixture
 from tests.kubernetes.conftest import free_port
 from tests.kubernetes.harness import labels
+from tests.requirements import require
 
 pytestmark = pytest.mark.kubeplay
 CLAIM = "substratus-artifacts"
@@ -57,8 +58,7 @@ def _podman_ready() -> str:
 @pytest.fixture(scope="module")
 def podman() -> None:
     why = _podman_ready()
-    if why:
-        pytest.skip(why)
+    require(not why, why)
 
 
 @pytest.fixture(scope="module")

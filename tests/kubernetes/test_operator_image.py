@@ -22,6 +22,7 @@ from substratus.runtimes.kubernetes import install
 from tests.kubernetes.cluster import Cluster
 from tests.kubernetes.harness import create_cr, wait_for
 from tests.kubernetes.kubelet import Controllers
+from tests.requirements import require
 
 pytestmark = pytest.mark.kubeplay
 IMAGE = os.environ.get("SUBSTRATUS_OPERATOR_IMAGE", DEFAULT_OPERATOR_IMAGE)
@@ -32,10 +33,9 @@ HARDENED = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-o
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (run `make setup`)")
-    if subprocess.run(["podman", "image", "exists", IMAGE], timeout=60).returncode != 0:
-        pytest.skip(f"{IMAGE} is not built: run `make operator-image` (make test-kubernetes does)")
+    require(shutil.which("podman") is not None, "podman is not installed (run `make setup`)")
+    require(subprocess.run(["podman", "image", "exists", IMAGE], timeout=60).returncode == 0,
+            f"{IMAGE} is not built: run `make operator-image` (make test-kubernetes does)")
     return IMAGE
 
 

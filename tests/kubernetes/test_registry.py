@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.contract.prepare import prepare_fixture
 from substratus.runtimes.kubernetes.registry import RegistryClient, split_ref
+from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
+from substratus.runtimes.kubernetes.settings import KubeSettings
+from tests.fixtures.contract.prepare import prepare_fixture
+from tests.requirements import require
 
 pytestmark = pytest.mark.kubeplay
 REPO = "substratus/model-default-tiny"
@@ -25,8 +28,7 @@ REPO = "substratus/model-default-tiny"
 
 @pytest.fixture(scope="module")
 def oci_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (run `make setup`)")
+    require(shutil.which("podman") is not None, "podman is not installed (run `make setup`)")
     root = tmp_path_factory.mktemp("registry")
     tag = f"localhost/substratus/registry-test:{uuid.uuid4().hex[:6]}"
     ctx = prepare_fixture("model-shell", root / "ctx")
@@ -62,7 +64,11 @@ class Registry(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != "Bearer anonymous-pull":
             return self._send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": (
                 f'Bearer realm="http://127.0.0.1:{self.port}/token",service="test",scope="repository:{REPO}:pull"')})
+        if self.path.startswith("/v2/_catalog"):
+            return self._send(200, json.dumps({"repositories": [REPO, "other/thing"]}).encode())
         prefix = f"/v2/{REPO}/"
+        if self.path == prefix + "tags/list":
+            return self._send(200, json.dumps({"name": REPO, "tags": ["0123456789abcdef"]}).encode())
         if not self.path.startswith(prefix):
             return self._send(404)
         kind, _, ref = self.path[len(prefix):].partition("/")
@@ -114,6 +120,18 @@ def test_a_missing_image_is_none_and_deletion_refused_is_false(registry: str) ->
     client = RegistryClient(insecure_hosts=(registry,))
     assert client.image_info(f"{registry}/{REPO}:nope") is None
     assert client.delete(f"{registry}/{REPO}:0123456789abcdef") is False
+
+
+def test_the_runtime_lists_and_reads_images_by_the_planners_names(registry: str) -> None:
+    """`localhost/substratus/x:h` is what planners ask for; the runtime reads `<registry>/x:h`."""
+    settings = KubeSettings(registry=f"{registry}/substratus", registry_insecure=True)
+    runtime = KubernetesRuntime(api=None, settings=settings)  # type: ignore[arg-type]  # no API needed here
+    local = "localhost/substratus/model-default-tiny:0123456789abcdef"
+    images = runtime.images()
+    assert list(images) == [local] and images[local].startswith("sha256:")
+    info = runtime.image_info(local)
+    assert info is not None and info.workdir == "/model"
+    assert runtime.image_info("localhost/substratus/model-default-tiny:missing") is None
 
 
 @pytest.mark.parametrize("ref,expected", [

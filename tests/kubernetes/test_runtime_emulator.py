@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -282,3 +283,39 @@ def test_build_uploads_the_context_and_runs_buildkit(api: KubeApi, cluster: Clus
 def test_build_needs_an_artifact_store(runtime: KubernetesRuntime, tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="needs an artifact store"):
         runtime.build(BuildSpec(context=tmp_path, tag="localhost/substratus/x:y"), lambda _: None)
+
+
+def test_events_follow_what_the_runtime_creates_and_removes(api: KubeApi, runtime: KubernetesRuntime,
+                                                            controllers: Scripted) -> None:
+    """Runtime.events: the controller's container cache follows these (create/update/remove by name)."""
+    create_cr(api, "Dataset", "shakespeare", {"filename": "s.jsonl", "source": {"dir": "/src"}})
+    controllers.plan["load/main"] = Outcome(exit_code=0, after=0.3)
+    selector = {"substratus.ai/managed": "true", "substratus.ai/instance": "k8s"}
+    stream = runtime.events(selector)
+    seen: list[tuple[str, str]] = []
+    reader = threading.Thread(target=lambda: seen.extend((e.action, e.name) for e in stream), daemon=True)
+    reader.start()
+    spec = load_spec()
+    runtime.run(spec)
+    wait_for("the job to finish", lambda: (s := runtime.container(spec.name)) and not s.running)
+    runtime.remove(spec.name)
+    wait_for("the remove event", lambda: ("remove", spec.name) in seen)
+    stream.close()
+    reader.join(timeout=10)
+    assert not reader.is_alive()
+    assert seen[0] == ("start", spec.name)
+    assert ("died", spec.name) in seen  # the job (and its pod) finished
+    assert {name for _, name in seen} == {spec.name}  # named as the planner named it, nothing foreign
+
+
+def test_secret_env_goes_to_the_secret(api: KubeApi, runtime: KubernetesRuntime) -> None:
+    create_cr(api, "ModelServer", "open", {"modelName": "tiny", "address": "0.0.0.0"})
+    name = "sub-k8s-modelserver-open-server-abcdef"
+    runtime.run(RunSpec(name=name, image=IMAGE, command=["serve.sh"], ports={8080: 18080},
+                        publish_address="0.0.0.0", secret_env={"SUBSTRATUS_SERVER_TOKEN": "s3cr3t-t0ken"},
+                        labels=labels("ModelServer", "open", "server")))
+    dep = api.get("apps/v1", "Deployment", names.object_name(name), "default")
+    assert dep is not None and "s3cr3t-t0ken" not in json.dumps(dep)
+    secret = api.get("v1", "Secret", names.child_name(names.object_name(name), "env"), "default")
+    assert secret is not None
+    assert base64.b64decode(secret["data"]["SUBSTRATUS_SERVER_TOKEN"]).decode() == "s3cr3t-t0ken"

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 
 @dataclass(frozen=True)
 class ArtifactLayout:
+    store: str = ""   # the store URL (settings.artifactStore), for the URLs published in status
     prefix: str = ""  # inside the store URL's own prefix; normally empty
 
     def _root(self) -> PurePosixPath:
@@ -32,3 +33,14 @@ class ArtifactLayout:
     def source_archive(self, digest: str) -> PurePosixPath:
         """A `dir` source uploaded by `sub` as a tarball, named by its content hash."""
         return self._root() / "sources" / "dirs" / f"{digest}.tar.gz"
+
+    def artifact_url(self, path: PurePosixPath) -> str:
+        """How an artifact is published in status: `s3://bucket/prefix/objects/...` (a key in the store)."""
+        return f"{self.store.rstrip('/')}/{str(path).strip('/')}"
+
+    def artifact_path(self, url: str) -> PurePosixPath:
+        """The inverse of `artifact_url`: the key a dependent mounts."""
+        base = self.store.rstrip("/") + "/"
+        if not self.store or not url.startswith(base):
+            raise ValueError(f"not an artifact of {self.store or '(no store)'}: {url!r}")
+        return PurePosixPath(url[len(base):])

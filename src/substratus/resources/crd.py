@@ -24,7 +24,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
-from substratus.resources.schema import API_VERSION, DNS1123_LABEL, KINDS, Status
+from substratus.resources.schema import API_VERSION, DNS1123_LABEL, KINDS
+from substratus.resources.status import Status
 
 GROUP, VERSION = API_VERSION.split("/")
 DNS_LABEL_PATTERN = DNS1123_LABEL.pattern
@@ -71,6 +72,11 @@ FIELD_RULES: dict[tuple[str, str | None], dict[str, Any]] = {
         "x-kubernetes-validations": [{"rule": "!self.matches('(^|/)[.][.](/|$)')",
                                       "message": "must stay inside the repository: '..' is not allowed"}],
     },
+    ("ModelServerSpec", "address"): {
+        "maxLength": 45, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+        "description": "an IP address (the local control plane publishes the port there; a cluster "
+                       "serves through a Service and ignores it)",
+    },
     ("GitSource", "url"): {"maxLength": 2048},
     ("GitSource", "branch"): {"maxLength": 255},
     ("DatasetSource", "dir"): {"maxLength": 4096},
@@ -81,7 +87,7 @@ FIELD_RULES: dict[tuple[str, str | None], dict[str, Any]] = {
 VALIDATED: dict[str, set[str | None]] = {
     "ObjectMeta": {"name", "namespace"}, "GitSource": {"path"}, "DatasetSource": {None},
     "DatasetSpec": {"filename"}, "ModelSource": {None}, "Training": {"datasetName"},
-    "ModelServerSpec": {"modelName"}, "NotebookSpec": {None},
+    "ModelServerSpec": {"modelName", "address"}, "NotebookSpec": {None},
 }
 NAME_RULE = {
     "rule": f"self.metadata.name.matches('{DNS_LABEL_PATTERN}') && size(self.metadata.name) <= 63",
@@ -121,13 +127,20 @@ def _structural(node: Any, defs: dict[str, Any], owner: str = "") -> Any:
             rest = {k: v for k, v in node.items() if k != "anyOf"}
             return _structural({**options[0], **rest}, defs, owner)
     out: dict[str, Any] = {}
+    if not node.get("type") and not node.get("properties") and "$ref" not in node:
+        out["x-kubernetes-preserve-unknown-fields"] = True  # Any: arbitrary JSON, kept as given
     for key, value in node.items():
-        if key in ("title", "additionalProperties") and value is not True and not isinstance(value, dict):
+        if key == "title" or (key == "additionalProperties" and value is False):
             continue  # additionalProperties: false is implied (unknown fields are pruned or refused)
+        if key == "additionalProperties" and (value is True or value == {}):
+            out["x-kubernetes-preserve-unknown-fields"] = True  # dict[str, Any]
+            continue
         if key == "default" and value is None:
             continue
         if key == "properties":
             out[key] = {field: _property(owner, field, sub, defs) for field, sub in value.items()}
+        elif key in ("default", "enum", "const", "examples"):
+            out[key] = copy.deepcopy(value)  # values, not schemas
         else:
             out[key] = _structural(value, defs, owner)
     out.update(copy.deepcopy(FIELD_RULES.get((owner, None), {})) if "properties" in node else {})
@@ -173,9 +186,16 @@ def status_schema() -> dict[str, Any]:
     schema: dict[str, Any] = _tidy(_structural(raw, defs, "Status"))
     conditions = schema["properties"]["conditions"]
     conditions.update({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
-    for prop in schema["properties"].values():
-        prop.pop("default", None)  # the operator writes status; no defaulting into it
-    return schema
+    out: dict[str, Any] = _without_defaults(schema)  # the operator writes status; no defaulting into it
+    return out
+
+
+def _without_defaults(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_without_defaults(n) for n in node]
+    if isinstance(node, dict):
+        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    return node
 
 
 def open_api_schema(kind: str) -> dict[str, Any]:

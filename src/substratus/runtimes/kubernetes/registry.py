@@ -109,6 +109,19 @@ class RegistryClient:
                          env=env, labels=cfg.get("Labels") or {}, entrypoint=cfg.get("Entrypoint") or [],
                          cmd=cfg.get("Cmd") or [])
 
+    def repositories(self, host: str) -> list[str]:
+        """Every repository the registry lists (`/v2/_catalog`; some registries refuse: then [])."""
+        resp = self._get(host, "/_catalog?n=10000", "application/json")
+        return list(resp.json().get("repositories") or []) if resp.status_code == 200 else []
+
+    def tags(self, host: str, repo: str) -> list[str]:
+        resp = self._get(host, f"/{repo}/tags/list", "application/json")
+        return list(resp.json().get("tags") or []) if resp.status_code == 200 else []
+
+    def digest(self, ref: str) -> str:
+        found = self.manifest(ref)
+        return found[1] if found else ""
+
     def delete(self, ref: str) -> bool:
         """Delete a manifest (registries often forbid it: then False)."""
         found = self.manifest(ref)

@@ -36,9 +36,11 @@ from substratus.runtimes.base import (
     ImageInfo,
     LogSink,
     RunSpec,
+    Runtime,
 )
 from substratus.runtimes.kubernetes import builds, names, workloads
 from substratus.runtimes.kubernetes.client import KubeApi, KubeError
+from substratus.runtimes.kubernetes.events import KubeEvents
 from substratus.runtimes.kubernetes.registry import RegistryClient
 from substratus.runtimes.kubernetes.settings import KubeSettings
 from substratus.runtimes.kubernetes.workloads import CONTAINER_LABEL, CONTAINER_NAME_ANNOTATION, Owner
@@ -300,8 +302,28 @@ class KubernetesRuntime:
     def image_info(self, ref: str) -> Optional[ImageInfo]:
         return self.registry.image_info(self.settings.image_ref(ref))
 
+    def images(self) -> dict[str, str]:
+        """Images in the registry under `settings.registry`, by the planners' names, with their digests.
+
+        Nothing without a registry setting; registries that refuse to list (`/v2/_catalog`) give {}
+        too, and the planners then learn of images from `image_info` as they ask."""
+        if not self.settings.registry:
+            return {}
+        host, _, prefix = self.settings.registry.partition("/")
+        out = {}
+        for repo in self.registry.repositories(host):
+            if prefix and not repo.startswith(prefix + "/"):
+                continue
+            for tag in self.registry.tags(host, repo):
+                ref = f"{host}/{repo}:{tag}"
+                out[self.settings.local_ref(ref)] = self.registry.digest(ref)
+        return out
+
     def remove_image(self, ref: str) -> bool:
         return self.registry.delete(self.settings.image_ref(ref))
+
+    def events(self, labels: dict[str, str]) -> KubeEvents:
+        return KubeEvents(self.api, labels, labels.get(LABEL_PREFIX + "namespace"))
 
     def gpu_available(self) -> bool:
         for node in self.api.list("v1", "Node"):
@@ -310,3 +332,8 @@ class KubernetesRuntime:
                 return True
         return False
 
+
+
+def as_runtime(runtime: KubernetesRuntime) -> Runtime:
+    """Where mypy checks that KubernetesRuntime keeps the Runtime protocol."""
+    return runtime

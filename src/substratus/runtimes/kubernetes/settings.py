@@ -95,6 +95,12 @@ class KubeSettings(_Settings):
             return local_tag
         return f"{self.registry}/{local_tag.removeprefix(LOCAL_IMAGE_PREFIX)}"
 
+    def local_ref(self, ref: str) -> str:
+        """The inverse of `image_ref`: the planners' name for an image in the registry."""
+        if self.registry and ref.startswith(self.registry + "/"):
+            return LOCAL_IMAGE_PREFIX + ref.removeprefix(self.registry + "/")
+        return ref
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(by_alias=True, mode="json"), sort_keys=False)
 

@@ -81,10 +81,12 @@ def from_run_spec(spec: RunSpec, *, owner: Optional[Owner] = None, image: Option
     docker's ENTRYPOINT/CMD pair is Kubernetes' command/args: `spec.entrypoint`
     becomes `command`, `spec.command` becomes `args`, so `["serve.sh"]` runs
     exactly as `podman run IMAGE serve.sh` does. Mount sources are keys into
-    the artifact store (the Kubernetes layout's paths).
+    the artifact store (the Kubernetes layout's paths). `secret_env` (and a
+    token that came in `env`) goes into a Secret; `publish_address` has no
+    meaning in a cluster, where a Service publishes the port.
     """
     env = {k: v for k, v in spec.env.items() if k not in SECRET_ENV}
-    secret = {k: v for k, v in spec.env.items() if k in SECRET_ENV}
+    secret = {**{k: v for k, v in spec.env.items() if k in SECRET_ENV}, **spec.secret_env}
     command: Optional[list[str]] = None
     args = list(spec.command)
     if spec.entrypoint is not None:
