@@ -1,7 +1,7 @@
 # Substratus for Python: set-up, demo and tests.
 #   make setup   install what the project needs (engine, .venv, base images); quick when done
 #   make demo    the main job: dataset -> model -> fine-tune -> serve -> notebook
-#   make test    unit, integration (real podman/docker), end-to-end and browser tiers
+#   make test    unit, integration (real podman/docker), end-to-end, Kubernetes and browser tiers
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +14,8 @@ VENV_ML := .venv-ml
 ML_STAMP := $(VENV_ML)/.installed-stamp
 TORCH_INDEX ?=
 
-.PHONY: setup engine venv venv-ml base-images demo test test-unit test-ml test-integration test-e2e test-browser test-heavy bench bench-controlplane lint clean-demo
+.PHONY: setup engine venv venv-ml base-images operator-image demo test test-unit test-ml test-integration test-e2e \
+	test-kubernetes test-kubernetes-real test-browser test-heavy bench bench-controlplane lint clean-demo
 
 setup: engine venv base-images
 
@@ -26,7 +27,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) with the substratus package and its test tools" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test,test-kubernetes]'
 	@touch $@
 
 venv-ml: $(ML_STAMP)
@@ -41,10 +42,14 @@ $(ML_STAMP): images/ml/pyproject.toml
 base-images: engine
 	@bash scripts/build-base-images.sh
 
+# The Kubernetes operator image, FROM python-base (images/operator/build.sh; quick when unchanged).
+operator-image: base-images
+	@bash images/operator/build.sh >/dev/null
+
 demo: setup
 	@$(BIN)/python scripts/demo.py
 
-test: setup test-unit test-ml test-integration test-e2e test-browser
+test: setup test-unit test-ml test-integration test-e2e test-kubernetes test-browser
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit -p no:cacheprovider
@@ -64,6 +69,20 @@ test-e2e: setup
 test-browser: venv engine
 	@bash scripts/setup-browser.sh
 	$(BIN)/pytest -q -m browser tests/browser -p no:cacheprovider
+
+# CRDs, generators, strict schema validation (several Kubernetes versions), the artifact
+# store against moto's S3 server, the runtime and operator on the emulated API server,
+# and the generated pods under `podman kube play`.
+test-kubernetes: venv engine operator-image
+	$(BIN)/pytest -q -m "kubernetes and not kubereal" tests/kubernetes -p no:cacheprovider
+
+# Opt-in: a real cluster (kind, k3s, GKE...) named by SUBSTRATUS_KUBECONFIG.
+test-kubernetes-real: venv
+	@if [ -z "$${SUBSTRATUS_KUBECONFIG:-}" ]; then \
+	  echo "test-kubernetes-real: NOT RUN: SUBSTRATUS_KUBECONFIG is not set (point it at a kubeconfig of a real cluster)" >&2; \
+	else \
+	  $(BIN)/pytest -q -m kubereal tests/kubernetes -p no:cacheprovider -rs; \
+	fi
 
 test-heavy: setup
 	SUBSTRATUS_HEAVY=1 $(BIN)/pytest -q -m heavy tests -p no:cacheprovider

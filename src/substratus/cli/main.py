@@ -27,6 +27,8 @@ from substratus.resources.kinds import canonical_kind
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("substratus.cli.verify_cmd:verify", "Check a model or dataset image against the container contract."),
     "dashboard": ("substratus.cli.dashboard_cmd:dashboard", "Print the web dashboard's URL with a one-time login code."),
+    "kube": ("substratus.cli.kube_cmd:kube", "Run Substratus on a Kubernetes cluster: sub kube install [--dry-run]."),
+    "operator": ("substratus.cli.kube_cmd:operator_cmd", "Run the Kubernetes operator (python -m substratus.operator)."),
 }
 
 FORMATS = click.Choice(["table", "json", "yaml"])
