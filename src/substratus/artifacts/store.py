@@ -18,12 +18,13 @@ outputs), by the operator to judge a run's outputs, and by `sub` to upload
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Optional, Union
+from typing import Any, List, Optional, Union  # List: `list` is a method name here
 
 import fsspec
 
@@ -115,6 +116,32 @@ class ArtifactStore:
         base = self.path(key)
         found = self._call("list", key, self.fs.find, base)
         return sorted(str(p)[len(base):].lstrip("/") for p in found)
+
+    def glob(self, pattern: Key) -> "List[str]":
+        """Keys matching a glob pattern (`objects/dataset/ns/n/*/.succeeded`), relative to the store."""
+        path = self.path(pattern)
+        found = self._call("list", pattern, self.fs.glob, path)
+        root = self.root.rstrip("/") + "/"
+        return sorted(str(p).removeprefix(root) for p in found)
+
+    def size(self, key: Key) -> int:
+        return int(self._call("check", key, self.fs.size, self.path(key)) or 0)
+
+    def sha256(self, key: Key) -> str:
+        """`sha256:<hex>` of a file, read in chunks (a dataset can be large)."""
+        h = hashlib.sha256()
+        with self._call("read", key, self.fs.open, self.path(key), "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return f"sha256:{h.hexdigest()}"
+
+    def read_tail(self, key: Key, limit: int) -> bytes:
+        """At most the last `limit` bytes of a file; b"" when it does not exist."""
+        path = self.path(key)
+        if not self._call("read", key, self.fs.exists, path):
+            return b""
+        size = self.size(key)
+        return bytes(self._call("read", key, self.fs.cat_file, path, start=max(0, size - limit)))
 
     # -- bytes ----------------------------------------------------------------------------
     def read_bytes(self, key: Key) -> bytes:

@@ -248,15 +248,25 @@ class Executor:
 
 
 def judge_job(a: CollectJob, last: str) -> list[Outcome]:
+    if a.step == "load":
+        wrote = a.expect.is_file() and a.expect.stat().st_size > 0
+    else:
+        wrote = a.expect.is_dir() and any(a.expect.iterdir())
+    return verdict(a, last, wrote)
+
+
+def verdict(a: CollectJob, last: str, wrote: bool) -> list[Outcome]:
+    """The judgement of a finished load/train job, wherever its outputs live (a local directory, or the
+    artifact store of a cluster: the operator checks `wrote` there), in the same words."""
     script = f"{a.step}.sh"
     reason = Reason.LOAD_FAILED if a.step == "load" else Reason.TRAIN_FAILED
     if a.exit_code != 0:
         return [Failed(a.failure_key, reason, f"{script} exited with code {a.exit_code}; last log lines:\n{last}")]
-    if a.step == "load" and not (a.expect.is_file() and a.expect.stat().st_size > 0):
+    if a.step == "load" and not wrote:
         return [Failed(a.failure_key, reason,
                        f"{script} exited 0 but wrote nothing at LOAD_DATA_PATH ({contract.DATA_DIR}/{a.expect.name}); "
                        f"the contract says load.sh saves the data at exactly that path. Last log lines:\n{last}")]
-    if a.step == "train" and not (a.expect.is_dir() and any(a.expect.iterdir())):
+    if a.step == "train" and not wrote:
         return [Failed(a.failure_key, reason,
                        f"{script} exited 0 but left {contract.TRAINED_DIR} empty; the contract says train.sh "
                        f"saves the trained model there. Last log lines:\n{last}")]

@@ -69,6 +69,10 @@ class Facts:
     ready_timeout: float = 600.0
     failure_threshold: int = 3        # consecutive failed probes before a ready server is NotReady
     liveness_timeout: float = 300.0   # not answering this long after being ready: restart it
+    # Kubernetes: the kubelet restarts crashed containers with its own backoff (a container seen
+    # `restarting` is CrashLoopBackOff, not ours to restart) and a Deployment rolls onto a new image
+    # in place (StartContainer applies the new template) instead of being removed and started again.
+    platform_restarts: bool = False
 
 
 @dataclass(frozen=True)

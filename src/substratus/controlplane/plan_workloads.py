@@ -51,8 +51,11 @@ def allocate(plan: Plan, state: WorkloadState, snap: Snapshot, token: bool) -> b
 
 
 def keep_running(plan: Plan, *, spec: RunSpec, state: WorkloadState, snap: Snapshot, facts: Facts, type_: str,
-                 failed_reason: Reason, probe_what: str, log_file: Optional[Path]) -> bool:
-    """Start, roll onto a new image, restart with backoff, probe; True while the probe answers."""
+                 failed_reason: Reason, probe_what: str, log_file: Optional[Path], roll_in_place: bool = False) -> bool:
+    """Start, roll onto a new image, restart with backoff, probe; True while the probe answers.
+
+    `roll_in_place`: on a platform that rolls this workload itself (a Kubernetes Deployment), a new
+    image is applied to the running workload rather than removing it first."""
     c = snap.containers.get(spec.name)
     start_key = f"start:{spec.name}"
     if f"remove:{spec.name}" in snap.in_flight:  # going away: neither alive nor free to start again yet
@@ -63,15 +66,27 @@ def keep_running(plan: Plan, *, spec: RunSpec, state: WorkloadState, snap: Snaps
         return False
     image_label = naming.label("image")
     if c is not None and c.labels.get(image_label) != spec.labels.get(image_label):
+        reset: dict[str, object] = {"restarts": 0, "next_restart_at": None, "started_at": None, "ready_since": None,
+                                    "probe_failures": 0}
+        if roll_in_place and facts.platform_restarts:  # the Deployment keeps the old pod until the new one is ready
+            plan.act(StartContainer(spec=spec, reason="roll onto a new image", failure_key=start_key,
+                                    failure_reason=failed_reason), snap)
+            plan.state = _copy(state, {**reset, "started_at": snap.now})
+            plan.wait(type_, Reason.ROLLING, f"rolling onto {spec.image}", requeue_after=starting_period(0))
+            return False
         plan.actions.append(RemoveContainer(name=spec.name, reason="rolling onto a new image"))
-        plan.state = _copy(state, {"restarts": 0, "next_restart_at": None, "started_at": None,
-                                              "ready_since": None, "probe_failures": 0})
+        plan.state = _copy(state, reset)
         plan.wait(type_, Reason.ROLLING, f"replacing the container with one on {spec.image}", requeue_after=0)
         return False
     if c is None:
         plan.act(StartContainer(spec=spec, reason="start", failure_key=start_key, failure_reason=failed_reason), snap)
         plan.state = _copy(state, {"started_at": snap.now, "ready_since": None, "probe_failures": 0})
         plan.wait(type_, Reason.STARTING, f"starting {spec.name}", requeue_after=starting_period(0))
+        return False
+    if facts.platform_restarts and c.status == "restarting":  # the kubelet restarts it with its own backoff
+        tail = snap.log_tails.get(spec.name, "")
+        plan.wait(type_, Reason.CRASH_LOOP_BACK_OFF, f"{spec.command[0]} exited with code {c.exit_code} and is "
+                  f"restarted by the platform with growing delays; last log lines:\n{tail}", requeue_after=READY_PERIOD)
         return False
     if not c.running:
         return restart_with_backoff(plan, spec=spec, c=c, state=state, snap=snap, type_=type_, log_file=log_file)
@@ -161,7 +176,7 @@ def plan_server(obj: ModelServer, state: ServerState, snap: Snapshot, facts: Fac
                    gpu=wants_gpu(model.compute_types, facts.gpu))
     if keep_running(plan, spec=spec, state=state, snap=snap, facts=facts, type_="Serving",
                     failed_reason=Reason.SERVE_FAILED, probe_what=f"GET {contract.READY_PATH} on port 8080",
-                    log_file=exited_log(facts, "ModelServer", obj.namespace, obj.name)):
+                    log_file=exited_log(facts, "ModelServer", obj.namespace, obj.name), roll_in_place=True):
         host = "127.0.0.1" if address in ("0.0.0.0", "::") else address
         plan.published.url = f"http://{host}:{state.port}"
         plan.done("Serving", Reason.SERVING, f"serve.sh answers GET /docs at {plan.published.url}/docs")

@@ -1,4 +1,4 @@
-"""Operator entry point on kopf: options, login, settings, the watch handlers.
+"""Operator entry point on kopf: options, login, settings, the handlers (operator.handlers).
 
 The handlers are registered on a registry of our own (nothing happens at
 import time); options are read once here and passed down.
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -17,14 +18,18 @@ from typing import Any, Optional
 import kopf
 import yaml
 
+from substratus.artifacts.__main__ import MOUNT_ENV
+from substratus.artifacts.store import ArtifactStore
 from substratus.errors import SubstratusError
+from substratus.operator.handlers import Handlers
+from substratus.operator.reconciler import Reconciler
 from substratus.resources import crd
 from substratus.resources.schema import KINDS
 from substratus.runtimes.kubernetes.client import KubeApi
+from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
 from substratus.runtimes.kubernetes.settings import KubeSettings, parse_settings, settings_from_configmap
 
 log = logging.getLogger("substratus.operator")
-PHASE_NOTE = "reconciliation through the controller core's planners is phase 2 of issue 9: nothing is changed"
 
 
 @dataclass
@@ -73,7 +78,18 @@ def load_settings(api: KubeApi, opts: Options) -> KubeSettings:
     return settings_from_configmap(cm.get("data") or {})
 
 
-def registry_for(api: KubeApi, settings: KubeSettings) -> kopf.OperatorRegistry:
+def artifact_store(settings: KubeSettings) -> Optional[ArtifactStore]:
+    """The store the operator judges outputs in: object storage directly; a volume where it is mounted."""
+    mount = os.environ.get(MOUNT_ENV)
+    if settings.artifact_store.startswith("pvc://") and not mount:
+        log.warning("the artifact store %s is a volume not mounted here (%s unset): runs cannot be judged",
+                    settings.artifact_store, MOUNT_ENV)
+        return None
+    return ArtifactStore(settings.artifact_store, endpoint_url=settings.s3_endpoint_url or None,
+                         mount=Path(mount) if mount else None)
+
+
+def registry_for(api: KubeApi, settings: KubeSettings, scratch: Optional[Path] = None) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     conn = api.connection()
 
@@ -91,19 +107,14 @@ def registry_for(api: KubeApi, settings: KubeSettings) -> kopf.OperatorRegistry:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="substratus.ai")
         settings.posting.level = logging.WARNING
 
-    for kind in KINDS:
-        kopf.on.event(crd.GROUP, crd.VERSION, crd.plural(kind), registry=registry,
-                      id=f"observe-{kind.lower()}")(_observer(kind))
+    def make_reconciler(wake: Any) -> Reconciler:
+        store = artifact_store(settings)
+        runtime = KubernetesRuntime(api, settings, store=store, poll_seconds=0.5)
+        return Reconciler(api, runtime, store, scratch=scratch or Path(tempfile.gettempdir()) / "substratus-operator",
+                          wake=wake)
+
+    Handlers(make_reconciler).register(registry)
     return registry
-
-
-def _observer(kind: str) -> Any:
-    async def observed(event: dict[str, Any], body: Any, logger: logging.Logger, **_: Any) -> None:
-        meta = body.get("metadata", {})
-        logger.info("observed %s %s %s/%s (generation %s); %s", event.get("type") or "LISTED", kind,
-                    meta.get("namespace"), meta.get("name"), meta.get("generation"), PHASE_NOTE)
-    observed.__name__ = f"observe_{kind.lower()}"
-    return observed
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -119,8 +130,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.info("connected to %s; artifact store %s, registry %s, builder %s, GPU resource %s",
              api.connection().server, settings.artifact_store, settings.registry or "(none)",
              settings.builder_image, settings.gpu_resource_name)
-    log.info("watching %s in %s; %s", ", ".join(crd.plural(k) for k in KINDS),
-             ", ".join(opts.namespaces) if opts.namespaces else "all namespaces", PHASE_NOTE)
+    log.info("watching %s in %s; reconciling them through the controller core's planners",
+             ", ".join(crd.plural(k) for k in KINDS), ", ".join(opts.namespaces) if opts.namespaces else "all namespaces")
     asyncio.run(kopf.operator(registry=registry_for(api, settings), standalone=True,
                               clusterwide=not opts.namespaces, namespaces=opts.namespaces,
                               liveness_endpoint=opts.liveness))

@@ -53,6 +53,22 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
 }
 
 
+def merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: keys `new` lacks become null.
+
+    A merge patch of the whole desired object would leave keys a user removed from a manifest
+    (or a field a status no longer has) in place; this one removes them."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = merge_patch(old[key], value)
+    return patch
+
+
 class KubeError(EngineError):
     """The API server refused a request or could not be reached."""
 
