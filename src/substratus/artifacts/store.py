@@ -124,6 +124,13 @@ class ArtifactStore:
         root = self.root.rstrip("/") + "/"
         return sorted(str(p).removeprefix(root) for p in found)
 
+    def modified(self, key: Key) -> float:
+        """When `key` was last written (seconds since the epoch); 0 when the store cannot say."""
+        try:
+            return float(self.fs.modified(self.path(key)).timestamp())
+        except (OSError, ValueError, NotImplementedError, AttributeError):
+            return 0.0
+
     def size(self, key: Key) -> int:
         return int(self._call("check", key, self.fs.size, self.path(key)) or 0)
 

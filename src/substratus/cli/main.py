@@ -16,7 +16,7 @@ import click
 
 from substratus import __version__
 from substratus.cli import output
-from substratus.cli.client import Client, home_dir
+from substratus.cli.backend import Backend, make_client
 from substratus.cli.lazy import LazyGroup
 from substratus.cli.wait import ref, wait_for
 from substratus.errors import SubstratusError, ValidationError
@@ -54,7 +54,13 @@ class SubGroup(LazyGroup):
 
 @click.group(cls=SubGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sub")
-def cli() -> None:
+@click.option("--context", "kube_context", metavar="NAME",
+              help="Work on the custom resources of this kubeconfig context's cluster instead of the local "
+                   "control plane (also: SUBSTRATUS_BACKEND=kubernetes for the current context).")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="kubeconfig file for --context (default "
+              "$KUBECONFIG).")
+@click.pass_context
+def cli(ctx: click.Context, kube_context: Optional[str], kubeconfig: Optional[str]) -> None:
     """Substratus: run ML datasets, models, servers and notebooks from container contracts.
 
     \b
@@ -66,12 +72,16 @@ def cli() -> None:
     \b
     The embedded control plane starts on first use; state lives in
     $SUBSTRATUS_HOME (default ~/.substratus). SUBSTRATUS_ENGINE picks
-    podman or docker.
+    podman or docker. With --context (or SUBSTRATUS_BACKEND=kubernetes) the
+    same commands work on a cluster's custom resources (docs/kubernetes.md).
     """
+    ctx.obj = {"context": kube_context, "kubeconfig": kubeconfig}
 
 
-def client() -> Client:
-    return Client(home_dir())
+def client() -> Backend:
+    """The local control plane, or a cluster's (`--context`, SUBSTRATUS_BACKEND): cli.backend."""
+    opts = click.get_current_context().find_root().obj or {}
+    return make_client(opts.get("context"), opts.get("kubeconfig"))
 
 
 def read_documents(paths: tuple[str, ...]) -> list[Document]:

@@ -63,6 +63,8 @@ def describe(d: dict[str, Any]) -> str:
     if d.get("serverToken"):
         out.append(f"Token:       {d['serverToken']}  (send `Authorization: Bearer <token>`; published beyond "
                    "loopback)")
+    if d.get("notebookToken"):
+        out.append(f"Token:       {d['notebookToken']}  (open the URL with ?token=<token>)")
     out += ["Spec:", _indent(yaml.safe_dump(d.get("spec", {}), sort_keys=False).rstrip()), "Conditions:"]
     for c in st.get("conditions", []):
         out.append(f"  {c['type']:<10} {c['status']:<8} {c['reason']:<18} {c.get('lastTransitionTime', '')}")
