@@ -50,6 +50,7 @@ BUILTIN: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, ("status",)),
 }
 VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
+KEEP_REQUESTS = 200
 
 
 def now() -> str:
@@ -96,7 +97,17 @@ class ApiServer(kmock.KubernetesEmulator):
         parts = raw_request.path.strip("/").split("/")
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4 and "watch" not in raw_request.query:
             return await self._namespaces(raw_request, parts[3] if len(parts) == 4 else None)
+        self._forget_old_requests()
         return await super().__call__(raw_request)
+
+    def _forget_old_requests(self) -> None:
+        """kmock keeps every request for assertions and finds the current one by scanning them all,
+        which makes a long test quadratic; these tests assert on objects, not on requests."""
+        if len(self._requests) > KEEP_REQUESTS:
+            del self._requests[:-KEEP_REQUESTS // 2]
+        for payload in self._payloads:
+            if len(payload._requests) > KEEP_REQUESTS:
+                del payload._requests[:-KEEP_REQUESTS // 2]
 
     async def _namespaces(self, raw: aiohttp.web.BaseRequest, name: Optional[str]) -> aiohttp.web.StreamResponse:
         def status(code: int, reason: str) -> aiohttp.web.Response:

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,8 +40,10 @@ def moto_endpoint() -> Iterator[str]:
     """moto in server mode, a separate process speaking the S3 HTTP API on a free port."""
     port = free_port()
     env = {**os.environ, **MOTO_KEYS}
+    # Its request log goes to a file: a pipe nobody reads fills up and stalls the server.
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -49,7 +52,8 @@ def moto_endpoint() -> Iterator[str]:
             break
         except httpx.HTTPError:
             if proc.poll() is not None:
-                raise RuntimeError(f"moto server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+                log.seek(0)
+                raise RuntimeError(f"moto server exited: {log.read().decode(errors='replace')[-2000:]}")
             time.sleep(0.2)
     else:
         proc.kill()
@@ -57,6 +61,7 @@ def moto_endpoint() -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+    log.close()
 
 
 @pytest.fixture

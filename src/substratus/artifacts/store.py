@@ -18,6 +18,7 @@ outputs), by the operator to judge a run's outputs, and by `sub` to upload
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -216,9 +217,9 @@ class ArtifactStore:
 
 
 def pack(local: Path) -> bytes:
-    """A reproducible .tar.gz of `local`: sorted, no owners or times, modes kept."""
+    """A reproducible .tar.gz of `local`: sorted, no owners or times (not even gzip's), modes kept."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(Path(local).rglob("*")):
             if path.is_symlink() or not (path.is_file() or path.is_dir()):
                 continue  # sources are plain files; links and devices stay behind
@@ -231,7 +232,7 @@ def pack(local: Path) -> bytes:
                     tar.addfile(info, fh)
             else:
                 tar.addfile(info)
-    return buf.getvalue()
+    return gzip.compress(buf.getvalue(), mtime=0)
 
 
 def unpack(data: bytes, dest: Path, *, where: str = "tarball") -> int:

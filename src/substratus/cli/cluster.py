@@ -40,10 +40,11 @@ OPERATOR_NAMESPACE_ENV = "SUBSTRATUS_OPERATOR_NAMESPACE"
 Key = tuple[str, str, str]
 
 
-def document(obj: dict[str, Any]) -> dict[str, Any]:
+def document(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    """An object as `sub get` shows it (items of a list response carry no kind of their own)."""
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in HIDDEN_META}
-    return {"apiVersion": obj.get("apiVersion", CR_VERSION), "kind": obj.get("kind"), "metadata": meta,
-            "spec": obj.get("spec") or {}, "status": obj.get("status") or {}}
+    return {"apiVersion": CR_VERSION, "kind": kind, "metadata": meta, "spec": obj.get("spec") or {},
+            "status": obj.get("status") or {}}
 
 
 class ClusterClient:
@@ -144,7 +145,7 @@ class ClusterClient:
     def list(self, kind: Optional[str] = None, namespace: Optional[str] = None) -> List[dict[str, Any]]:
         items = []
         for k in [kind] if kind else KIND_ORDER:
-            items += [document(o) for o in self.api.list(CR_VERSION, k, namespace)]
+            items += [document(o, k) for o in self.api.list(CR_VERSION, k, namespace)]
         return items
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
@@ -152,7 +153,7 @@ class ClusterClient:
         if obj is None:
             raise NotFoundError(f"{kind} {name!r} not found in namespace {namespace!r}",
                                 hint=f"list what exists with `sub get {kind.lower()}s`")
-        return document(obj)
+        return document(obj, kind)
 
     def containers(self, kind: str, namespace: str, name: str) -> List[ContainerState]:
         found = self.runtime().containers(naming.object_labels(kind, namespace, name))
@@ -273,7 +274,7 @@ class ClusterClient:
                 yield {"type": "DELETED", "object": {"kind": key[0], "metadata": {"namespace": key[1],
                                                                                    "name": key[2]}}}
             if first:
-                yield {"type": "BOOKMARK", "object": {}}
+                yield {"type": "BOOKMARK"}
                 first = False
             if deadline is not None and time.monotonic() >= deadline:
                 return

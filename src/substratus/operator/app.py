@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -25,7 +26,7 @@ from substratus.operator.handlers import Handlers
 from substratus.operator.reconciler import Reconciler
 from substratus.resources import crd
 from substratus.resources.schema import KINDS
-from substratus.runtimes.kubernetes.client import KubeApi
+from substratus.runtimes.kubernetes.client import KubeApi, KubeError
 from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
 from substratus.runtimes.kubernetes.settings import KubeSettings, parse_settings, settings_from_configmap
 
@@ -107,9 +108,20 @@ def registry_for(api: KubeApi, settings: KubeSettings, scratch: Optional[Path] =
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="substratus.ai")
         settings.posting.level = logging.WARNING
 
+    stopping = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        """The runtime's waits (a build, a check pod) end when the operator stops, without a verdict."""
+        if stopping.wait(seconds):
+            raise KubeError("the operator is stopping", status=0)
+
+    @kopf.on.cleanup(registry=registry, id="stop-waiting")
+    def stop_waiting(**_: Any) -> None:
+        stopping.set()
+
     def make_reconciler(wake: Any) -> Reconciler:
         store = artifact_store(settings)
-        runtime = KubernetesRuntime(api, settings, store=store, poll_seconds=0.5)
+        runtime = KubernetesRuntime(api, settings, store=store, poll_seconds=0.5, sleep=sleep)
         return Reconciler(api, runtime, store, scratch=scratch or Path(tempfile.gettempdir()) / "substratus-operator",
                           wake=wake)
 

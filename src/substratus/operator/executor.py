@@ -117,7 +117,7 @@ class KubeExecutor:
             elif isinstance(action, BuildTrained):
                 outcomes = self.build_trained(owner, action)
             elif isinstance(action, CollectJob):
-                outcomes = self.collect_job(action)
+                outcomes = self.collect_job(owner, action)
             elif isinstance(action, RemoveContainer):
                 self.remove(action)
         except EngineError as err:
@@ -208,8 +208,11 @@ class KubeExecutor:
             return [Failed(a.key, Reason.CONTRACT_VIOLATION, f"image {a.image} breaks the {a.kind} contract: {text}")]
         return [Verified(a.image)]
 
-    def collect_job(self, a: CollectJob) -> list[Outcome]:
-        """Keep the Job's log in its run, judge the outputs in the store, mark the run, delete the Job."""
+    def collect_job(self, owner: Key, a: CollectJob) -> list[Outcome]:
+        """Keep the Job's log in its run, judge the outputs in the store, mark the run, delete the Job.
+
+        A loaded file's digest is recorded before the marker is written, so the dataset is never
+        seen loaded without it (dependents put it into their lineage)."""
         if self.store is None:
             raise SubstratusError("judging a job needs the artifact store", hint="set artifactStore in the settings")
         run = PurePosixPath(a.run_dir)
@@ -218,7 +221,7 @@ class KubeExecutor:
         outcomes = verdict(a, tail("\n".join(lines), 15), self.store.has_content(PurePosixPath(a.expect)))
         if not outcomes:
             if a.step == "load":
-                outcomes.append(Digested(a.run_key, self.store.sha256(PurePosixPath(a.expect))))
+                self.report(owner, [Digested(a.run_key, self.store.sha256(PurePosixPath(a.expect)))])
             self.store.write_bytes(run / MARKER, b"ok\n")  # the run counts only once judged complete
         self.runtime.remove(a.name)
         return outcomes
