@@ -67,6 +67,7 @@ class Controllers:
         self.tick = tick
         self.started: dict[str, float] = {}          # pod uid -> when the kubelet started it
         self.outcomes: dict[tuple[str, str], Outcome] = {}
+        self.start_stamps: dict[str, str] = {}
         self.errors: list[str] = []
         self.server: Optional[ApiServer] = None
         self.http: Optional[aiohttp.ClientSession] = None
@@ -209,6 +210,11 @@ class Controllers:
                 continue
             await self._run_pod(pod)
 
+    def started_at(self, uid: str) -> str:
+        """When the kubelet started the pod's containers: fixed, so a running pod's status is patched only
+        when something changes (as a kubelet does), not at every tick."""
+        return self.start_stamps.setdefault(uid, now())
+
     def _outcome(self, pod: dict[str, Any], container: dict[str, Any]) -> Outcome:
         key = (pod["metadata"]["uid"], container["name"])
         if key not in self.outcomes:
@@ -229,7 +235,7 @@ class Controllers:
             sidecar = c.get("restartPolicy") == "Always"
             if not sidecar and outcome.exit_code not in (None, 0):
                 return await self._finish(pod, "Failed", [_terminated(c, outcome.exit_code)], [], "Init:Error")
-            init_statuses.append(_running(c, True) if sidecar else _terminated(c, 0))
+            init_statuses.append(_running(c, True, self.started_at(uid)) if sidecar else _terminated(c, 0))
         terminal = True
         for c in pod["spec"]["containers"]:
             outcome = self._outcome(pod, c)
@@ -237,7 +243,7 @@ class Controllers:
                 main_statuses.append(_terminated(c, outcome.exit_code))
             else:
                 terminal = False
-                main_statuses.append(_running(c, outcome.ready and elapsed >= outcome.after))
+                main_statuses.append(_running(c, outcome.ready and elapsed >= outcome.after, self.started_at(uid)))
         if terminal and pod["spec"].get("restartPolicy", "Always") != "Always":
             codes = [s["state"]["terminated"]["exitCode"] for s in main_statuses]
             init_done = [_terminated({"name": s["name"], "image": s["image"]}, 0) for s in init_statuses]
@@ -284,9 +290,9 @@ def _pod_ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
 
 
-def _running(c: dict[str, Any], ready: bool) -> dict[str, Any]:
+def _running(c: dict[str, Any], ready: bool, started_at: str) -> dict[str, Any]:
     return {"name": c["name"], "image": c.get("image", ""), "ready": ready, "restartCount": 0,
-            "started": True, "state": {"running": {"startedAt": now()}}}
+            "started": True, "state": {"running": {"startedAt": started_at}}}
 
 
 def _terminated(c: dict[str, Any], code: int) -> dict[str, Any]:

@@ -54,6 +54,9 @@ class PipelineControllers(Controllers):
             code, logs = self.fail.get(f"build:{name}", (0, ["#1 [internal] load build definition from Dockerfile",
                                                              "#9 pushing layers done"]))
             return Outcome(exit_code=code, logs=logs)
+        if role == "server" and name in self.fail:  # serve.sh exits: the kubelet restarts it, with backoff
+            code, logs = self.fail[name]
+            return Outcome(exit_code=code, logs=logs)
         if role in ("load", "train") and container["name"] == "main":
             code, logs = self.fail.get(name, (0, [f"{role}.sh: starting", f"{role}.sh: done"]))
             return Outcome(exit_code=code, logs=logs)

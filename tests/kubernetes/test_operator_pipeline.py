@@ -311,6 +311,15 @@ def check_failed_training(w: World) -> None:
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"]["tolerations"]
     logs = w.sub("logs", "model", "pipe-bad")
     assert "RuntimeError: CUDA out of memory" in logs.stdout and "job.log" in logs.stdout, logs
+    # A server whose serve.sh keeps exiting: the kubelet restarts it, the operator reports it.
+    w.controllers.fail["pipe-crash"] = (3, ["loading model", "OSError: /model/saved is empty"])
+    crash = w.tmp / "crash.yaml"
+    crash.write_text(yaml.safe_dump({"apiVersion": CR, "kind": "ModelServer", "metadata": {"name": "pipe-crash"},
+                                     "spec": {"modelName": "pipe-tuned"}}))
+    assert w.sub("apply", "-f", str(crash)).returncode == 0
+    crashing = w.ready("ModelServer", "pipe-crash", "CrashLoopBackOff")
+    message = crashing["status"]["conditions"][-1]["message"]
+    assert "serve.sh exited with code 3" in message and "OSError: /model/saved is empty" in message, message
     # Re-applying an unchanged manifest that failed is "try again".
     del w.controllers.fail["pipe-bad"]
     retried = w.sub("apply", "-f", str(bad))
@@ -340,6 +349,7 @@ def check_delete_cascades(w: World, manifest: Path) -> None:
     deleted = w.sub("delete", "-f", str(manifest), timeout=180)
     assert deleted.returncode == 0, deleted
     assert w.sub("delete", "model", "pipe-bad").returncode == 0
+    assert w.sub("delete", "server", "pipe-crash").stdout.startswith("modelserver/pipe-crash deleted")
     for plural in ("batch/v1/jobs", "apps/v1/deployments", "v1/pods", "v1/services", "v1/secrets"):
         wait_for(f"no {plural} left", lambda: not [o for o in w.cluster.objects(plural)
                                                    if "substratus.ai/name" in (o["metadata"].get("labels") or {})

@@ -142,8 +142,10 @@ class Handlers:
         wake, failures = self.wakers.event(key), 0
         while not stopped:
             wake.clear()
+            started = loop.time()
             try:
                 requeue = await loop.run_in_executor(self.passes, self.reconciler.reconcile, key)
+                log.debug("pass over %s/%s/%s took %.3fs; next in %s", *key, loop.time() - started, requeue)
             except Exception as err:  # noqa: BLE001 - one object's failure never stops the others
                 delay = min(BACKOFF[1], BACKOFF[0] * 2 ** failures)
                 failures += 1

@@ -36,6 +36,7 @@ from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
 log = logging.getLogger("substratus.operator.observe")
 Key = tuple[str, str, str]
 MARKER = ".succeeded"
+RUNS_JOBS = ("Dataset", "Model")
 NEGATIVE_TTL = 30.0     # seconds an "absent from the registry" answer is trusted
 RELIST_PERIOD = 300.0   # seconds between listings of the registry's catalogue
 
@@ -109,9 +110,11 @@ class ClusterObserver:
         containers = self.containers(key)
         probes, tails = self.readiness(containers)
         object_dir = self.layout.object_dir(*key)
+        runs = key[0] in RUNS_JOBS  # only these have runs in the artifact store
         return Snapshot(now=now, images=dict(self.images.all()), containers=containers,
-                        succeeded=self.succeeded(object_dir), in_flight=in_flight, probes=probes, log_tails=tails,
-                        progress=self.job_progress(containers, object_dir))
+                        succeeded=self.succeeded(object_dir) if runs else frozenset(), in_flight=in_flight,
+                        probes=probes, log_tails=tails,
+                        progress=self.job_progress(containers, object_dir) if runs else {})
 
     def readiness(self, containers: dict[str, ContainerState]) -> tuple[dict[str, bool], dict[str, str]]:
         probes: dict[str, bool] = {}

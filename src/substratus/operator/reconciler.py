@@ -214,6 +214,10 @@ class Reconciler:
     def write(self, key: Key, body: dict[str, Any], trigger: str, state: states.AnyState, source_error: str,
               status: dict[str, Any]) -> bool:
         """Status and state, unless the object changed since `body` was read. False on such a conflict."""
+        old = body.get("status") or {}
+        text, _ = records.encode(trigger, state, source_error)
+        if annotations_of(body).get(STATE) == text and status in (old, self._written.get(key)):
+            return True  # nothing to write (most passes): no need to read the object again
         with self.lock(key):
             fresh = self.get(key)
             if fresh is None or deleting(fresh) or meta(fresh).get("generation") != meta(body).get("generation") \
