@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 import aiohttp.web
 import attrs
+import jsonpatch
 import kmock
 from kmock._internal import apps, enums
 
@@ -139,7 +140,15 @@ class ApiServer(kmock.KubernetesEmulator):
     async def _handle(self, request: Any) -> Any:
         if request.resource is not None and isinstance(request.data, dict):
             self._stamp(request)
-        response = await super()._handle(request)
+        if request.resource is not None and isinstance(request.data, list) and request.action == enums.action.UPDATE:
+            # A JSON patch (kopf adds and removes finalizers with one, guarded by a resourceVersion test).
+            request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": str(next(self._rv))})
+        try:
+            response = await super()._handle(request)
+        except (jsonpatch.JsonPatchTestFailed, jsonpatch.JsonPatchConflict) as err:
+            # kube-apiserver answers a failed test (a stale resourceVersion) with 422, which clients retry.
+            return aiohttp.web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+                                              "reason": "Invalid", "message": str(err)}, status=422)
         if request.resource is not None and request.action == enums.action.CREATE and response.status < 300:
             meta = request.data.get("metadata", {})
             self.created_log.append((request.data.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))

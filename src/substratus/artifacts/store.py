@@ -211,7 +211,7 @@ class ArtifactStore:
             return fn(*args, **kwargs)
         except ArtifactError:
             raise
-        except (OSError, ValueError, RuntimeError) as err:
+        except Exception as err:  # noqa: BLE001 - the boundary to fsspec and its backends (botocore's own errors)
             raise ArtifactError(f"could not {verb} {self.uri(key)}: {type(err).__name__}: {err}",
                                 hint=f"check that {self.url} exists and the credentials allow it") from err
 

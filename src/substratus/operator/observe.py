@@ -134,14 +134,13 @@ class ClusterObserver:
             return f"(could not read the container's log: {err})"
 
     def succeeded(self, object_dir: PurePosixPath) -> frozenset[str]:
-        """Run directories (as the planners name them) holding the marker of a judged, complete run."""
+        """Run directories (as the planners name them) holding the marker of a judged, complete run.
+
+        A store that cannot be read fails the pass (it is retried with backoff): seeing no marker
+        would make the planners run a finished job again."""
         if self.store is None:
             return frozenset()
-        try:
-            found = self.store.glob(object_dir / "*" / MARKER)
-        except ArtifactError as err:
-            log.warning("cannot list run markers under %s: %s", object_dir, err)
-            return frozenset()
+        found = self.store.glob(object_dir / "*" / MARKER)
         return frozenset(str(PurePosixPath(k).parent) for k in found)
 
     def job_progress(self, containers: dict[str, ContainerState], object_dir: PurePosixPath) -> dict[str, Progress]:

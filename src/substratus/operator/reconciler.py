@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Optional, cast
 
 from substratus.artifacts.layout import ArtifactLayout
-from substratus.artifacts.store import ArtifactStore
+from substratus.artifacts.store import ArtifactError, ArtifactStore
 from substratus.build import naming
 from substratus.controlplane import state as states
 from substratus.controlplane.actions import BuildImage, BuildTrained
@@ -131,9 +131,11 @@ class Reconciler:
         obj = parse(key[0], body)
         stored = records.Stored.read(body)
         state, source_error = self.current_state(obj, body, stored)
-        facts = self.facts()
-        snap = self.observer.snapshot(key, self.clock(), self.executor.in_flight(key))
-        plan = self.confirmed(obj, state, snap, facts, source_error, body)
+        if source_error and isinstance(state, states.BuildState) and state.source is None:
+            plan = Plan(state=state).wait("Built", Reason.SOURCE_FAILED, source_error)  # nothing to observe
+        else:
+            snap = self.observer.snapshot(key, self.clock(), self.executor.in_flight(key))
+            plan = self.confirmed(obj, state, snap, self.facts(), body)
         publish_cluster_urls(plan, obj)
         status = build_status(self.record(body), plan, utcnow())
         if not self.write(key, body, apply_trigger(body), plan.state, source_error, status):
@@ -165,24 +167,22 @@ class Reconciler:
             return state.model_copy(update={"source": None}), str(err)
         return state.model_copy(update={"source": source}), ""
 
-    def confirmed(self, obj: Resource, state: states.AnyState, snap: Snapshot, facts: Facts, source_error: str,
+    def confirmed(self, obj: Resource, state: states.AnyState, snap: Snapshot, facts: Facts,
                   body: dict[str, Any]) -> Plan:
         """The plan, after asking the registry about tags it wants to build (pushed before we knew)."""
-        plan = self.plan(obj, state, snap, facts, source_error, body)
+        plan = self.plan(obj, state, snap, facts, body)
         for _ in range(3):
             wanted = [a.tag for a in plan.actions if isinstance(a, (BuildImage, BuildTrained))]
             found = {tag: digest for tag in wanted if (digest := self.images.confirm(tag)) is not None}
             if not found:
                 break
             snap = replace(snap, images={**snap.images, **found})
-            plan = self.plan(obj, state, snap, facts, source_error, body)
+            plan = self.plan(obj, state, snap, facts, body)
         return plan
 
-    def plan(self, obj: Resource, state: states.AnyState, snap: Snapshot, facts: Facts, source_error: str,
-             body: dict[str, Any]) -> Plan:
+    def plan(self, obj: Resource, state: states.AnyState, snap: Snapshot, facts: Facts, body: dict[str, Any]) -> Plan:
+        """The controller core's planner for the kind, with its references as their status shows them."""
         ns, previous = obj.namespace, Status.model_validate(body.get("status") or {}).progress
-        if source_error and isinstance(state, states.BuildState) and state.source is None:
-            return Plan(state=state).wait("Built", Reason.SOURCE_FAILED, source_error)
         if isinstance(obj, Dataset):
             assert isinstance(state, states.DatasetState)
             return plan_dataset(obj, state, snap, facts, previous)
@@ -275,10 +275,21 @@ class Reconciler:
         if left:
             self.deleting_status(key, left)
             return left
-        if self.store is not None:
-            self.store.remove(self.layout.object_dir(*key))
+        self.remove_artifacts(key)
         self._written.pop(key, None)
         return 0
+
+    def remove_artifacts(self, key: Key) -> None:
+        """Its runs, logs and loaded data go with it; a store that cannot be reached does not hold the
+        deletion up (the object would never go): what is left is named in the log."""
+        if self.store is None:
+            return
+        where = self.layout.object_dir(*key)
+        try:
+            self.store.remove(where)
+        except ArtifactError as err:
+            log.warning("%s/%s/%s deleted, but its artifacts at %s stay: %s", *key,
+                        self.layout.artifact_url(where), err)
 
     def deleting_status(self, key: Key, left: int) -> None:
         body = self.get(key)
