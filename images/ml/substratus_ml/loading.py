@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from substratus_ml.devices import pick_device
+from substratus_ml.devices import pick_device, pick_dtype
 
 
 class ModelDirError(Exception):
@@ -41,8 +39,21 @@ def _gguf_file(model_dir: Path) -> str | None:
     return found[0] if found else None
 
 
+def _from_pretrained(auto: Any, model_dir: Path, **kwargs: Any) -> Any:
+    """SDPA attention where the architecture has it (fused kernels, masks as given)."""
+    try:
+        return auto.from_pretrained(model_dir, local_files_only=True, attn_implementation="sdpa",
+                                    **kwargs)
+    except ValueError as exc:
+        if "sdpa" not in str(exc).lower():
+            raise
+        return auto.from_pretrained(model_dir, local_files_only=True, **kwargs)
+
+
 def load_model(model_dir: Path) -> LoadedModel:
-    """Load the model in ``model_dir`` for inference (float32, eval mode) on the GPU if present, else CPU."""
+    """Load the model in ``model_dir`` for inference (eval mode) on the GPU if present, else CPU.
+
+    float32 on the CPU, bfloat16 on a GPU that has it (:mod:`substratus_ml.devices`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # Nothing may be fetched: the image must serve what it was built with.
@@ -57,10 +68,9 @@ def load_model(model_dir: Path) -> LoadedModel:
                             "nor a .gguf file")
     extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, **extra)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, local_files_only=True, dtype=torch.float32, **extra
-    )
-    model.to(pick_device())
+    device = pick_device()
+    model = _from_pretrained(AutoModelForCausalLM, model_dir, dtype=pick_dtype(device), **extra)
+    model.to(device)
     model.eval()
     params_file = model_dir / "training_params.json"
     params = json.loads(params_file.read_text()) if params_file.exists() else None
