@@ -187,7 +187,8 @@ def _add_contract_routes(app: FastAPI, slot: ModelSlot, settings: ServeSettings)
     async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:  # type: ignore[valid-type]
         """Continue `prompt`; the generation starts with the exact prompt string."""
         generator = slot.require()
-        params = SamplingParams(body.max_new_tokens, body.temperature, body.top_p)  # type: ignore[attr-defined]
+        params = SamplingParams(body.max_new_tokens, body.temperature, body.top_p,  # type: ignore[attr-defined]
+                                repetition_penalty=body.repetition_penalty)  # type: ignore[attr-defined]
         ids = await generator.encode(body.prompt)  # type: ignore[attr-defined]
         result = await until_disconnected(request, generator.complete(ids, params))
         request.state.tokens = result.completion_tokens

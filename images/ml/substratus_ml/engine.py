@@ -42,6 +42,18 @@ class SamplingParams:
     top_p: float = 1.0
     ignore_eos: bool = False  # benchmarks: always produce max_new_tokens
     stop_token_ids: tuple[int, ...] = ()  # e.g. a chat template's end-of-turn token
+    repetition_penalty: float = 1.0  # see substratus_ml.penalties
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+
+    @property
+    def penalised(self) -> bool:
+        return (self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0
+                or self.presence_penalty != 0.0)
+
+    @property
+    def penalties(self) -> tuple[float, float, float]:
+        return self.repetition_penalty, self.frequency_penalty, self.presence_penalty
 
 
 @dataclass(frozen=True)
@@ -268,6 +280,9 @@ class BatchEngine:
         first = len(self._rows)
         logits = self._runner.prefill(first, prompts, [r.params.temperature for r in requests],
                                       [r.params.top_p for r in requests])
+        if self._runner.penalties is not None or any(r.params.penalised for r in requests):
+            self._runner.start_penalties(first, prompts, [r.params.penalties for r in requests],
+                                         logits.shape[-1])
         rows = [_Row(r, len(p), min(r.params.max_new_tokens, self.max_len - len(p)),
                      IncrementalDetokenizer(self.loaded.tokenizer, p), length=len(p))
                 for r, p in zip(requests, prompts)]
@@ -297,6 +312,8 @@ class BatchEngine:
         runner = self._runner
         batch = self._rows[rows]
         any_sampled = any(not is_greedy(row.request.params.temperature) for row in batch)
+        if runner.penalties is not None and any(row.request.params.penalised for row in batch):
+            logits = runner.penalties.apply(logits, rows)
         tokens = next_tokens(logits, runner.temperature[rows], runner.top_p[rows],
                              self._generator, any_sampled)
         runner.accept(rows, tokens, fed)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from substratus_ml.kvcache import MaskBuilder, SlotCache
+from substratus_ml.penalties import Penalties
 
 
 def _num_layers(config: Any) -> int:
@@ -45,6 +46,7 @@ class ModelRunner:
         params = inspect.signature(model.forward).parameters
         # transformers 5 renamed past_key_values to cache; accept either release line.
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.penalties: Penalties | None = None  # allocated by the first request that asks
         use_graphs = cuda_graphs and self.device.type == "cuda"
         self.graphs = DecodeGraphs(self) if use_graphs else None
 
@@ -82,17 +84,29 @@ class ModelRunner:
         return self.forward(self.tokens[:rows].unsqueeze(1), lengths.unsqueeze(1),
                             self.masks.decode(lengths, kv_len))
 
+    def start_penalties(self, first_slot: int, prompts: list[list[int]],
+                        settings: list[tuple[float, float, float]], vocab: int) -> None:
+        """(repetition, frequency, presence) for the rows just prefilled into ``first_slot..``."""
+        if self.penalties is None:
+            self.penalties = Penalties(self.slots, vocab, self.device)
+        for offset, (prompt, (repetition, frequency, presence)) in enumerate(zip(prompts, settings)):
+            self.penalties.start(first_slot + offset, prompt, repetition, frequency, presence)
+
     def accept(self, rows: slice, tokens: torch.Tensor, fed: bool) -> None:
         """Sampled ``tokens`` become the next inputs; ``fed``: the previous ones are now cached."""
         self.tokens[rows] = tokens
         if fed:
             self.lengths[rows] += 1
+        if self.penalties is not None:
+            self.penalties.record(rows, tokens)
 
     def move(self, source: int, target: int, length: int) -> None:
         """Slot ``source`` takes the place of ``target`` (which left); ``source`` becomes free."""
         self.cache.move(source, target, length)
         for state in (self.tokens, self.lengths, self.temperature, self.top_p):
             state[target] = state[source]
+        if self.penalties is not None:
+            self.penalties.move(source, target)
         self.lengths[source] = 0  # a free slot in a padded graph batch attends to position 0 only
 
 

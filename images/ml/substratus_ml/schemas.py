@@ -148,6 +148,10 @@ def _stop_list(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+REPETITION = ("Extension (as in vLLM and transformers): > 1 discourages tokens already in the "
+              "prompt or the output.")
+
+
 @dataclass(frozen=True)
 class Schemas:
     generate: type[BaseModel]
@@ -168,6 +172,7 @@ def make_schemas(bound: int) -> Schemas:
         temperature: float = Field(0.0, ge=0.0, le=2.0,
                                    description="0 (default) decodes greedily.")
         top_p: float = Field(1.0, gt=0.0, le=1.0)
+        repetition_penalty: float = Field(1.0, gt=0.0, le=10.0, description=REPETITION)
 
     class CompletionRequest(BaseModel):
         model_config = ConfigDict(extra="ignore")
@@ -182,6 +187,9 @@ def make_schemas(bound: int) -> Schemas:
         n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
         ignore_eos: bool = Field(False, description="Extension (as in vLLM): keep generating "
                                  "past end-of-sequence, up to max_tokens.")
+        frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+        presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+        repetition_penalty: float = Field(1.0, gt=0.0, le=10.0, description=REPETITION)
 
         @field_validator("prompt")
         @classmethod
@@ -216,6 +224,9 @@ def make_schemas(bound: int) -> Schemas:
         stop: str | list[str] | None = Field(None, description="Up to 4 stop strings.")
         n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
         ignore_eos: bool = Field(False, description="Extension (as in vLLM).")
+        frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+        presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+        repetition_penalty: float = Field(1.0, gt=0.0, le=10.0, description=REPETITION)
 
         @field_validator("stop")
         @classmethod

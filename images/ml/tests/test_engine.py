@@ -240,3 +240,31 @@ def test_denormal_temperature_decodes_greedily() -> None:
     logits = torch.randn(2, 50) * 30
     out = next_tokens(logits, torch.tensor([1.1754943508222875e-38, 1e-30]), torch.tensor([1.0, 1e-77]))
     assert out.tolist() == logits.argmax(dim=-1).tolist()
+
+
+def test_repetition_penalty_matches_transformers_generate(tiny_model: LoadedModel) -> None:
+    prompt = "The quick brown fox"
+    params = SamplingParams(20, repetition_penalty=1.5)
+    penalised, plain = _run_all(engine(tiny_model), [(prompt, params), (prompt, SamplingParams(20, ignore_eos=True))])
+    ids_in = torch.tensor([ids(tiny_model, prompt)])
+    with torch.inference_mode():
+        reference = tiny_model.model.generate(ids_in, do_sample=False, max_new_tokens=20,
+                                              repetition_penalty=1.5, pad_token_id=0)
+    expected = tiny_model.tokenizer.decode(reference[0, ids_in.shape[1]:], skip_special_tokens=True)
+    assert penalised.text == expected
+    [alone] = _run_all(engine(tiny_model), [(prompt, SamplingParams(20, ignore_eos=True))])
+    assert plain.text == alone.text != penalised.text  # the neighbour's penalty does not leak
+
+
+def test_frequency_and_presence_penalties_follow_openai(tiny_model: LoadedModel) -> None:
+    prompt = ids(tiny_model, "Time flies")
+    [result] = _run_all(engine(tiny_model), [("Time flies", SamplingParams(
+        15, ignore_eos=True, frequency_penalty=0.8, presence_penalty=0.5))])
+    out: list[int] = []
+    with torch.inference_mode():
+        for _ in range(15):  # the definition, step by step, without a cache
+            logits = tiny_model.model(torch.tensor([prompt + out])).logits[0, -1].float()
+            for token in set(out):
+                logits[token] -= 0.8 * out.count(token) + 0.5
+            out.append(int(logits.argmax()))
+    assert result.text == tiny_model.tokenizer.decode(out, skip_special_tokens=True)
