@@ -12,21 +12,30 @@ character (U+FFFD) and flushed when the request finishes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 CONTEXT_TOKENS = 5
 
 
+def decoder(tokenizer: Any) -> Callable[[list[int]], str]:
+    """``ids -> text`` without special tokens. A fast tokenizer's Rust ``decode`` is called
+    directly: it is what ``tokenizer.decode`` ends in, minus several microseconds of
+    Python per call, which add up at one call per token per running request."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return lambda ids: str(backend.decode(ids, skip_special_tokens=True))
+    return lambda ids: str(tokenizer.decode(ids, skip_special_tokens=True,
+                                            clean_up_tokenization_spaces=False))
+
+
 class IncrementalDetokenizer:
-    def __init__(self, tokenizer: Any, prompt_ids: list[int]) -> None:
-        self._tokenizer = tokenizer
+    def __init__(self, tokenizer: Any, prompt_ids: list[int],
+                 decode: Callable[[list[int]], str] | None = None) -> None:
+        self._decode = decode or decoder(tokenizer)
         self._ids = list(prompt_ids[-CONTEXT_TOKENS:])
         self._prefix_offset = 0
         self._read_offset = len(self._ids)
-
-    def _decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids, skip_special_tokens=True,
-                                          clean_up_tokenization_spaces=False))
 
     def add(self, token: int | None, final: bool = False) -> str:
         """Record ``token`` (None: nothing new) and return the text it completes."""

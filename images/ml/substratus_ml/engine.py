@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import torch
 
-from substratus_ml.detok import IncrementalDetokenizer
+from substratus_ml.detok import IncrementalDetokenizer, decoder
 from substratus_ml.loading import LoadedModel
 from substratus_ml.runner import ModelRunner
 from substratus_ml.sampling import is_greedy, next_tokens
@@ -177,6 +177,7 @@ class BatchEngine:
         tok = loaded.tokenizer
         self._pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self._eos_ids = frozenset(eos_ids(loaded))
+        self._text_of = decoder(tok)
         self._runner: ModelRunner | None = None
         self._generator: torch.Generator | None = None
 
@@ -284,7 +285,7 @@ class BatchEngine:
             self._runner.start_penalties(first, prompts, [r.params.penalties for r in requests],
                                          logits.shape[-1])
         rows = [_Row(r, len(p), min(r.params.max_new_tokens, self.max_len - len(p)),
-                     IncrementalDetokenizer(self.loaded.tokenizer, p), length=len(p))
+                     IncrementalDetokenizer(self.loaded.tokenizer, p, self._text_of), length=len(p))
                 for r, p in zip(requests, prompts)]
         self._rows.extend(rows)
         self.stats.prefills += 1
