@@ -172,7 +172,7 @@ def make_schemas(bound: int) -> Schemas:
         temperature: float = Field(0.0, ge=0.0, le=2.0,
                                    description="0 (default) decodes greedily.")
         top_p: float = Field(1.0, gt=0.0, le=1.0)
-        repetition_penalty: float = Field(1.0, gt=0.0, le=10.0, description=REPETITION)
+        repetition_penalty: float = Field(1.0, ge=0.01, le=10.0, description=REPETITION)
 
     class CompletionRequest(BaseModel):
         model_config = ConfigDict(extra="ignore")
@@ -189,7 +189,7 @@ def make_schemas(bound: int) -> Schemas:
                                  "past end-of-sequence, up to max_tokens.")
         frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
         presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-        repetition_penalty: float = Field(1.0, gt=0.0, le=10.0, description=REPETITION)
+        repetition_penalty: float = Field(1.0, ge=0.01, le=10.0, description=REPETITION)
 
         @field_validator("prompt")
         @classmethod
@@ -226,7 +226,7 @@ def make_schemas(bound: int) -> Schemas:
         ignore_eos: bool = Field(False, description="Extension (as in vLLM).")
         frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
         presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-        repetition_penalty: float = Field(1.0, gt=0.0, le=10.0, description=REPETITION)
+        repetition_penalty: float = Field(1.0, ge=0.01, le=10.0, description=REPETITION)
 
         @field_validator("stop")
         @classmethod

@@ -68,6 +68,7 @@ BAD_BODIES = [
     ("/generate", {"prompt": "x", "temperature": -1}, 422, "temperature"),
     ("/generate", {"prompt": "x", "top_p": 0}, 422, "top_p"),
     ("/generate", [1, 2], 422, "valid dictionary"),
+    ("/generate", {"prompt": "x", "repetition_penalty": 1e-323}, 422, "repetition_penalty"),  # schemathesis
     ("/v1/completions", {"prompt": ["a", "b"]}, 422, "only one prompt"),
     ("/v1/completions", {"prompt": "a", "n": 2}, 422, "n: Input should be less than or equal to 1"),
     ("/v1/completions", {"prompt": "a", "stop": ["a", "b", "c", "d", "e"]}, 422, "1 to 4"),
