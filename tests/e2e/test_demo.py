@@ -78,6 +78,42 @@ def test_openai_sdk_completions_and_streaming(demo: Demo) -> None:
     assert "".join(c.choices[0].text for c in chunks if c.choices)
 
 
+def test_openai_sdk_chat_and_streaming(demo: Demo) -> None:
+    url = demo.status("server", "tiny-gpt-shakespeare")["url"]
+    client = OpenAI(base_url=f"{url}/v1", api_key="not-needed")
+    messages = [{"role": "user", "content": "Speak, Romeo."}]
+    done = client.chat.completions.create(model="tiny-gpt-shakespeare", messages=messages,  # type: ignore[arg-type]
+                                          max_tokens=16, temperature=0)
+    assert done.choices[0].message.role == "assistant" and done.usage is not None
+    chunks = list(client.chat.completions.create(model="tiny-gpt-shakespeare", messages=messages,  # type: ignore[arg-type]
+                                                 max_tokens=16, temperature=0, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == done.choices[0].message.content
+
+
+def test_metrics_count_what_was_served(demo: Demo) -> None:
+    url = demo.status("server", "tiny-gpt-shakespeare")["url"]
+    gen(url)
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    served = sum(float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith("substratus_requests_total{"))
+    assert served >= 1
+    for name in ("substratus_time_to_first_token_seconds_bucket", "substratus_num_requests_waiting",
+                 "substratus_num_requests_running", "substratus_generation_tokens_total"):
+        assert name in text, name
+
+
+def test_the_demo_prints_words_not_noise(demo: Demo) -> None:
+    """Each generation the demo printed has words, and not one word repeated over and over."""
+    blocks = re.findall(r"((?:    \| .*\n?)+)", demo.output)
+    assert len(blocks) == 4, demo.output
+    for block in blocks:
+        words = re.findall(r"[A-Za-z']+", block.replace("    | ", " "))
+        print(" ".join(words))
+        assert len(words) >= 6, block
+        assert len(set(w.lower() for w in words)) >= 0.5 * len(words), block
+
+
 def test_bad_bodies_get_422_not_500(demo: Demo) -> None:
     url = demo.status("server", "tiny-gpt-shakespeare")["url"]
     for body in ({}, {"prompt": 3}, {"prompt": "x", "max_new_tokens": -1}, {"prompt": "x", "max_new_tokens": 10**9}):

@@ -94,9 +94,9 @@ async def _chat_chunks(pieces: AsyncIterator[str | Result], cid: str, created: i
                                              usage=_usage(item)))
 
 
-def _penalties(body: Any) -> dict[str, float]:
-    return {"repetition_penalty": body.repetition_penalty, "frequency_penalty": body.frequency_penalty,
-            "presence_penalty": body.presence_penalty}
+def _penalties(body: Any) -> tuple[float, float, float]:
+    """(repetition, frequency, presence): SamplingParams' fields after stop_token_ids."""
+    return body.repetition_penalty, body.frequency_penalty, body.presence_penalty
 
 
 async def _collect(pieces: AsyncIterator[str | Result]) -> Result:
@@ -128,7 +128,7 @@ def add_openai_routes(app: FastAPI, require: Callable[[], Generator],
         """OpenAI text completion; `stream: true` answers with server-sent events."""
         generator = require()
         params = SamplingParams(body.max_tokens, body.temperature, body.top_p,  # type: ignore[attr-defined]
-                                body.ignore_eos, **_penalties(body))  # type: ignore[attr-defined]
+                                body.ignore_eos, (), *_penalties(body))  # type: ignore[attr-defined]
         cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         model = body.model or settings.model_name  # type: ignore[attr-defined]
         ids = await generator.encode(body.prompt_text())  # type: ignore[attr-defined]
@@ -149,7 +149,7 @@ def add_openai_routes(app: FastAPI, require: Callable[[], Generator],
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]  # type: ignore[attr-defined]
         ids = await generator.encode(chat.render(messages), special=False)
         params = SamplingParams(body.token_limit(), body.temperature, body.top_p,  # type: ignore[attr-defined]
-                                body.ignore_eos, chat.stop_ids, **_penalties(body))  # type: ignore[attr-defined]
+                                body.ignore_eos, chat.stop_ids, *_penalties(body))  # type: ignore[attr-defined]
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         model = body.model or settings.model_name  # type: ignore[attr-defined]
         pieces = generator.stream_text(ids, params, body.stops())  # type: ignore[attr-defined]

@@ -54,7 +54,8 @@ class ModelRunner:
         """Logits of each row's last input token, ``[B, V]``."""
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                          use_cache=True, logits_to_keep=1, **{self._cache_kw: self.cache})
-        return out.logits[:, -1, :]
+        logits: torch.Tensor = out.logits[:, -1, :]
+        return logits
 
     def prefill(self, first_slot: int, prompts: list[list[int]], temperature: list[float],
                 top_p: list[float]) -> torch.Tensor:

@@ -118,7 +118,7 @@ def fit(model: Any, data: torch.Tensor, config: FitConfig, log: Callable[[str], 
         meter.add(batch.numel())
         if progress is not None and (step % config.progress_every == 0 or step == config.steps):
             progress.write(step, config.steps, step / per_epoch, loss_value,
-                           lr=scheduler.get_last_lr()[0], tokens_per_second=meter.tokens_per_second(),
+                           lr=float(scheduler.get_last_lr()[0]), tokens_per_second=meter.tokens_per_second(),
                            steps_per_second=meter.steps_per_second())
         if step % config.log_every == 0 or step == config.steps:
             elapsed = time.perf_counter() - started
