@@ -13,7 +13,7 @@ Sub-commands (options override environment variables, which override defaults)::
     substratus-ml serve [--model-dir /model/saved] [--host 0.0.0.0] [--port 8080]
                         [--model-name NAME] [--max-batch 16] [--max-new-tokens 512]
         (reads SUBSTRATUS_MAX_BATCH, SUBSTRATUS_MAX_NEW_TOKENS and the other limits in settings.py)
-    substratus-ml init-gemma --out DIR
+    substratus-ml init-gemma --out DIR [--keep-gguf]
 
 Exit codes: 0 ok, 1 failed (message on stderr), 2 usage or bad parameters.
 """
@@ -68,8 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-new-tokens", type=int, default=None,
                        help="upper bound per request (env SUBSTRATUS_MAX_NEW_TOKENS, default 512)")
 
-    gemma = sub.add_parser("init-gemma", help="copy the Gemma 3 270M GGUF into a model dir")
+    gemma = sub.add_parser("init-gemma", help="Gemma 3 270M into a model dir (converted from its GGUF)")
     gemma.add_argument("--out", type=Path, required=True)
+    gemma.add_argument("--keep-gguf", action="store_true",
+                       help="write the GGUF file itself instead of converting it once")
 
     notebook = sub.add_parser("notebook", help="the contract's notebook.sh: JupyterLab on 0.0.0.0:8888")
     notebook.add_argument("--root", type=Path, required=True, help="/model or /dataset")
@@ -117,7 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _init_gemma(args: argparse.Namespace) -> int:
     from substratus_ml.gemma import init_gemma
 
-    print(init_gemma(args.out))
+    print(init_gemma(args.out, args.keep_gguf))
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from substratus_ml import corpus
 from substratus_ml.devices import pick_device
-from substratus_ml.loading import load_pretrained
+from substratus_ml.loading import detach_gguf, load_pretrained, make_readable
 from substratus_ml.progress import ProgressLog
 from substratus_ml.training import FitConfig, RunLog, cpu_threads, evaluate, fit
 
@@ -175,10 +175,11 @@ def _save(model: Any, tokenizer: Any, params: TrainParams, dirs: TrainDirs,
     if lora:
         model.save_pretrained(dirs.out / "adapter")
         model = model.merge_and_unload().to(torch.bfloat16)
-    model.save_pretrained(dirs.out)
+    detach_gguf(model).save_pretrained(dirs.out)
     tokenizer.save_pretrained(dirs.out)
     record = {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(params).items()},
               **metrics, "base_model": str(dirs.model_dir), "method": "lora" if lora else "full"}
     (dirs.out / "training_params.json").write_text(json.dumps(record, indent=2) + "\n")
+    make_readable(dirs.out)
     dirs.logs_dir.mkdir(parents=True, exist_ok=True)
     (dirs.logs_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -78,6 +78,34 @@ def load_pretrained(model_dir: Path, dtype: Any, device: Any) -> tuple[Any, Any,
     return model, tokenizer, "gguf" if gguf else "transformers"
 
 
+def detach_gguf(model: Any) -> Any:
+    """Make a model loaded from GGUF saveable with ``save_pretrained``.
+
+    ``transformers`` de-quantises GGUF weights into ordinary tensors but keeps a
+    GGUF "quantizer" on the model, and ``save_pretrained`` refuses any model with
+    a quantizer that cannot re-serialise its format. The weights are plain
+    tensors by then, so dropping the marker is all a save needs.
+    """
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model
+
+
+def make_readable(directory: Path) -> None:
+    """Give every file under ``directory`` read permission for all.
+
+    safetensors writes through a temporary file, which is created 0600: a model
+    image built by root would then not be readable by a server running as another
+    user.
+    """
+    for path in directory.rglob("*"):
+        if path.is_file():
+            path.chmod(path.stat().st_mode | 0o444)
+
+
 def load_model(model_dir: Path) -> LoadedModel:
     """Load the model in ``model_dir`` for inference (eval mode) on the GPU if present, else CPU.
 

@@ -58,6 +58,8 @@ def test_training_lowers_loss_and_honours_the_params(
     assert params["epochs"] == 3 and params["data_path"] == str(data)
     assert params["loss_after"] == metrics["loss_after"]
     AutoModelForCausalLM.from_pretrained(trained, local_files_only=True)
+    unreadable = [p.name for p in trained.rglob("*") if p.is_file() and not p.stat().st_mode & 0o004]
+    assert unreadable == []  # a server running as another user must read the image's model
 
 
 def test_plain_text_data_is_accepted(tmp_path: Path, tiny_dir: Path,
