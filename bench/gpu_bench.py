@@ -163,9 +163,11 @@ def _staggered(args: argparse.Namespace, engine: BatchEngine, vocab: int,
     run = max(runs, key=lambda r: r.tokens_per_s)
     ratio = run.tokens_per_s / at_once[count]
     verdict = "met" if ratio >= STAGGER_GOAL else "NOT met"
+    at_once_s = count * args.new_tokens / at_once[count]
     print(f"{count} requests {args.stagger_ms:g} ms apart: {run.tokens_per_s:.0f} tok/s = {ratio:.2f}x of "
           f"all at once (goal {STAGGER_GOAL}x: {verdict}); median latency "
-          f"{statistics.median(run.latencies):.2f} s")
+          f"{statistics.median(run.latencies):.2f} s; all at once took {at_once_s:.2f} s, the last "
+          f"request arrives after {(count - 1) * args.stagger_ms / 1000:.2f} s")
 
 
 def _same_tokens(args: argparse.Namespace, loaded: LoadedModel, engine: BatchEngine, vocab: int) -> None:
