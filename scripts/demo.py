@@ -49,7 +49,7 @@ EXAMPLES = {
     "gemma": Example(REPO / "examples" / "gemma", "gemma-270m", "gemma-270m-shakespeare",
                      "gemma-270m-shakespeare", None,
                      ("base (Gemma 3 270M)", "fine-tuned (LoRA on Shakespeare)"),
-                     ("ROMEO:", "My lord, "),
+                     ("ROMEO.\n", "My good lord, "),
                      {"max_new_tokens": 40, "temperature": 0, "repetition_penalty": 1.2}),
 }
 

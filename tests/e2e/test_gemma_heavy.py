@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.heavy,
                                  reason="opt-in: set SUBSTRATUS_HEAVY=1 (make test-heavy)")]
 
 MANIFESTS = REPO / "examples" / "gemma"
-PROMPTS = ["ROMEO:", "My lord, ", "KING HENRY:", "Good morrow, "]
+# In the dataset's own format: a speaker's name alone on a line, then the speech.
+PROMPTS = ["ROMEO.\n", "HAMLET.\n", "KING HENRY.\n", "My good lord, "]
 # Words far commoner in the plays than in modern English.
 SHAKESPEARE_WORDS = {"thou", "thee", "thy", "thine", "hath", "doth", "art", "'tis", "o", "lord", "sir",
                      "shall", "king", "ay", "nay", "good", "pray", "sweet", "madam", "liege", "hast",
@@ -75,7 +76,7 @@ def test_the_lora_fine_tune_lowered_the_loss_and_reported_progress(gemma: dict[s
     before, after = float(found.group(1)), float(found.group(2))
     print(f"held-out loss: {before:.3f} -> {after:.3f}")
     assert after < before
-    assert "LoRA r=8 on q_proj, v_proj" in logs and "steps/s" in logs
+    assert "LoRA r=8 on q_proj, k_proj, v_proj, o_proj" in logs and "steps/s" in logs
     steps = [int(m) for m in re.findall(r'\{"step": (\d+), "total_steps": 14', logs)]
     assert steps and steps == sorted(steps) and steps[-1] == 14
 
