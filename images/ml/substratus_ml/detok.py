@@ -37,6 +37,13 @@ class IncrementalDetokenizer:
         self._prefix_offset = 0
         self._read_offset = len(self._ids)
 
+    def push(self, token: int | None) -> str:
+        """Record ``token`` without decoding; a later ``add(None, final=True)`` returns
+        all the text since the last one."""
+        if token is not None:
+            self._ids.append(token)
+        return ""
+
     def add(self, token: int | None, final: bool = False) -> str:
         """Record ``token`` (None: nothing new) and return the text it completes."""
         if token is not None:

@@ -124,6 +124,7 @@ class _Request:
     params: SamplingParams
     sink: Sink
     deadline: float | None
+    stream: bool = True
     arrived: float = field(default_factory=time.monotonic)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -199,9 +200,12 @@ class BatchEngine:
         return len(self._waiting)
 
     def submit(self, prompt_ids: list[int], params: SamplingParams, sink: Sink,
-               deadline: float | None = None) -> RequestHandle:
-        """Queue a request; raises :class:`QueueFull` or :class:`EngineStopped`."""
-        request = _Request(list(prompt_ids), params, sink, deadline)
+               deadline: float | None = None, stream: bool = True) -> RequestHandle:
+        """Queue a request; raises :class:`QueueFull` or :class:`EngineStopped`.
+
+        ``stream=False``: the text arrives in one event when the request finishes
+        (less work per token for callers that only want the whole answer)."""
+        request = _Request(list(prompt_ids), params, sink, deadline, stream)
         with self._wake:
             if self._closing:
                 raise EngineStopped("the engine is shutting down")
@@ -340,8 +344,11 @@ class BatchEngine:
             row.last_time = now
             if row.generated >= row.limit:
                 reason = "length"
-        text = row.detok.add(token if reason is None or reason == "length" else None,
-                             final=reason is not None)
+        kept = token if reason is None or reason == "length" else None
+        if request.stream or reason is not None:
+            text = row.detok.add(kept, final=reason is not None)
+        else:  # nobody reads text before the end: decode once, when the request finishes
+            text = row.detok.push(kept)
         if text:
             _emit(request, TextEvent(text))
         if reason is not None:

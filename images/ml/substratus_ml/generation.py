@@ -104,7 +104,7 @@ class Subscription:
     """One submitted request: iterate for its events; ``cancel`` stops it in the engine."""
 
     def __init__(self, engine: BatchEngine, mailbox: _Mailbox, prompt_ids: list[int],
-                 params: SamplingParams, deadline: float | None) -> None:
+                 params: SamplingParams, deadline: float | None, stream: bool) -> None:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         events = self._events
 
@@ -112,7 +112,7 @@ class Subscription:
             mailbox.post(events, event)
 
         try:
-            self._handle = engine.submit(prompt_ids, params, sink, deadline)
+            self._handle = engine.submit(prompt_ids, params, sink, deadline, stream)
         except (QueueFull, EngineStopped) as exc:
             raise Overloaded(str(exc)) from exc
 
@@ -166,12 +166,15 @@ class Generator:
         return self._mailboxes[loop]
 
     def stream_text(self, prompt_ids: list[int], params: SamplingParams,
-                    stops: Sequence[str] = ()) -> AsyncIterator[str | Result]:
+                    stops: Sequence[str] = (), stream: bool = True) -> AsyncIterator[str | Result]:
         """Submit now (so a full queue raises :class:`Overloaded` before any response
         starts); the iterator yields text pieces, then one :class:`Result` with the
-        whole (stop-trimmed) text."""
+        whole (stop-trimmed) text. ``stream=False``: one piece at the end (the
+        engine then does no per-token text work), unless stop strings need the text
+        as it comes."""
         deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
-        subscription = Subscription(self.engine, self._mailbox(), prompt_ids, params, deadline)
+        subscription = Subscription(self.engine, self._mailbox(), prompt_ids, params, deadline,
+                                    stream or bool(stops))
         return self._pieces(subscription, StopScanner(stops))
 
     async def _pieces(self, subscription: Subscription,
@@ -202,7 +205,7 @@ class Generator:
     async def complete(self, prompt_ids: list[int], params: SamplingParams,
                        stops: Sequence[str] = ()) -> Result:
         result: Result | None = None
-        async for item in self.stream_text(prompt_ids, params, stops):
+        async for item in self.stream_text(prompt_ids, params, stops, stream=False):
             if isinstance(item, Result):
                 result = item
         assert result is not None  # stream_text always ends with a Result

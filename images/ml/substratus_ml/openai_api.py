@@ -132,7 +132,7 @@ def add_openai_routes(app: FastAPI, require: Callable[[], Generator],
         cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         model = body.model or settings.model_name  # type: ignore[attr-defined]
         ids = await generator.encode(body.prompt_text())  # type: ignore[attr-defined]
-        pieces = generator.stream_text(ids, params, body.stops())  # type: ignore[attr-defined]
+        pieces = generator.stream_text(ids, params, body.stops(), body.stream)  # type: ignore[attr-defined]
         if body.stream:  # type: ignore[attr-defined]
             return _stream_response(_completion_chunks(pieces, cid, created, model, request))
         result = await until_disconnected(request, _collect(pieces))
@@ -152,7 +152,7 @@ def add_openai_routes(app: FastAPI, require: Callable[[], Generator],
                                 body.ignore_eos, chat.stop_ids, *_penalties(body))  # type: ignore[attr-defined]
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         model = body.model or settings.model_name  # type: ignore[attr-defined]
-        pieces = generator.stream_text(ids, params, body.stops())  # type: ignore[attr-defined]
+        pieces = generator.stream_text(ids, params, body.stops(), body.stream)  # type: ignore[attr-defined]
         if body.stream:  # type: ignore[attr-defined]
             usage = bool(body.stream_options and body.stream_options.include_usage)  # type: ignore[attr-defined]
             return _stream_response(_chat_chunks(pieces, cid, created, model, usage, request))

@@ -23,19 +23,24 @@ import torch
 from substratus_ml.progress import ProgressLog
 
 
-def cpu_threads() -> int:
-    """Torch threads to use: ``SUBSTRATUS_THREADS``, else the CPUs this process may run on.
+def cpu_threads(reserve: int = 0) -> int:
+    """Torch threads to use: ``SUBSTRATUS_THREADS``, else the CPUs this process may run on,
+    less ``reserve`` (at least one).
 
-    Called by entry points only. The override exists because on an oversubscribed
-    host two spinning threads can be several times slower than one.
+    Called by entry points only. The server reserves one CPU for its event loop
+    (HTTP, JSON, tokenization): on two cores, two torch threads plus the loop
+    made batched serving of the tiny model about 2x slower than one torch
+    thread (docs/performance.md). The override exists because on an
+    oversubscribed host two spinning threads can be several times slower than one.
     """
     override = os.environ.get("SUBSTRATUS_THREADS", "").strip()
     if override.isdigit() and int(override) > 0:
         return int(override)
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        available = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        available = os.cpu_count() or 1
+    return max(1, available - reserve)
 
 
 class RunLog:

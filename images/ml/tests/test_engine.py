@@ -268,3 +268,24 @@ def test_frequency_and_presence_penalties_follow_openai(tiny_model: LoadedModel)
                 logits[token] -= 0.8 * out.count(token) + 0.5
             out.append(int(logits.argmax()))
     assert result.text == tiny_model.tokenizer.decode(out, skip_special_tokens=True)
+
+
+def test_a_non_streaming_request_gets_its_text_in_one_piece(tiny_model: LoadedModel) -> None:
+    eng = engine(tiny_model)
+    streamed, whole = Collector(), Collector()
+    pieces: list[str] = []
+
+    def count(event: Event) -> None:
+        if isinstance(event, TextEvent):
+            pieces.append(event.text)
+        whole(event)
+
+    params = SamplingParams(30, ignore_eos=True)
+    eng.submit(ids(tiny_model, "unicode: café ☕"), params, streamed)
+    eng.submit(ids(tiny_model, "unicode: café ☕"), params, count, stream=False)
+    eng.start()
+    try:
+        assert streamed.finished.wait(30) and whole.finished.wait(30)
+    finally:
+        eng.close()
+    assert len(pieces) == 1 and whole.text == streamed.text != ""
