@@ -44,7 +44,7 @@ class Example:
 EXAMPLES = {
     "tiny": Example(REPO / "examples" / "demo", "tiny-gpt", "tiny-gpt-shakespeare", "tiny-gpt-shakespeare",
                     "tiny-gpt-shakespeare", ("base (fortunes)", "fine-tuned (Shakespeare)"),
-                    ("ROMEO:", "My lord, "),
+                    ("ROMEO:", "To be, or not to be"),
                     {"max_new_tokens": 48, "temperature": 0, "repetition_penalty": 1.3}),
     "gemma": Example(REPO / "examples" / "gemma", "gemma-270m", "gemma-270m-shakespeare",
                      "gemma-270m-shakespeare", None,
