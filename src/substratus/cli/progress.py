@@ -63,6 +63,7 @@ class RichView:
                              state=state, percent=shown)
         if finished:
             self.progress.stop_task(task)
+        self.progress.refresh()  # show each change now, not at the next timed refresh
 
     def close(self) -> None:
         self.progress.stop()

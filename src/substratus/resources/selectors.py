@@ -26,7 +26,7 @@ from substratus.resources.labels import check_key, check_value
 
 Op = Literal["exists", "!exists", "=", "!=", "in", "notin"]
 EXAMPLE = "e.g. 'app=web', 'tier!=db', 'env in (dev,test)', 'env notin (prod)', 'gpu', '!legacy'"
-_TOKEN = re.compile(r"\s*(?:(==|!=|=|!|\(|\)|,)|([^\s,()=!]+))")
+_TOKEN = re.compile(r"\s*(?:(==|!=|=|!|\(|\)|,|<|>)|([^\s,()=!<>]+))")
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,8 @@ class _Parser:
             return Requirement(key, "=", (self.value(key),))
         if kind == "!=":
             return Requirement(key, "!=", (self.value(key),))
+        if kind in ("<", ">"):
+            raise self.fail(f"{kind!r} after key {key!r} is not supported: use =, !=, 'in (...)' or 'notin (...)'")
         if kind == "word" and text in ("in", "notin"):
             op: Op = "in" if text == "in" else "notin"
             return Requirement(key, op, self.value_set(key))
