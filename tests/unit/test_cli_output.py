@@ -96,3 +96,41 @@ def test_watch_json_is_one_object_a_line_and_yaml_documents() -> None:
     assert json.loads(serialiser("json", True)("DELETED", o)) == {"type": "DELETED", "object": o}
     doc = serialiser("yaml", False)("ADDED", o)
     assert doc.startswith("---\n") and yaml.safe_load(doc) == o
+
+
+class FakeClient:
+    """Streams prepared watch streams; each call records the resourceVersion it resumed from."""
+
+    def __init__(self, streams: list[list[Any]], alive: int) -> None:
+        self.streams, self.alive, self.resumed_from = streams, alive, []  # type: list[Any]
+
+    def watch_selected(self, kind: Any, ns: Any, selector: str, since: Any) -> Any:
+        self.resumed_from.append(since)
+        for item in self.streams.pop(0):
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def running(self) -> bool:
+        self.alive -= 1
+        return self.alive >= 0
+
+
+def test_watch_resumes_after_a_broken_stream_lists_again_after_410_and_ends_when_the_control_plane_stops(
+        capsys: Any) -> None:
+    from substratus.cli.watch_cmd import watch_objects
+    from substratus.errors import ControlPlaneError
+
+    a = {**obj(name="a"), "metadata": {"name": "a", "namespace": "default", "resourceVersion": "5"}}
+    streams = [[{"type": "ADDED", "object": a}, {"type": "BOOKMARK", "resourceVersion": "5"},
+                ConnectionResetError("peer went away")],
+               [{"type": "ERROR", "status": 410}],
+               [{"type": "ADDED", "object": a}, {"type": "BOOKMARK", "resourceVersion": "9"}]]
+    c = FakeClient(streams, alive=2)
+    try:
+        watch_objects(c, None, None, None, "", "json")  # type: ignore[arg-type]
+        raise AssertionError("the watch should end when the control plane stops")
+    except ControlPlaneError as e:
+        assert "stopped" in e.message
+    assert c.resumed_from == [None, "5", None], "resume after a break, list again after a 410"
+    assert [json.loads(line)["metadata"]["name"] for line in capsys.readouterr().out.splitlines()] == ["a", "a"]

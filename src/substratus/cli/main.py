@@ -22,7 +22,6 @@ from substratus.cli.wait import ref, wait_for
 from substratus.errors import SubstratusError, ValidationError
 from substratus.resources.documents import Document, check_duplicates, documents_from_text, read_path
 from substratus.resources.kinds import canonical_kind
-from substratus.resources.selectors import parse as parse_selector
 
 # Commands imported only when run (`sub apply` must not pay for them): name -> (module:attr, help).
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
@@ -187,6 +186,8 @@ SELECTOR_HELP = "Label selector, e.g. 'app=web', 'tier!=db', 'env in (a,b)', 'en
 
 def check_selector(selector: str) -> str:
     """Parse here first: a typo is a usage error before anything is contacted."""
+    from substratus.resources.selectors import parse as parse_selector  # only when -l is given
+
     return str(parse_selector(selector, field="--selector"))
 
 

@@ -10,8 +10,9 @@ JSON object a line with `-o json`, or YAML documents with `-o yaml`.
 
 from __future__ import annotations
 
+import http.client
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import click
@@ -59,31 +60,45 @@ def serialiser(fmt: str, with_events: bool) -> Callable[[str, dict[str, Any]], s
     return one
 
 
+class Watch:
+    """Prints watch events and remembers where to resume (`since`: None means list again)."""
+
+    def __init__(self, name: Optional[str], fmt: str, with_events: bool) -> None:
+        self.name = name
+        self.table = TablePrinter() if fmt == "table" else None
+        self.render = serialiser(fmt, with_events)
+        self.since: Optional[str] = None
+
+    def follow(self, events: Iterator[dict[str, Any]]) -> None:
+        for event in events:
+            kind = event.get("type", "")
+            if kind == "BOOKMARK":
+                self.since = str(event.get("resourceVersion") or self.since or "")
+                if self.table is not None:
+                    self.table.synced()
+                continue
+            if kind == "ERROR":
+                self.since = None  # too far behind: list again
+                return
+            obj = event.get("object") or {}
+            self.since = str(obj.get("metadata", {}).get("resourceVersion") or self.since or "")
+            if self.name and obj.get("metadata", {}).get("name") != self.name:
+                continue
+            if self.table is not None:
+                self.table.add(kind, obj)
+            else:
+                click.echo(self.render(kind, obj))
+
+
 def watch_objects(c: Client, kind: Optional[str], namespace: Optional[str], name: Optional[str], selector: str,
                   fmt: str, with_events: bool = False) -> None:
     """Print the objects and their changes until interrupted (KeyboardInterrupt propagates)."""
-    table = TablePrinter() if fmt == "table" else None
-    render = serialiser(fmt, with_events)
-    since: Optional[str] = None
+    w = Watch(name, fmt, with_events)
     while True:
-        for event in c.watch_selected(kind, namespace, selector, since):
-            kind_ = event.get("type", "")
-            if kind_ == "BOOKMARK":
-                since = str(event.get("resourceVersion") or since or "")
-                if table is not None:
-                    table.synced()
-                continue
-            if kind_ == "ERROR":
-                since = None  # too far behind: list again
-                break
-            obj = event.get("object") or {}
-            since = str(obj.get("metadata", {}).get("resourceVersion") or since or "")
-            if name and obj.get("metadata", {}).get("name") != name:
-                continue
-            if table is not None:
-                table.add(kind_, obj)
-            else:
-                click.echo(render(kind_, obj))
+        try:
+            w.follow(c.watch_selected(kind, namespace, selector, w.since))
+        except (OSError, http.client.HTTPException):
+            pass  # the stream broke: resume below if the control plane still answers
         if not c.running():  # resume only against the same control plane: never start one behind `sub down`
             raise ControlPlaneError("the control plane stopped; the watch ended",
                                     hint="start it with `sub up`, then watch again")
