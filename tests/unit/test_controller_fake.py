@@ -20,7 +20,7 @@ from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Store
 from substratus.errors import EngineError, ValidationError
 from substratus.resources.manifest import load_path
-from substratus.runtimes.base import Completed, RunSpec
+from substratus.runtimes.base import Completed, EngineEvent, RunSpec
 from substratus.runtimes.fake import FakeRuntime
 
 
@@ -496,3 +496,20 @@ def test_gc_leaves_objects_on_their_way_alone(env: Env) -> None:
     images = set(env.rt.image_store)
     garbage = env.ctl.collect_garbage()
     assert garbage.images == [] and garbage.run_dirs == [] and set(env.rt.image_store) == images
+
+
+def test_another_control_planes_containers_are_never_touched(env: Env) -> None:
+    """Same object names, another $SUBSTRATUS_HOME: its containers carry another instance label."""
+    apply(env)
+    settle(env)
+    serve_ready(env)
+    mine = server(env)
+    foreign = replace(mine.spec, name=mine.spec.name.replace(env.layout.instance, "other0"),
+                      labels={**mine.spec.labels, "substratus.ai/instance": "other0", "substratus.ai/image": "old"})
+    env.rt.run(foreign)
+    env.ctl.on_engine_event(EngineEvent(type="container", action="start", name=foreign.name,
+                                        labels=foreign.labels))
+    env.ctl.queue.add(("ModelServer", "default", "tuned"))
+    env.advance(10)
+    assert foreign.name in env.rt.items, "a foreign container was removed"
+    assert env.ctl.observer.containers.of(("ModelServer", "default", "tuned")).keys() == {mine.spec.name}

@@ -156,7 +156,7 @@ class Controller:
         if conflict:
             return 0.0
         for action in plan.actions:
-            self.executor.submit(key, action)
+            log.debug("%s/%s/%s: %s -> %s", *key, action.key, self.executor.submit(key, action))
         return plan.requeue_after
 
     def plan(self, obj: Resource, state: states.AnyState, snap: Snapshot, status: Status) -> Plan:
@@ -259,13 +259,14 @@ class Controller:
             self._stop.wait(ENGINE_RETRY)
 
     def on_engine_event(self, event: EngineEvent) -> None:
+        log.debug("engine event %s %s %s", event.type, event.action, event.name)
         if event.type == "container":
             owner = self.observer.containers.on_event(event)
             if owner is not None:
                 self.queue.add(owner)
             return
-        if event.type == "image":
-            self.observer.images.invalidate()
+        if event.type == "image" and event.action not in ("pull", "push", "save", "mount", "unmount", "exists"):
+            self.observer.images.invalidate()  # a tag came or went: list again when next asked
             if event.action in ("remove", "untag", "delete"):
                 self.queue.add_many(self.users_of_image(event.name))
 

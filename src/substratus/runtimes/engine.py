@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -172,12 +173,20 @@ class EngineRuntime:
         return self._run(["rmi", "-f", ref], check=False).returncode == 0
 
     def images(self) -> dict[str, str]:
-        proc = self._run(["images", "--no-trunc", "--format", "{{json .}}"], timeout=60)
-        return parse_image_list(proc.stdout)
+        # podman's listing can fail while another process removes an image ("image not known"): that race
+        # is transient, so look again a few times before calling it an error.
+        for attempt in range(4):
+            proc = self._run(["images", "--no-trunc", "--format", "{{json .}}"], timeout=60, check=False)
+            if proc.returncode == 0:
+                return parse_image_list(proc.stdout)
+            time.sleep(0.1 * (attempt + 1))
+        raise CommandError([self.engine, "images"], proc.returncode, proc.stderr or proc.stdout)
 
     def events(self, labels: dict[str, str]) -> "EngineEvents":
-        container_filters = [f"label={k}={v}" for k, v in sorted(labels.items())]
-        return EngineEvents(self.engine, [container_filters, ["type=image"]])
+        # The engines OR several label filters on events: filter on one, and keep only events that
+        # carry all of `labels` (EngineEvents checks).
+        first = sorted(labels.items())[-1:]
+        return EngineEvents(self.engine, [[f"label={k}={v}" for k, v in first], ["type=image"]], labels)
 
     # -- containers ------------------------------------------------------------------
     def run(self, spec: RunSpec) -> ContainerState:
@@ -214,7 +223,8 @@ class EngineRuntime:
         for k, v in sorted(labels.items()):
             args += ["--filter", f"label={k}={v}"]
         ids = self._run(args).stdout.split()
-        return [_state(d) for d in self._inspect("container", ids)]
+        found = [_state(d) for d in self._inspect("container", ids)]
+        return [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
 
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
         argv = [self.engine, "logs"]
@@ -237,8 +247,9 @@ class EngineRuntime:
         return self._run(["stop", "-t", str(timeout), name], check=False, timeout=timeout + 60).returncode == 0
 
     def remove(self, name: str) -> bool:
-        # `podman rm -f` of a missing container exits 0 and prints nothing; both engines print what they removed.
-        args = ["rm", "-f", "-t", "5", name] if self.engine.endswith("podman") else ["rm", "-f", name]
+        """Stop and remove; True when a container of that name existed (podman's `rm -f` exits 0 either
+        way, so the removed name it prints is what tells)."""
+        args = ["rm", "-f", "-t", "5", name] if Path(self.engine).name == "podman" else ["rm", "-f", name]
         proc = self._run(args, check=False, timeout=90)
         return proc.returncode == 0 and bool(proc.stdout.strip())
 
@@ -317,7 +328,8 @@ def parse_event(line: str) -> Optional[EngineEvent]:
 class EngineEvents:
     """`podman|docker events` processes merged into one blocking stream; `close()` kills them."""
 
-    def __init__(self, engine: str, filter_sets: list[list[str]]) -> None:
+    def __init__(self, engine: str, filter_sets: list[list[str]], labels: dict[str, str]) -> None:
+        self.labels = labels
         self._queue: "queue.Queue[Optional[EngineEvent]]" = queue.Queue()
         self._procs: list[subprocess.Popen[str]] = []
         self._closed = threading.Event()
@@ -334,7 +346,8 @@ class EngineEvents:
         assert proc.stdout is not None
         for line in proc.stdout:
             event = parse_event(line)
-            if event is not None:
+            if event is not None and (event.type != "container" or
+                                      all(event.labels.get(k) == v for k, v in self.labels.items())):
                 self._queue.put(event)
         self._queue.put(None)  # this process ended: the stream ends (the caller reconnects and relists)
 

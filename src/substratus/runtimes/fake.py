@@ -169,6 +169,7 @@ class FakeRuntime:
         if c is None:
             return False
         c.state.running, c.state.exit_code, c.state.status = False, 137, "exited"
+        self._emit("container", "died", name, c.state.labels)
         return True
 
     def remove(self, name: str) -> bool:

@@ -1,8 +1,7 @@
 """The runtime contract suite (tests/runtime_contract.py) against the real engine (podman or docker).
 
-The unit tier runs the same suite against the fake; here a static-busybox
-image stands in for a contract image, so every verb (build, run, exec, stop,
-remove) is checked against what podman really does.
+The same behaviours the unit tier checks on the fake: if the fake and the
+engine ever disagree, one of these two modules fails.
 """
 
 from __future__ import annotations
@@ -26,5 +25,5 @@ class TestEngineRuntime(RuntimeContract):
         return tmp_path
 
     @pytest.fixture
-    def runtime(self, runtime: EngineRuntime) -> EngineRuntime:
+    def runtime(self, runtime: EngineRuntime) -> EngineRuntime:  # the session's engine (conftest)
         return runtime
