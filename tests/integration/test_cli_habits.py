@@ -36,6 +36,13 @@ spec: {{source: {{dir: bigram}}}}
 """
 
 
+PROGRESS_WRITER = """for step in 1 2 3 4; do
+  echo "{\\"step\\": $step, \\"total_steps\\": 4, \\"epoch\\": 1, \\"loss\\": 2.$((9 - step))}" >> /model/logs/progress.jsonl
+  sleep 0.2
+done
+"""
+
+
 @dataclass
 class World:
     root: Path
@@ -51,6 +58,10 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory, engine: str, busybox: Path) -> Iterator[World]:
     root = tmp_path_factory.mktemp("habits")
     copy_fixture("model-shell", root / "bigram", busybox)
+    copy_fixture("dataset-shell", root / "sonnets", busybox)
+    # This copy's train.sh also keeps the contract's optional progress extension (the fixture itself does not).
+    train = root / "bigram" / "bin" / "train.sh"
+    train.write_text(train.read_text().replace("# tee hides awk's exit status", PROGRESS_WRITER + "# tee hides"))
     w = World(root, Sub(root / "home"))
     yield w
     cleanup(w.sub, engine)
@@ -101,6 +112,26 @@ def test_apply_wait_on_a_terminal_draws_progress_bars(world: World) -> None:
     assert "all 1 objects ready" in screen
 
 
+def test_training_shows_a_progress_column_and_describe_shows_progress_and_lineage(world: World) -> None:
+    ds, tuned = f"sonnets-{M[-6:]}", f"{M}-tuned"
+    (world.root / "train.yaml").write_text(
+        HEAD + f"kind: Dataset\nmetadata: {{name: {ds}}}\nspec: {{filename: s.jsonl, source: {{dir: sonnets}}}}\n---\n"
+        + HEAD + f"kind: Model\nmetadata: {{name: {tuned}}}\nspec:\n  source: {{modelName: {M}}}\n"
+        f"  training: {{datasetName: {ds}, params: {{epochs: 1, batchSize: 4, dataLimit: 40}}}}\n")
+    code, screen = run_in_terminal([SUB, "apply", "-f", "train.yaml", "--wait", "--timeout", "400"],
+                                   world.sub.env, world.root, timeout=450)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    assert code == 0, screen[-3000:]
+    assert "✓ Trained" in screen and "✓ Loaded" in screen and "100%" in screen
+    [row] = [line.split() for line in world.sub.ok("get", "models").splitlines() if line.split()[1:2] == [tuned]]
+    assert row[2:5] == ["yes", "Trained", "100%"], row
+    text = world.sub.ok("describe", "model", tuned)
+    assert "Progress:    train" in text and "Step:      4/4 (100.0%)" in text and "Loss:      2.5" in text
+    assert f"Base model:  {M}  localhost/substratus/model-default-{M}:" in text
+    assert f"Dataset:     {ds}  file://" in text and "digest: sha256:" in text
+    assert "Params:      epochs=1, dataLimit=40, batchSize=4" in text
+
+
 def test_dry_run_server_resolves_references_and_sources_and_stores_nothing(world: World) -> None:
     nb = HEAD + f"kind: Notebook\nmetadata: {{name: nb}}\nspec: {{modelName: {M}}}\n"
     r = world.run("apply", "-f", "-", "--dry-run=server", "-o", "json", stdin=nb)
@@ -142,13 +173,13 @@ def test_labels_select_objects_for_get_and_delete(world: World) -> None:
 
     assert names("-l", "app=demo") == ["alias", M]
     assert names("--selector", "tier in (back,side)") == ["alias"]
-    assert names("-l", "tier notin (front),!legacy") == ["alias"]
+    assert names("-l", "app,tier notin (front),!legacy") == ["alias"]
     assert names("-l", "legacy") == ["old"]
     bad = world.sub("get", "-l", "tier in (back")
     assert bad.returncode == 1 and "--selector:" in bad.stderr and "expected ',' or ')'" in bad.stderr
     out = world.sub.ok("delete", "models", "-l", "tier=back")
     assert out.strip() == "model/alias deleted"
-    assert names() == [M, "old"]
+    assert names() == sorted([M, f"{M}-tuned", "old"])
     assert world.sub.ok("delete", "-l", "legacy=true").strip() == "model/old deleted"
     nothing = world.sub("delete", "-l", "app=nothing-here")
     assert nothing.returncode == 0 and "No objects match" in nothing.stderr
@@ -227,7 +258,8 @@ def complete(world: World, env: dict[str, str], *words: str) -> list[str]:
 
 def test_completion_knows_kinds_and_object_names(world: World, tmp_path: Path) -> None:
     assert complete(world, world.sub.env, "sub", "get", "mod") == ["model", "models", "modelserver", "modelservers"]
-    assert complete(world, world.sub.env, "sub", "describe", "model", M[:8]) == [M]
+    assert complete(world, world.sub.env, "sub", "describe", "model", M[:8]) == [M, f"{M}-tuned"]
+    assert complete(world, world.sub.env, "sub", "get", "dataset", "") == [f"sonnets-{M[-6:]}"]
     assert complete(world, world.sub.env, "sub", "explain", "notebook.spec.su") == ["notebook.spec.suspend"]
     away = {**world.sub.env, "SUBSTRATUS_HOME": str(tmp_path / "no-control-plane")}
     assert complete(world, away, "sub", "describe", "model", "") == []
