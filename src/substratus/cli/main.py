@@ -237,8 +237,11 @@ def get(kind: Optional[str], name: Optional[str], namespace: Optional[str], sele
 @click.argument("name", shell_complete=complete.names)
 @click.option("-n", "--namespace", default="default")
 def describe(kind: str, name: str, namespace: str) -> None:
-    """Show one object in detail: spec, conditions with messages, the last progress of a load or training
-    job, a trained model's lineage, containers, log files."""
+    """Show one object in detail: spec, conditions, progress, lineage, containers, log files.
+
+    Conditions come with their messages; progress is the last a load or
+    training job reported; lineage (of a trained model) names the base model,
+    the dataset and its digest, and the training parameters."""
     click.echo(output.describe(client().describe(canonical_kind(kind), namespace, name)))
 
 
