@@ -14,7 +14,7 @@ VENV_ML := .venv-ml
 ML_STAMP := $(VENV_ML)/.installed-stamp
 TORCH_INDEX ?=
 
-.PHONY: setup engine venv venv-ml base-images demo test test-unit test-ml test-integration test-e2e test-heavy bench lint clean-demo
+.PHONY: setup engine venv venv-ml base-images demo test test-unit test-ml test-integration test-e2e test-heavy bench bench-controlplane lint clean-demo
 
 setup: engine venv base-images
 
@@ -49,6 +49,7 @@ test: setup test-unit test-ml test-integration test-e2e
 test-unit: venv
 	$(BIN)/pytest -q tests/unit -p no:cacheprovider
 	$(BIN)/lint-imports
+	$(BIN)/mypy --strict src/substratus
 
 test-ml: venv-ml
 	cd images/ml && ../../$(VENV_ML)/bin/python -m pytest -q -p no:cacheprovider
@@ -64,6 +65,9 @@ test-heavy: setup
 
 bench: setup
 	$(BIN)/python bench/serve_bench.py
+
+bench-controlplane: setup
+	$(BIN)/python bench/controlplane_bench.py
 
 lint: venv
 	$(BIN)/lint-imports
