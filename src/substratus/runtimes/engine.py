@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -27,12 +28,16 @@ from substratus.runtimes.base import (
     Completed,
     ContainerState,
     EngineEvent,
+    ExecResult,
     ImageInfo,
     LogSink,
     RunSpec,
 )
 
 ENGINES = ("podman", "docker")
+# What podman and docker say when `exec` cannot start (not the command's own failure).
+EXEC_UNAVAILABLE = re.compile(r"no such container|not running|state improper|is paused|no container with name",
+                              re.I)
 
 
 def detect_engine(preferred: Optional[str] = None) -> str:
@@ -255,6 +260,24 @@ class EngineRuntime:
         args = ["rm", "-f", "-t", "5", name] if Path(self.engine).name == "podman" else ["rm", "-f", name]
         proc = self._run(args, check=False, timeout=90)
         return proc.returncode == 0 and bool(proc.stdout.strip())
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        cmd = [self.engine, "exec"] + (["-i"] if stdin is not None else []) + (["-w", workdir] if workdir else [])
+        try:
+            # A session of its own: a Ctrl-C meant for `sub notebook` must not cut a file copy in half.
+            proc = subprocess.run(cmd + [name, *argv], input=stdin if stdin is not None else b"",
+                                  capture_output=True, timeout=timeout, start_new_session=True)
+        except FileNotFoundError as err:
+            raise EngineError(f"{self.engine} is not installed", hint="run `make setup`") from err
+        except subprocess.TimeoutExpired as err:
+            raise EngineError(f"`{self.engine} exec {name} {argv[0] if argv else ''}` did not finish in "
+                              f"{timeout:.0f}s", hint=f"check the container with `{self.engine} ps`") from err
+        stderr = proc.stderr.decode(errors="replace")
+        if proc.returncode != 0 and EXEC_UNAVAILABLE.search(stderr):
+            raise EngineError(f"cannot run a command in container {name}: {stderr.strip()[:300]}",
+                              hint=f"is it running? see `{self.engine} ps -a --filter name={name}`")
+        return ExecResult(exit_code=proc.returncode, stdout=proc.stdout, stderr=stderr)
 
     def gpu_available(self) -> bool:
         if shutil.which("nvidia-smi") is None:

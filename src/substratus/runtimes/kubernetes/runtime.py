@@ -33,6 +33,7 @@ from substratus.runtimes.base import (
     BuildSpec,
     Completed,
     ContainerState,
+    ExecResult,
     ImageInfo,
     LogSink,
     RunSpec,
@@ -199,6 +200,20 @@ class KubernetesRuntime:
         container = pod["spec"]["containers"][0]["name"]
         yield from self.api.log_lines(_meta(pod)["name"], _meta(pod)["namespace"], container=container,
                                       tail=tail, follow=follow)
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        """A command in the workload's main container (what `sub notebook` syncs files through)."""
+        obj = self._find(name)
+        pods = self._pods_of(obj) if obj is not None else []
+        if not pods:
+            raise EngineError(f"cannot run a command in {name}: it has no pod", hint="is it running? `sub get`")
+        pod = pods[-1]
+        if workdir:
+            argv = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", workdir, *argv]
+        code, out, err = self.api.exec_in_pod(_meta(pod)["name"], _meta(pod)["namespace"],
+                                              pod["spec"]["containers"][0]["name"], argv, stdin, timeout)
+        return ExecResult(exit_code=code, stdout=out, stderr=err)
 
     def _all_logs(self, name: str) -> Iterator[str]:
         """Every container's output, init containers first (a build's prepare step, then BuildKit)."""
