@@ -219,6 +219,11 @@ def down() -> None:
 
 
 def register_optional() -> None:
+    from substratus.cli.examples_cmd import examples
+    from substratus.cli.images_cmd import images
+
+    cli.add_command(images)
+    cli.add_command(examples)
     try:
         from substratus.cli.verify_cmd import verify
     except ImportError:

@@ -159,6 +159,33 @@ class EngineRuntime:
     def remove_image(self, ref: str) -> bool:
         return self._run(["rmi", "-f", ref], check=False).returncode == 0
 
+    # -- base images (`sub images build`; not part of the Runtime protocol) ------------
+    def pull(self, ref: str, timeout: float) -> bool:
+        """Try to pull `ref`; False when it cannot be had (no registry, offline, timeout)."""
+        try:
+            return self._run(["pull", "-q", ref], check=False, timeout=timeout).returncode == 0
+        except EngineError:  # timed out
+            return False
+
+    def tag(self, source: str, target: str) -> None:
+        self._run(["tag", source, target])
+
+    def import_rootfs(self, rootfs: Path, ref: str, changes: list[str]) -> None:
+        """`tar -C rootfs -c . | ENGINE import --change ... - ref`: a root filesystem as an image."""
+        argv = [self.engine, "import", *[a for c in changes for a in ("--change", c)], "-", ref]
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            proc = subprocess.run(argv, stdin=tar.stdout, capture_output=True, text=True, timeout=1800)
+        finally:
+            assert tar.stdout is not None
+            tar.stdout.close()
+            tar_err = tar.communicate()[1].decode(errors="replace")
+        if tar.returncode != 0:
+            raise CommandError(["tar", "-C", str(rootfs), "-c", "."], tar.returncode, tar_err)
+        if proc.returncode != 0:
+            raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
+
     # -- containers ------------------------------------------------------------------
     def run(self, spec: RunSpec) -> ContainerState:
         argv = run_argv(self.engine, spec, detach=True)
