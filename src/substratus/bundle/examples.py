@@ -104,10 +104,10 @@ def check_destination(dest: Path, force: bool) -> None:
 
 
 def write(dest: Path, *, busybox: Optional[Path] = None, force: bool = False,
-          package: Path = bundle._PACKAGE) -> Written:
+          candidates: tuple[Path, ...] = BUSYBOX_CANDIDATES, package: Path = bundle._PACKAGE) -> Written:
     """Write the examples to `dest`; see the module docstring for the layout."""
     check_destination(dest, force)
-    static = find_busybox(busybox)
+    static = find_busybox(busybox, candidates)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(bundle.path("examples", package=package), dest, ignore=bundle.ignore, dirs_exist_ok=True)
     for source, target in SHELL_IMAGES.items():

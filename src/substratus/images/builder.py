@@ -14,16 +14,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Protocol
 
 from substratus import bundle
 from substratus.errors import BuildError, EngineError, SubstratusError
 from substratus.images import context, rootfs
 from substratus.images.plan import (BASE_LABEL, HASH_LABEL, Keep, MlBaseStep, Observed, PythonBaseStep, Settings,
                                     Step, plan_ml_base, plan_python_base, torch_note)
-from substratus.runtimes.base import BuildSpec, LogSink
-from substratus.runtimes.engine import EngineRuntime
+from substratus.runtimes.base import BuildSpec, ImageInfo, LogSink
 
 _BUILDKIT_MISSING = ("requires BuildKit", "--mount option requires", "unknown flag: mount")
+
+
+class ImageEngine(Protocol):
+    """The engine verbs a base-image build uses (EngineRuntime has them; tests fake them)."""
+
+    engine: str
+
+    def build(self, spec: BuildSpec, log: LogSink) -> None: ...
+    def image_info(self, ref: str) -> Optional[ImageInfo]: ...
+    def pull(self, ref: str, timeout: float) -> bool: ...
+    def tag(self, source: str, target: str) -> None: ...
+    def import_rootfs(self, rootfs: Path, ref: str, changes: list[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,7 @@ def explain_build_failure(err: BuildError, image: str, engine: str) -> Substratu
 
 
 class Builder:
-    def __init__(self, runtime: EngineRuntime, settings: Settings, *, log: LogSink, is_root: bool,
+    def __init__(self, runtime: ImageEngine, settings: Settings, *, log: LogSink, is_root: bool,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.runtime = runtime
         self.settings = settings
@@ -118,7 +130,7 @@ class Builder:
         with tempfile.TemporaryDirectory(prefix="substratus-rootfs-", dir="/var/tmp") as work:
             target = Path(work) / "rootfs"
             self.log(f"[python-base] debootstrap bookworm from {s.mirror} (about a minute)")
-            rootfs.debootstrap(target, s.mirror)
+            rootfs.debootstrap(target, s.mirror, self.log)
             self.log(f"[python-base] importing the root filesystem as {s.rootfs}")
             self.runtime.import_rootfs(target, s.rootfs, ['CMD ["/bin/bash"]'])
 

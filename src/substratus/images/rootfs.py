@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections import deque
 from pathlib import Path
 
-from substratus.errors import EngineError, tail
+from substratus.errors import EngineError
+from substratus.runtimes.base import LogSink
 
 PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
 
@@ -28,16 +30,22 @@ def check_can_debootstrap(is_root: bool, python_base: str, engine: str) -> None:
                           hint="apt-get install debootstrap (scripts/setup-engine.sh does)")
 
 
-def debootstrap(target: Path, mirror: str, timeout: float = 1800) -> None:
-    """Debian bookworm, minimal, with Python and CA certificates, into `target`; apt caches emptied."""
+def debootstrap(target: Path, mirror: str, log: LogSink) -> None:
+    """Debian bookworm, minimal, with Python and CA certificates, into `target`; apt caches emptied.
+
+    Its output goes to `log` line by line (it takes about a minute); the end of it
+    is in the error when it fails.
+    """
     argv = ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm", str(target), mirror]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as err:
-        raise EngineError(f"debootstrap did not finish in {timeout:.0f}s",
-                          hint=f"check that {mirror} is reachable, or set SUBSTRATUS_DEBIAN_MIRROR") from err
-    if proc.returncode != 0:
-        raise EngineError(f"debootstrap failed (exit {proc.returncode}):\n{tail(proc.stdout + proc.stderr, 20)}",
+    recent: deque[str] = deque(maxlen=20)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        recent.append(line.rstrip("\n"))
+        log(recent[-1])
+    if proc.wait() != 0:
+        raise EngineError(f"debootstrap failed (exit {proc.returncode}):\n" + "\n".join(recent),
                           hint=f"check that {mirror} is reachable (SUBSTRATUS_DEBIAN_MIRROR picks another)")
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for entry in (target / cache).glob("*"):

@@ -7,7 +7,6 @@ inspect field names) are handled in small helpers. Commands are argv lists, no s
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import uuid
@@ -57,6 +56,16 @@ def gpu_run_args(engine: str) -> list[str]:
     if Path(engine).name == "docker":
         return ["--gpus", "all"]
     return ["--device", "nvidia.com/gpu=all"]
+
+
+# Where podman (rootful and rootless alike) reads CDI specs; `nvidia-ctk cdi generate
+# --output=/etc/cdi/nvidia.yaml` writes NVIDIA's.
+CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+
+
+def cdi_has_nvidia(dirs: tuple[Path, ...]) -> bool:
+    """Whether a CDI spec for NVIDIA GPUs (nvidia*.yaml or .json) lies in one of `dirs`."""
+    return any(any(d.glob("nvidia*.yaml")) or any(d.glob("nvidia*.json")) for d in dirs if d.is_dir())
 
 
 def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) -> list[str]:
@@ -254,8 +263,7 @@ class EngineRuntime:
         if Path(self.engine).name == "docker":
             info = self._run(["info", "--format", "{{json .Runtimes}}"], check=False).stdout
             return "nvidia" in info
-        return any(Path(d).glob("nvidia*.yaml") for d in ("/etc/cdi", "/var/run/cdi")
-                   if os.path.isdir(d))
+        return cdi_has_nvidia(CDI_SPEC_DIRS)
 
 
 
