@@ -124,23 +124,23 @@ class FakeImageEngine(FakeRuntime):
     def build(self, spec: BuildSpec, log: LogSink) -> None:
         self.specs.append(spec)
         super().build(spec, log)
-        info = self.images[spec.tag]
-        self.images[spec.tag] = ImageInfo(**{**info.__dict__, "labels": dict(spec.labels)})
+        info = self.image_store[spec.tag]
+        self.image_store[spec.tag] = ImageInfo(**{**info.__dict__, "labels": dict(spec.labels)})
 
     def pull(self, ref: str, timeout: float) -> bool:
         self.calls.append(("pull", ref))
         if self.pullable:
-            self.images[ref] = ImageInfo(ref=ref, id=f"id-{ref}", workdir="", env={}, labels={}, entrypoint=[],
+            self.image_store[ref] = ImageInfo(ref=ref, id=f"id-{ref}", workdir="", env={}, labels={}, entrypoint=[],
                                          cmd=[])
         return self.pullable
 
     def tag(self, source: str, target: str) -> None:
         self.calls.append(("tag", target))
-        self.images[target] = self.images[source]
+        self.image_store[target] = self.image_store[source]
 
     def import_rootfs(self, rootfs: Path, ref: str, changes: list[str]) -> None:
         self.calls.append(("import", ref))
-        self.images[ref] = ImageInfo(ref=ref, id="id-rootfs", workdir="", env={}, labels={}, entrypoint=[], cmd=[])
+        self.image_store[ref] = ImageInfo(ref=ref, id="id-rootfs", workdir="", env={}, labels={}, entrypoint=[], cmd=[])
 
 
 def builder(engine: FakeImageEngine, *, is_root: bool = True, wheel_dir: Optional[Path] = None,
@@ -165,16 +165,16 @@ def test_a_second_run_changes_nothing_and_a_new_python_base_rebuilds_ml_base(tmp
     engine = FakeImageEngine(pullable=True)
     builder(engine).run()
     assert [o.result for o in builder(engine).run()] == ["unchanged", "unchanged"]
-    engine.images["localhost/substratus/python-base:bookworm"] = ImageInfo(
+    engine.image_store["localhost/substratus/python-base:bookworm"] = ImageInfo(
         ref="x", id="a-new-id", workdir="", env={}, labels={}, entrypoint=[], cmd=[])
     assert [o.result for o in builder(engine).run()] == ["unchanged", "built"]
-    label = engine.images["localhost/substratus/ml-base:0.1"].labels[HASH_LABEL]
+    label = engine.image_store["localhost/substratus/ml-base:0.1"].labels[HASH_LABEL]
     assert label == ml_hash(bundle.path("images/ml"), "a-new-id")
 
 
 def test_without_a_registry_python_base_is_built_from_the_rootfs_image(tmp_path: Path) -> None:
     engine = FakeImageEngine()
-    engine.images["localhost/substratus/debian-rootfs:bookworm"] = ImageInfo(
+    engine.image_store["localhost/substratus/debian-rootfs:bookworm"] = ImageInfo(
         ref="r", id="id-rootfs", workdir="", env={}, labels={}, entrypoint=[], cmd=[])
     outcomes = builder(engine, only="python-base").run()
     assert outcomes[0].result == "built"

@@ -97,4 +97,5 @@ def fetch(url: str, branch: str, path: str, cache: Path, field: str = "spec.sour
     # The revision is the git tree of `path`, not the commit: a commit that changes only
     # other parts of the repository must not rebuild (and reload, retrain) this object.
     tree = _git(["rev-parse", f"HEAD:{path}" if path else "HEAD^{tree}"], cwd=checkout).stdout.strip()
-    return ResolvedSource(revision=tree or commit, context=context, description=desc)
+    return ResolvedSource(revision=tree or commit, context=context, description=desc, git_url=_redact(url),
+                          git_commit=commit, git_path=path)
