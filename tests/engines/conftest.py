@@ -13,6 +13,9 @@ The wheel is built once per session from a copy of the working tree, sdist first
 and the wheel from the sdist (what `python -m build` does), so a file missing from
 MANIFEST.in or setup.py's bundle shows up here. Its dependencies are collected
 into a wheelhouse once, so the installs are quick and need no index.
+
+A missing prerequisite skips with the reason on a developer's machine and fails
+in CI (tests/requirements.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.requirements import require
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,8 +58,7 @@ def working_tree_files() -> list[str]:
 @pytest.fixture(scope="session")
 def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """sdist, then the wheel from the sdist, from a copy of the working tree."""
-    if shutil.which("git") is None:
-        pytest.skip("git is needed to list the working tree (make setup installs it)")
+    require(shutil.which("git") is not None, "git is needed to list the working tree (make setup installs it)")
     src = tmp_path_factory.mktemp("source")
     for rel in working_tree_files():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -83,8 +87,7 @@ def wheelhouse(built_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 @pytest.fixture(scope="session")
 def static_busybox() -> Path:
     path = Path("/bin/busybox")
-    if not path.is_file():
-        pytest.skip("static busybox is missing (apt-get install busybox-static; make setup does)")
+    require(path.is_file(), "static busybox is missing (apt-get install busybox-static; make setup does)")
     return path
 
 
@@ -100,14 +103,13 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
 @pytest.fixture(scope="session")
 def docker_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """DOCKER_HOST (and DOCKER_BUILDKIT) for a Docker API: podman's service, started and stopped here."""
-    if shutil.which("docker") is None:
-        pytest.skip("the docker CLI is not installed (the docker tier drives it)")
+    require(shutil.which("docker") is not None, "the docker CLI is not installed (the docker tier drives it)")
     given = os.environ.get("SUBSTRATUS_TEST_DOCKER_HOST")
     if given:
         yield {"DOCKER_HOST": given}
         return
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed: no Docker API to test against (or set SUBSTRATUS_TEST_DOCKER_HOST)")
+    require(shutil.which("podman") is not None,
+            "podman is not installed: no Docker API to test against (or set SUBSTRATUS_TEST_DOCKER_HOST)")
     sock = tmp_path_factory.mktemp("docker-api") / "podman.sock"
     log = open(sock.with_name("service.log"), "w")
     service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"], stdout=log,
@@ -130,10 +132,19 @@ def docker_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
 
 @pytest.fixture(scope="session")
 def docker_only_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A PATH with docker and git but no podman: the docker tier must never fall back to podman."""
-    bindir = tmp_path_factory.mktemp("docker-only-bin")
-    for tool in ("docker", "git"):
-        found = shutil.which(tool)
-        assert found, f"{tool} is not on PATH"
-        (bindir / tool).symlink_to(found)
+    """This PATH with every podman binary left out: the docker tier must never fall back to podman.
+
+    One folder of links to every other executable on PATH (git, tar, debootstrap...), first found first.
+    """
+    bindir = tmp_path_factory.mktemp("no-podman-bin")
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if not folder or not os.path.isdir(folder):
+            continue
+        for entry in os.scandir(folder):
+            target = bindir / entry.name
+            if entry.name.startswith("podman") or target.exists() or target.is_symlink():
+                continue
+            if entry.is_file() and os.access(entry.path, os.X_OK):
+                target.symlink_to(entry.path)
+    assert (bindir / "docker").exists() and not (bindir / "podman").exists()
     return str(bindir)

@@ -25,6 +25,7 @@ import pytest
 
 from substratus.controlplane.layout import Layout
 from tests.engines.conftest import REPO
+from tests.requirements import require
 
 USER = os.environ.get("SUBSTRATUS_TEST_USER", "substratus-rootless")
 
@@ -66,10 +67,9 @@ class User:
 
 @pytest.fixture(scope="session")
 def rootless_user() -> User:
-    if os.geteuid() != 0:
-        pytest.skip("the rootless tier creates a user: run it as root (make test-rootless)")
-    if shutil.which("runuser") is None or shutil.which("podman") is None:
-        pytest.skip("runuser and podman are needed (make setup installs podman)")
+    require(os.geteuid() == 0, "the rootless tier creates a user: run it as root (make test-rootless)")
+    require(shutil.which("runuser") is not None and shutil.which("podman") is not None,
+            "runuser and podman are needed (make setup installs podman)")
     proc = subprocess.run(["bash", str(REPO / "scripts" / "setup-rootless-user.sh"), USER], capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
