@@ -118,7 +118,8 @@ def test_python_base_builds_through_docker_with_the_ca_bundle_in_its_context(doc
 
 @pytest.mark.heavy
 def test_every_base_image_builds_through_docker(docker_sub: Sub) -> None:
-    """Heavy (about 7 minutes, SUBSTRATUS_HEAVY=1): debootstrap, docker import, python-base, ml-base."""
+    """Heavy (SUBSTRATUS_HEAVY=1; 13 minutes on a busy 2-core machine): debootstrap, docker import,
+    python-base, ml-base with the torch wheel bind-mounted from the context."""
     if not os.environ.get("SUBSTRATUS_HEAVY"):
         pytest.skip("heavy: set SUBSTRATUS_HEAVY=1 (make test-heavy)")
     names = {"--python-base": "localhost/substratus-test/python-base:docker-heavy",

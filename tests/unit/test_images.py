@@ -111,7 +111,7 @@ def test_python_base_context_has_the_ca_bundle_in_the_context(tmp_path: Path) ->
     ca.write_text("certs")
     ctx = context.python_base_context(tmp_path / "work", ca)
     assert (ctx / "host-ca-bundle.crt").read_text() == "certs"
-    assert "COPY host-ca-bundle.crt" in (ctx / "Dockerfile").read_text()
+    assert "COPY host-ca-bundle.crt /tmp/host-ca-bundle.crt" in (ctx / "Dockerfile").read_text()
 
 
 # -- the builder against a fake engine -------------------------------------------------------

@@ -33,10 +33,10 @@ BUNDLED = (
 IGNORED = ("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", ".ipynb_checkpoints", "build", "tests",
            "busybox")
 
-_PACKAGE = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
-def root(package: Path = _PACKAGE) -> Path:
+def root(package: Path = PACKAGE_DIR) -> Path:
     """The directory the BUNDLED paths are relative to: the wheel's copy, else the checkout."""
     packaged = package / "_bundle"
     if packaged.is_dir():
@@ -50,7 +50,7 @@ def root(package: Path = _PACKAGE) -> Path:
              "or run `sub` from a checkout's virtual environment (`make venv`)")
 
 
-def path(rel: str, *, package: Path = _PACKAGE) -> Path:
+def path(rel: str, *, package: Path = PACKAGE_DIR) -> Path:
     """One bundled directory, e.g. `path("images/ml")`."""
     if rel not in BUNDLED and not any(rel.startswith(b + "/") for b in BUNDLED):
         raise ValueError(f"{rel!r} is not bundled; bundled are {', '.join(BUNDLED)}")

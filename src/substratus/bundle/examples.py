@@ -104,7 +104,7 @@ def check_destination(dest: Path, force: bool) -> None:
 
 
 def write(dest: Path, *, busybox: Optional[Path] = None, force: bool = False,
-          candidates: tuple[Path, ...] = BUSYBOX_CANDIDATES, package: Path = bundle._PACKAGE) -> Written:
+          candidates: tuple[Path, ...] = BUSYBOX_CANDIDATES, package: Path = bundle.PACKAGE_DIR) -> Written:
     """Write the examples to `dest`; see the module docstring for the layout."""
     check_destination(dest, force)
     static = find_busybox(busybox, candidates)
