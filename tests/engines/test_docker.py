@@ -6,7 +6,8 @@ tier's own, or a real Docker named by SUBSTRATUS_TEST_DOCKER_HOST). The
 integration tier's contract pipeline runs unchanged through it: load, train,
 serve, notebook, suspend, `logs -f`, re-apply, control-plane restart with
 adoption, a change rolled out, delete. Then `sub verify` on a good and a
-broken image. Base images: a root file system imported with `docker import`, and
+broken image. The runtime's event stream through `docker events` (which the
+control plane wakes on) keeps to its labels. Base images: a root file system imported with `docker import`, and
 python-base built through the Docker API with the CA bundle in its context;
 the whole `sub images build` (ml-base too) is heavy and opt-in.
 """
@@ -17,6 +18,8 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +57,58 @@ def test_the_contract_pipeline_runs_through_the_docker_runtime(docker_sub: Sub, 
     contract_pipeline(docker_sub, tmp_path, static_busybox, "docker")
     log = (docker_sub.home / "controlplane.log").read_text()
     assert "using docker" in log, log[-2000:]
+    # the control plane wakes on `docker events`: its event watcher runs through the docker CLI
+    daemon = json.loads((docker_sub.home / "controlplane.json").read_text())["pid"]
+    watchers = [argv for pid, argv in children(daemon) if argv[:1] == ["docker"] and "events" in argv]
+    assert watchers, f"no `docker events` under the control plane: {children(daemon)}"
+
+
+def children(parent: int) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of the processes whose parent is `parent`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append((int(stat.parent.name), [os.path.basename(argv[0].decode())] +
+                          [a.decode() for a in argv[1:] if a]))
+    return found
+
+
+def test_engine_events_arrive_through_docker(docker_env: dict[str, str], tmp_path: Path, static_busybox: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in docker_env.items():
+        monkeypatch.setenv(key, value)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shutil.copy2(static_busybox, ctx / "busybox")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\n")
+    image, label = "localhost/substratus-test/events:docker-tier", f"events-{tmp_path.name}"
+    subprocess.run(["docker", "build", "-q", "-t", image, str(ctx)], check=True, capture_output=True, timeout=300)
+    stream = EngineRuntime("docker").events({"substratus.ai/test": label})
+    seen: list[tuple[str, str]] = []
+    reader = threading.Thread(target=lambda: seen.extend((e.action, e.name) for e in stream if e.type == "container"))
+    reader.start()
+    try:
+        time.sleep(1)  # the events process subscribes
+        for name, tag in (("ours", label), ("other", "not-ours")):
+            subprocess.run(["docker", "run", "--name", f"sub-events-{name}-{tmp_path.name}", "--label",
+                            f"substratus.ai/test={tag}", image, "/bin/busybox", "true"], check=True,
+                           capture_output=True, timeout=120)
+        deadline = time.monotonic() + 30
+        while ("died", f"sub-events-ours-{tmp_path.name}") not in seen and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stream.close()
+        reader.join(timeout=10)
+        subprocess.run(["docker", "rm", "-f", f"sub-events-ours-{tmp_path.name}",
+                        f"sub-events-other-{tmp_path.name}"], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+    assert ("start", f"sub-events-ours-{tmp_path.name}") in seen and ("died", f"sub-events-ours-{tmp_path.name}") in seen
+    assert not [e for e in seen if "other" in e[1]], f"an event of a container without our label: {seen}"
 
 
 def test_sub_verify_passes_a_good_image_and_fails_a_broken_one_through_docker(docker_sub: Sub,
