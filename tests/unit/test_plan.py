@@ -256,3 +256,14 @@ def test_notebook_token_is_a_secret_env_and_suspend_stops_it() -> None:
     suspended = obj("Notebook", {"modelName": "m", "suspend": True}, "n")
     plan = W.plan_notebook(suspended, state, snap(now=2, containers={c.name: c}), FACTS, MODEL)
     assert [type(a) for a in plan.actions] == [RemoveContainer] and plan.reason is Reason.SUSPENDED
+
+
+def test_a_container_being_removed_is_neither_alive_nor_started_again() -> None:
+    [start] = W.plan_server(SERVER, ServerState(port=5000), snap(), FACTS, MODEL).actions
+    assert isinstance(start, StartContainer)
+    c = container(start.spec.name, role="server", image="img:1")
+    going = snap(now=1, containers={c.name: c}, probes={c.name: True}, in_flight=frozenset({f"remove:{c.name}"}))
+    plan = W.plan_server(SERVER, ServerState(port=5000, started_at=0), going, FACTS, MODEL)
+    assert not plan.ready and plan.actions == [] and plan.reason is Reason.STARTING
+    gone = snap(now=1, in_flight=frozenset({f"remove:{c.name}"}))
+    assert W.plan_server(SERVER, ServerState(port=5000), gone, FACTS, MODEL).actions == []

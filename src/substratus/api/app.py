@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, Field
 
 from substratus import __version__
+from substratus.api.dashboard import mount_dashboard
 from substratus.api.errors import error_body, status_for
 from substratus.api.watch import Gone, Hub
 from substratus.controlplane.service import ControlPlane
@@ -179,4 +180,5 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
 
         return StreamingResponse(body(), media_type="text/plain")
 
+    mount_dashboard(app, cp, hub, token)
     return app

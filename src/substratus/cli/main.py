@@ -28,6 +28,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("substratus.cli.verify_cmd:verify", "Check a model or dataset image against the container contract."),
     "images": ("substratus.cli.images_cmd:images", "Build the base images the example images build FROM."),
     "examples": ("substratus.cli.examples_cmd:examples", "Write example manifests and contract images to a folder."),
+    "dashboard": ("substratus.cli.dashboard_cmd:dashboard", "Print the web dashboard's URL with a one-time login code."),
 }
 
 FORMATS = click.Choice(["table", "json", "yaml"])

@@ -265,8 +265,8 @@ class Controller:
             if owner is not None:
                 self.queue.add(owner)
             return
-        if event.type == "image":
-            self.observer.images.invalidate()
+        if event.type == "image" and event.action not in ("pull", "push", "save", "mount", "unmount", "exists"):
+            self.observer.images.invalidate()  # a tag came or went: list again when next asked
             if event.action in ("remove", "untag", "delete"):
                 self.queue.add_many(self.users_of_image(event.name))
 

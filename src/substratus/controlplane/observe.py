@@ -74,20 +74,30 @@ class ContainerCache:
         if owner is None or event.action in ("attach", "init", "cleanup", "exec_died", "exec"):
             return owner
         state = None if event.action == "remove" else self.runtime.container(event.name)
-        with self._lock:
-            if state is None:
-                self._by_owner[owner].pop(event.name, None)
-            else:
-                self._by_owner[owner][event.name] = state
+        if state is None:
+            self.drop(owner, event.name, event.id)
+        else:
+            self.put(owner, state)
         return owner
 
     def put(self, owner: Key, state: ContainerState) -> None:
+        """Record what was seen, unless something newer about the same container is known already: the
+        executor's look after `run` and the event thread's looks race, and a container only moves
+        forward (created -> running -> exited)."""
         with self._lock:
+            known = self._by_owner[owner].get(state.name)
+            if known is not None and known.id == state.id and _phase(known) > _phase(state):
+                return
             self._by_owner[owner][state.name] = state
 
-    def drop(self, owner: Key, name: str) -> None:
+    def drop(self, owner: Key, name: str, container_id: str = "") -> None:
+        """Forget a removed container; a late remove event of an older container of the same name
+        (its id differs) leaves the new one alone."""
         with self._lock:
-            self._by_owner[owner].pop(name, None)
+            known = self._by_owner[owner].get(name)
+            if known is not None and (not container_id or not known.id or known.id.startswith(container_id)
+                                      or container_id.startswith(known.id)):
+                del self._by_owner[owner][name]
 
     def of(self, owner: Key) -> dict[str, ContainerState]:
         with self._lock:
@@ -178,6 +188,10 @@ class Observer:
             if summary is not None:
                 out[str(run_dir)] = summary
         return out
+
+
+def _phase(c: ContainerState) -> int:
+    return 2 if (not c.running and c.exit_code is not None) else 1 if c.running else 0
 
 
 def succeeded_runs(object_dir: Path) -> frozenset[str]:

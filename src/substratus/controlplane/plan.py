@@ -184,6 +184,9 @@ def run_job(plan: Plan, *, spec: RunSpec, run_dir: Path, expect: Path, step: str
         plan.wait(type_, state.failures[key].reason, state.failures[key].message)
         return False
     c = snap.containers.get(spec.name)
+    if f"remove:{spec.name}" in snap.in_flight:
+        plan.wait(type_, waiting, f"waiting for the old {spec.name} to be removed", requeue_after=0.5)
+        return False
     progress = snap.progress.get(str(run_dir))
     if progress is not None:
         plan.published.progress = progress

@@ -55,6 +55,9 @@ def keep_running(plan: Plan, *, spec: RunSpec, state: WorkloadState, snap: Snaps
     """Start, roll onto a new image, restart with backoff, probe; True while the probe answers."""
     c = snap.containers.get(spec.name)
     start_key = f"start:{spec.name}"
+    if f"remove:{spec.name}" in snap.in_flight:  # going away: neither alive nor free to start again yet
+        plan.wait(type_, Reason.STARTING, f"waiting for the old {spec.name} to be removed", requeue_after=0.5)
+        return False
     if c is None and start_key in state.failures:
         plan.wait(type_, state.failures[start_key].reason, state.failures[start_key].message)
         return False

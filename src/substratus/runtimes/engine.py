@@ -140,6 +140,8 @@ class EngineRuntime:
         if not refs:
             return []
         proc = self._run([what, "inspect", *refs], check=False)
+        if proc.returncode != 0 and "image not known" in proc.stderr and not proc.stdout.strip().startswith("["):
+            proc = self._run([what, "inspect", *refs], check=False)  # a removal elsewhere raced the look
         if proc.returncode != 0 and not proc.stdout.strip().startswith("["):
             return []
         try:
@@ -223,11 +225,17 @@ class EngineRuntime:
     # -- containers ------------------------------------------------------------------
     def run(self, spec: RunSpec) -> ContainerState:
         argv = run_argv(self.engine, spec, detach=True)
-        self._run(argv[1:], timeout=300, env=spec.secret_env)
-        state = self.container(spec.name)
-        if state is None:
-            raise EngineError(f"container {spec.name} vanished right after it was started")
-        return state
+        container_id = self._run(argv[1:], timeout=300, env=spec.secret_env).stdout.strip().splitlines()[-1:]
+        for attempt in range(3):
+            state = self.container(spec.name)
+            if state is not None:
+                return state
+            time.sleep(0.1 * (attempt + 1))
+        # Started (the engine said so and printed its id) but not inspectable right now: an engine busy
+        # with other work can fail a look; the engine's events will tell the rest.
+        return ContainerState(name=spec.name, id=container_id[0] if container_id else "", image=spec.image,
+                              labels=dict(spec.labels), running=True, exit_code=None, status="started",
+                              ports=dict(spec.ports))
 
     def run_once(self, spec: RunSpec, timeout: float) -> Completed:
         labels = {MANAGED: "true", LABEL_PREFIX + "role": "once", **spec.labels}
