@@ -71,6 +71,7 @@ def test_the_installed_sub_runs_the_shell_pipeline_from_the_examples_it_writes(i
     module, root = where.stdout.split()
     assert module.startswith(str(installed.venv)) and not module.startswith(str(REPO)), module
     assert root.endswith("substratus/_bundle"), root
+    assert (Path(module).parent / "api" / "dashboard" / "static" / "index.html").is_file(), "package data missing"
 
     installed("examples", "examples")
     shell = installed.cwd / "examples" / "shell"

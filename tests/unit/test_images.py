@@ -14,7 +14,7 @@ from substratus.errors import BuildError, EngineError
 from substratus.images import context
 from substratus.images.builder import Builder, explain_build_failure, ml_hash
 from substratus.images.plan import (HASH_LABEL, Keep, MlBaseStep, Observed, PythonBaseStep, Settings,
-                                    pick_torch_wheel, plan_ml_base, plan_python_base, torch_note)
+                                    legacy_builder_refusal, pick_torch_wheel, plan_ml_base, plan_python_base, torch_note)
 from substratus.runtimes.base import BuildSpec, ImageInfo, LogSink
 from substratus.runtimes.fake import FakeRuntime
 
@@ -120,6 +120,7 @@ class FakeImageEngine(FakeRuntime):
         super().__init__()
         self.pullable = pullable
         self.specs: list[BuildSpec] = []
+        self.components: list[str] = []
 
     def build(self, spec: BuildSpec, log: LogSink) -> None:
         self.specs.append(spec)
@@ -137,6 +138,9 @@ class FakeImageEngine(FakeRuntime):
     def tag(self, source: str, target: str) -> None:
         self.calls.append(("tag", target))
         self.image_store[target] = self.image_store[source]
+
+    def server_components(self) -> list[str]:
+        return list(self.components)
 
     def import_rootfs(self, rootfs: Path, ref: str, changes: list[str]) -> None:
         self.calls.append(("import", ref))
@@ -203,3 +207,26 @@ def test_a_legacy_docker_builder_gets_a_clear_error_naming_buildkit() -> None:
     assert "RUN --mount" in explained.message and "DOCKER_BUILDKIT" in explained.hint
     other = explain_build_failure(BuildError("failed", log_tail="E: Unable to locate package"), "img", "podman")
     assert "Unable to locate package" in other.message
+
+
+@pytest.mark.parametrize("engine,buildkit,components,refused", [
+    ("docker", "0", ["Engine", "containerd"], True),         # Docker's legacy builder: no RUN --mount
+    ("/usr/bin/docker", "false", ["Engine"], True),
+    ("docker", "0", ["Podman Engine", "Conmon"], False),      # podman's API builds with buildah
+    ("docker", None, ["Engine"], False),                      # BuildKit, Docker 23+'s default
+    ("docker", "1", ["Engine"], False),
+    ("podman", "0", [], False),
+])
+def test_docker_legacy_builder_is_refused_before_building_ml_base(engine: str, buildkit: Optional[str],
+                                                                   components: list[str], refused: bool) -> None:
+    assert (legacy_builder_refusal(engine, buildkit, components) is not None) is refused
+
+
+def test_the_builder_stops_before_ml_base_on_a_legacy_docker_builder() -> None:
+    engine = FakeImageEngine(pullable=True)
+    engine.engine = "docker"  # type: ignore[misc]
+    engine.components = ["Engine"]
+    with pytest.raises(EngineError, match="legacy builder") as err:
+        builder(engine, docker_buildkit="0").run()
+    assert "unset DOCKER_BUILDKIT" in err.value.hint
+    assert [s.tag for s in engine.specs] == []  # python-base was pulled; nothing half-built

@@ -58,6 +58,7 @@ def settings_from(flags: Flags, environ: dict[str, str]) -> Settings:
         pull_timeout=pull_timeout,
         torch_version=environ.get("SUBSTRATUS_TORCH_VERSION") or TORCH_VERSION,
         torch_index_url=environ.get("SUBSTRATUS_TORCH_INDEX_URL") or TORCH_INDEX_URL,
+        docker_buildkit=environ.get("DOCKER_BUILDKIT"),
     )
 
 

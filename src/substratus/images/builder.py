@@ -20,7 +20,8 @@ from substratus import bundle
 from substratus.errors import BuildError, EngineError, SubstratusError
 from substratus.images import context, rootfs
 from substratus.images.plan import (BASE_LABEL, HASH_LABEL, Keep, MlBaseStep, Observed, PythonBaseStep, Settings,
-                                    Step, plan_ml_base, plan_python_base, torch_note)
+                                    Step, legacy_builder_refusal, plan_ml_base, plan_python_base,
+                                    torch_note)
 from substratus.runtimes.base import BuildSpec, ImageInfo, LogSink
 
 _BUILDKIT_MISSING = ("requires BuildKit", "--mount option requires", "unknown flag: mount")
@@ -36,6 +37,7 @@ class ImageEngine(Protocol):
     def pull(self, ref: str, timeout: float) -> bool: ...
     def tag(self, source: str, target: str) -> None: ...
     def import_rootfs(self, rootfs: Path, ref: str, changes: list[str]) -> None: ...
+    def server_components(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,11 @@ class Builder:
 
     def _ml_base(self, step: MlBaseStep) -> tuple[str, str, str]:
         s = self.settings
+        refusal = legacy_builder_refusal(self.runtime.engine, s.docker_buildkit,
+                                         self.runtime.server_components() if s.docker_buildkit else [])
+        if refusal:
+            raise EngineError(refusal, hint="unset DOCKER_BUILDKIT (Docker 23+ builds with BuildKit by default) "
+                                            "or set it to 1, or use podman (SUBSTRATUS_ENGINE=podman)")
         self.log(f"[ml-base] {torch_note(s, step.torch_wheel)}")
         with tempfile.TemporaryDirectory(prefix="substratus-ml-base-") as work:
             ctx = context.ml_base_context(Path(work), s.ca_bundle, step.torch_wheel)

@@ -40,6 +40,7 @@ class Settings:
     pull_timeout: float = 20.0  # 0: do not try to pull the public image
     torch_version: str = TORCH_VERSION
     torch_index_url: str = TORCH_INDEX_URL
+    docker_buildkit: Optional[str] = None  # DOCKER_BUILDKIT as the CLI found it
 
 
 @dataclass(frozen=True)
@@ -112,3 +113,18 @@ def pick_torch_wheel(candidates: list[Path], version: str, python_tag: str = "cp
         if f"-{python_tag}-" in wheel.name:
             return wheel
     return None
+
+
+def legacy_builder_refusal(engine: str, docker_buildkit: Optional[str], server_components: list[str]) -> Optional[str]:
+    """Why ml-base cannot build here, before its first layer: None when it can.
+
+    Its Dockerfile bind-mounts the torch wheel with `RUN --mount`. Docker's legacy
+    builder (DOCKER_BUILDKIT=0 against a Docker engine) refuses that; BuildKit and
+    podman's own builder (also behind its Docker API) do it.
+    """
+    if Path(engine).name != "docker" or (docker_buildkit or "").lower() not in ("0", "false"):
+        return None
+    if "Podman Engine" in server_components:
+        return None
+    return ("DOCKER_BUILDKIT=0 selects Docker's legacy builder, which cannot build ml-base: its Dockerfile "
+            "bind-mounts the torch wheel with `RUN --mount`")

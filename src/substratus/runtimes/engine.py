@@ -190,6 +190,16 @@ class EngineRuntime:
     def tag(self, source: str, target: str) -> None:
         self._run(["tag", source, target])
 
+    def server_components(self) -> list[str]:
+        """Names in `version`'s Server.Components: "Engine" for Docker, "Podman Engine" for podman's API."""
+        proc = self._run(["version", "--format", "{{json .Server}}"], check=False, timeout=30)
+        try:
+            server = json.loads(proc.stdout or "{}")
+        except json.JSONDecodeError:
+            return []
+        components = server.get("Components") if isinstance(server, dict) else None
+        return [str(c.get("Name", "")) for c in components or [] if isinstance(c, dict)]
+
     def import_rootfs(self, rootfs: Path, ref: str, changes: list[str]) -> None:
         """`tar -C rootfs -c . | ENGINE import --change ... - ref`: a root filesystem as an image."""
         argv = [self.engine, "import", *[a for c in changes for a in ("--change", c)], "-", ref]
