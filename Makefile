@@ -63,7 +63,7 @@ test-integration: venv engine
 # Where users are (tests/engines): the docker runtime against podman's Docker API, rootless
 # podman as a user made by scripts/setup-rootless-user.sh, and the wheel installed with pipx.
 # One pytest run, so the wheel is built once.
-ENGINES_PYTEST = $(BIN)/pytest -q -m engines -p no:cacheprovider
+ENGINES_PYTEST = $(BIN)/pytest -q -m engines -p no:cacheprovider --durations=10
 
 test-engines: venv engine rootless-user
 	$(ENGINES_PYTEST) tests/engines
