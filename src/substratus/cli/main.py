@@ -26,6 +26,8 @@ from substratus.resources.kinds import canonical_kind
 # Commands imported only when run (`sub apply` must not pay for them): name -> (module:attr, help).
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("substratus.cli.verify_cmd:verify", "Check a model or dataset image against the container contract."),
+    "images": ("substratus.cli.images_cmd:images", "Build the base images the example images build FROM."),
+    "examples": ("substratus.cli.examples_cmd:examples", "Write example manifests and contract images to a folder."),
     "dashboard": ("substratus.cli.dashboard_cmd:dashboard", "Print the web dashboard's URL with a one-time login code."),
     "kube": ("substratus.cli.kube_cmd:kube", "Run Substratus on a Kubernetes cluster: sub kube install [--dry-run]."),
     "operator": ("substratus.cli.kube_cmd:operator_cmd", "Run the Kubernetes operator (python -m substratus.operator)."),

@@ -68,6 +68,16 @@ def gpu_run_args(engine: str) -> list[str]:
     return ["--device", "nvidia.com/gpu=all"]
 
 
+# Where podman (rootful and rootless alike) reads CDI specs; `nvidia-ctk cdi generate
+# --output=/etc/cdi/nvidia.yaml` writes NVIDIA's.
+CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+
+
+def cdi_has_nvidia(dirs: tuple[Path, ...]) -> bool:
+    """Whether a CDI spec for NVIDIA GPUs (nvidia*.yaml or .json) lies in one of `dirs`."""
+    return any(any(d.glob("nvidia*.yaml")) or any(d.glob("nvidia*.json")) for d in dirs if d.is_dir())
+
+
 def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) -> list[str]:
     """The full `run` argv for a spec. Pure, so unit tests can check it."""
     argv = [engine, "run"]
@@ -173,6 +183,43 @@ class EngineRuntime:
 
     def remove_image(self, ref: str) -> bool:
         return self._run(["rmi", "-f", ref], check=False).returncode == 0
+
+    # -- base images (`sub images build`; not part of the Runtime protocol) ------------
+    def pull(self, ref: str, timeout: float) -> bool:
+        """Try to pull `ref`; False when it cannot be had (no registry, offline, timeout)."""
+        try:
+            return self._run(["pull", "-q", ref], check=False, timeout=timeout).returncode == 0
+        except EngineError:  # timed out
+            return False
+
+    def tag(self, source: str, target: str) -> None:
+        self._run(["tag", source, target])
+
+    def server_components(self) -> list[str]:
+        """Names in `version`'s Server.Components: "Engine" for Docker, "Podman Engine" for podman's API."""
+        proc = self._run(["version", "--format", "{{json .Server}}"], check=False, timeout=30)
+        try:
+            server = json.loads(proc.stdout or "{}")
+        except json.JSONDecodeError:
+            return []
+        components = server.get("Components") if isinstance(server, dict) else None
+        return [str(c.get("Name", "")) for c in components or [] if isinstance(c, dict)]
+
+    def import_rootfs(self, rootfs: Path, ref: str, changes: list[str]) -> None:
+        """`tar -C rootfs -c . | ENGINE import --change ... - ref`: a root filesystem as an image."""
+        argv = [self.engine, "import", *[a for c in changes for a in ("--change", c)], "-", ref]
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            proc = subprocess.run(argv, stdin=tar.stdout, capture_output=True, text=True, timeout=1800)
+        finally:
+            assert tar.stdout is not None
+            tar.stdout.close()
+            tar_err = tar.communicate()[1].decode(errors="replace")
+        if tar.returncode != 0:
+            raise CommandError(["tar", "-C", str(rootfs), "-c", "."], tar.returncode, tar_err)
+        if proc.returncode != 0:
+            raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
 
     def images(self) -> dict[str, str]:
         # podman's listing can fail while another process removes an image ("image not known"): that race
@@ -285,8 +332,7 @@ class EngineRuntime:
         if Path(self.engine).name == "docker":
             info = self._run(["info", "--format", "{{json .Runtimes}}"], check=False).stdout
             return "nvidia" in info
-        return any(Path(d).glob("nvidia*.yaml") for d in ("/etc/cdi", "/var/run/cdi")
-                   if os.path.isdir(d))
+        return cdi_has_nvidia(CDI_SPEC_DIRS)
 
 
 
