@@ -97,3 +97,14 @@ def test_plain_view_marks_ready_with_a_check_only_on_a_terminal() -> None:
     PlainView(tty).update(obj("Trained", ready=True), 1.0)
     PlainView(pipe).update(obj("Trained", ready=True), 1.0)
     assert "✓" in tty.getvalue() and "✓" not in pipe.getvalue()
+
+
+def test_a_dependent_still_saying_dependency_failed_does_not_end_a_retry() -> None:
+    """After re-applying a failed model, its server says DependencyFailed until the model reports again."""
+    retried = obj("Training", gen=2, observed=2)
+    server = {**obj("DependencyFailed", name="srv"), "kind": "ModelServer", "spec": {"modelName": "tuned"}}
+    assert not verdict([retried, server]).done
+    assert not verdict([obj("Trained", ready=True, gen=2, observed=2), server]).done, "the server will follow"
+    v = verdict([obj("TrainFailed", gen=2, observed=2), server])
+    assert v.done and len(v.failed) == 2, "the model's own failure ends it, and the server's with it"
+    assert verdict([server]).done, "a dependency not waited for: its failure is the answer"

@@ -93,7 +93,7 @@ def main() -> int:
     app = create_app(ControlPlane(store, runtime, layout, controller), token)
     port = settings.port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                          access_log=False))
+                                          access_log=False, timeout_graceful_shutdown=2))
     log.info("control plane for %s on 127.0.0.1:%d using %s", layout.home, port, runtime.engine)
     write_endpoint(layout, port)
     controller.start()

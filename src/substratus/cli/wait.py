@@ -17,6 +17,7 @@ from typing import Any, Optional, Protocol, TextIO
 
 from substratus.cli.output import ready_condition
 from substratus.resources.reasons import FAILED
+from substratus.resources.references import references
 
 FAILED_REASONS = frozenset(r.value for r in FAILED)
 Key = tuple[str, str, str]
@@ -40,7 +41,21 @@ def current(obj: dict[str, Any]) -> bool:
 
 
 def verdict(objs: list[dict[str, Any]]) -> Verdict:
-    failed = [o for o in objs if current(o) and ready_condition(o).get("reason") in FAILED_REASONS]
+    """Done when all are settled, or one failed. A `DependencyFailed` counts only when an object it
+    refers to (among those waited for) failed too: after a retry of the failed object, its dependents
+    still say so until they are looked at again."""
+    by_key = {key_of(o): o for o in objs}
+
+    def failed_itself(o: dict[str, Any]) -> bool:
+        if not current(o) or ready_condition(o).get("reason") not in FAILED_REASONS:
+            return False
+        if ready_condition(o).get("reason") != "DependencyFailed":
+            return True
+        deps = [by_key[k] for k in references(o["kind"], o["metadata"].get("namespace", "default"),
+                                              o.get("spec") or {}) if k in by_key]
+        return not deps or any(failed_itself(d) for d in deps)
+
+    failed = [o for o in objs if failed_itself(o)]
     pending = [o for o in objs if not (current(o) and settled(o))]
     return Verdict(done=not pending or bool(failed), failed=failed, pending=pending)
 

@@ -42,7 +42,7 @@ from substratus.resources.status import (
 from substratus.resources.schema import Dataset, Model, Resource
 from substratus.runtimes.base import ContainerState, RunSpec
 
-JOB_RECHECK = 30.0  # a running job is woken by its exit event; this is only a safety net
+JOB_RECHECK = 2.0  # a running job is woken by its exit event; this re-reads its progress file meanwhile
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def source_image(plan: Plan, obj: Resource, state: BuildState, snap: Snapshot,
     plan.published.source = source_status(src)
     tag = naming.source_image(obj.kind, obj.namespace, obj.name, src.revision, src.git_path or "")
     build = BuildImage(tag=tag, source=src, labels=naming.object_labels(obj.kind, obj.namespace, obj.name,
-                                                                        role="source"),
+                                                                        instance=facts.instance, role="source"),
                        log_path=facts.layout.build_log(obj.kind, obj.namespace, obj.name))
     check = CheckContract(image=tag, kind=kind)
     for key in (build.key, check.key):
@@ -319,7 +319,8 @@ def plan_training(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, fac
     if not done:
         return plan
     build = BuildTrained(tag=tag, base=base_image, run_dir=run_dir,
-                         labels={**naming.object_labels("Model", obj.namespace, obj.name, role="trained"),
+                         labels={**naming.object_labels("Model", obj.namespace, obj.name, instance=facts.instance,
+                                                        role="trained"),
                                  **lineage_labels(lineage)})
     if build.key in state.failures:
         return plan.wait("Trained", state.failures[build.key].reason, state.failures[build.key].message)
