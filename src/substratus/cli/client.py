@@ -69,7 +69,7 @@ class Client:
         while time.monotonic() < deadline:
             if self.healthy():
                 return self.endpoint() or {}
-            time.sleep(0.2)
+            time.sleep(0.05)
         tail = (self.home / "controlplane.log").read_text(errors="replace").splitlines()[-10:]
         raise ControlPlaneError("the control plane did not start within 30s:\n" + "\n".join(tail),
                                 hint=f"see {self.home / 'controlplane.log'}; check `podman info`")

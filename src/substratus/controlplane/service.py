@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
@@ -36,7 +37,7 @@ class ControlPlane:
     def apply(self, objects: list[Resource], *, dry_run: bool = False) -> list[dict[str, str]]:
         with self._apply_lock:
             self.check_references(objects)
-            sources = {obj.key: self.resolve_source(obj) for obj in objects}
+            sources = self.resolve_sources(objects)
             records, results = [], []
             for obj in objects:
                 rec, result = self.next_record(obj, sources[obj.key])
@@ -92,6 +93,24 @@ class ControlPlane:
                                      f"same `sub apply`) or fix the name (see `sub get {kind.lower()}s`)"))
         if problems:
             raise ValidationError(problems, hint="nothing was applied")
+
+    def resolve_sources(self, objects: list[Resource]) -> dict[tuple[str, str, str], Optional[ResolvedSource]]:
+        """Every object's source, fetched side by side (git ls-remote/clone wait on I/O); all problems of
+        all objects are reported together."""
+        with ThreadPoolExecutor(max_workers=min(8, max(1, len(objects)))) as pool:
+            futures = {obj.key: pool.submit(self.resolve_source, obj) for obj in objects}
+        out: dict[tuple[str, str, str], Optional[ResolvedSource]] = {}
+        problems: list[tuple[str, str]] = []
+        hints: list[str] = []
+        for key, fut in futures.items():
+            try:
+                out[key] = fut.result()
+            except ValidationError as err:
+                problems += err.problems
+                hints.append(err.hint)
+        if problems:
+            raise ValidationError(problems, hint=next((h for h in hints if h), "nothing was applied"))
+        return out
 
     def resolve_source(self, obj: Resource) -> Optional[ResolvedSource]:
         resolved = self._fetch_source(obj)

