@@ -81,9 +81,17 @@ class Controller:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Adopt what runs, queue every object, and start the workers and the engine watch."""
-        self.facts = replace(self.facts, gpu=self.runtime.gpu_available())
-        owners = self.observer.containers.relist()
+        """Adopt what runs, queue every object, and start the workers and the engine watch. The engine
+        calls happen in the background, so the API answers at once (`sub` waits on it)."""
+        self._spawn(self._bootstrap, "bootstrap")
+
+    def _bootstrap(self) -> None:
+        try:
+            self.facts = replace(self.facts, gpu=self.runtime.gpu_available())
+            owners = self.observer.containers.relist()
+        except Exception as err:  # noqa: BLE001 - the engine is down: the watch below retries and relists
+            log.warning("could not list containers at start: %s", err)
+            owners = set()
         self.queue.add_many(sorted({r.key for r in self.store.records()} | owners))
         for i in range(self.workers):
             self._spawn(self._work, f"reconcile-{i}")
@@ -266,8 +274,7 @@ class Controller:
                 self.queue.add(owner)
             return
         if event.type == "image" and event.action not in ("pull", "push", "save", "mount", "unmount", "exists"):
-            self.observer.images.invalidate()  # a tag came or went: list again when next asked
-            if event.action in ("remove", "untag", "delete"):
+            if self.observer.images.on_event(event.action):  # images may have gone: their users look again
                 self.queue.add_many(self.users_of_image(event.name))
 
     def users_of_image(self, ref: str) -> list[Key]:

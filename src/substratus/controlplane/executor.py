@@ -16,6 +16,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -163,6 +164,7 @@ class Executor:
 
     def _slow(self, owner: Key, action: Action) -> None:
         outcomes: list[Outcome] = []
+        started = time.perf_counter()
         try:
             if isinstance(action, BuildImage):
                 outcomes = self.build_image(action)
@@ -179,6 +181,7 @@ class Executor:
             outcomes = [crash_outcome(action, err)]
         finally:
             self._finish(owner, action.key)
+        log.debug("%s done in %.2fs: %s", action.key, time.perf_counter() - started, outcomes or "ok")
         self.report(owner, outcomes)
 
     # -- quick actions ---------------------------------------------------------------------------

@@ -109,13 +109,21 @@ class ContainerCache:
 
 
 class ImageCache:
-    """Every local image reference and its id; relisted lazily after a foreign image event."""
+    """Local images for planners (tag -> id), and base-image ids for source fingerprints.
+
+    The full list is read once and then kept current by this control plane's own builds (`added`);
+    it is read again only when images may have gone (a remove or untag event, a broken event stream).
+    Base images (`FROM` lines) are looked up one by one and forgotten whenever any image is built or
+    tagged: a rebuilt base image must change the fingerprint. A shared engine builds all the time;
+    re-listing every image after each build would make passes wait on the engine's storage lock.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._lock = threading.Lock()
         self._images: dict[str, str] = {}
         self._stale = True
+        self._bases: dict[str, Optional[str]] = {}
 
     def all(self) -> dict[str, str]:
         with self._lock:
@@ -124,19 +132,35 @@ class ImageCache:
             return self._images
 
     def id_of(self, ref: str) -> Optional[str]:
-        images = self.all()
-        return images.get(ref) or images.get(f"localhost/{ref}")
+        with self._lock:
+            if ref in self._bases:
+                return self._bases[ref]
+        info = self.runtime.image_info(ref)
+        with self._lock:
+            self._bases[ref] = info.id if info else None
+            return self._bases[ref]
 
     def added(self, ref: str) -> None:
-        """An image we built ourselves: record it without asking the engine."""
+        """An image we built ourselves: record it without listing everything again."""
         info = self.runtime.image_info(ref)
         with self._lock:
             if info is not None:
                 self._images = {**self._images, ref: info.id}
+            self._bases.pop(ref, None)
+
+    def on_event(self, action: str) -> bool:
+        """Update after an image event; True when images may have gone (objects should look again)."""
+        with self._lock:
+            self._bases.clear()
+            if action in ("remove", "untag", "delete", "prune"):
+                self._stale = True
+                return True
+        return False
 
     def invalidate(self) -> None:
         with self._lock:
             self._stale = True
+            self._bases.clear()
 
 
 class Observer:
