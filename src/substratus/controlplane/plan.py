@@ -266,12 +266,15 @@ def plan_model(obj: Model, state: ModelState, snap: Snapshot, facts: Facts, base
         return plan
     training = obj.spec.training
     if training is None:
+        # Published while it is still being checked, so models trained from it can start at once; they
+        # only count as trained once this one is Ready (the check passed).
+        plan.published.container_image = base_image
         if not verified:
             return plan
-        plan.published.container_image = base_image
         return plan.finish(Reason.READY, f"model image {base_image}")
     assert dataset is not None
     if not dataset.ready or not dataset.status.url:
+        remove_stale(plan, snap, set(), "train")
         return waiting_on(plan, "Trained", dataset, "Dataset", training.dataset_name)
     return plan_training(plan, obj, state, snap, facts, base_image, verified, base, dataset, previous)
 
@@ -282,11 +285,17 @@ def model_base(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, facts:
     if name is None:
         return source_image(plan, obj, state, snap, facts)
     assert base is not None
-    if not (base.ready and base.status.container_image):
-        waiting_on(plan, "Built", base, "Model", name)
-        return None, False
-    plan.done("Built", Reason.BASE_MODEL_READY, f"based on model {name!r} ({base.status.container_image})")
-    return base.status.container_image, True
+    image = base.status.container_image
+    if base.ready and image:
+        plan.done("Built", Reason.BASE_MODEL_READY, f"based on model {name!r} ({image})")
+        return image, True
+    if base.exists and base.current and image and base.status.reason == Reason.BUILDING.value:
+        # the base image is built and being checked against the contract: start beside the check
+        plan.wait("Built", Reason.WAITING_FOR_MODEL, f"model {name!r} ({image}) is being checked")
+        return image, False
+    remove_stale(plan, snap, set(), "train")  # whatever ran on a base that is gone or failed
+    waiting_on(plan, "Built", base, "Model", name)
+    return None, False
 
 
 def plan_training(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, facts: Facts, base_image: str,
