@@ -8,6 +8,7 @@ hands the keys to the controller's queue. Reads come from the store's memory.
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -32,6 +33,7 @@ class ControlPlane:
     def __init__(self, store: Store, runtime: Runtime, layout: Layout, controller: Controller) -> None:
         self.store, self.runtime, self.layout, self.controller = store, runtime, layout, controller
         self._apply_lock = threading.Lock()
+        self._fetch_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
     # -- apply --------------------------------------------------------------------------------
     def apply(self, objects: list[Resource], *, dry_run: bool = False) -> list[dict[str, str]]:
@@ -128,7 +130,8 @@ class ControlPlane:
         try:
             if src.git is not None:
                 url = git.normalise_url(src.git.url)
-                return git.fetch(url, src.git.branch, src.git.path, self.layout.git_cache)
+                with self._fetch_locks[url]:  # objects from one repository: one clone, the others reuse it
+                    return git.fetch(url, src.git.branch, src.git.path, self.layout.git_cache)
             if src.dir is not None:
                 return local.snapshot(src.dir, self.layout.dir_cache)
         except SourceError as err:
