@@ -41,6 +41,7 @@ class Settings:
     ready_timeout: float
     keep_runs: int = 2
     gc_period: float = 600.0
+    build_workers: int = 2
 
     @staticmethod
     def from_env() -> "Settings":
@@ -49,7 +50,8 @@ class Settings:
                         port=int(env.get("SUBSTRATUS_PORT", "0")),
                         ready_timeout=float(env.get("SUBSTRATUS_READY_TIMEOUT", "600")),
                         keep_runs=int(env.get("SUBSTRATUS_KEEP_RUNS", "2")),
-                        gc_period=float(env.get("SUBSTRATUS_GC_PERIOD", "600")))
+                        gc_period=float(env.get("SUBSTRATUS_GC_PERIOD", "600")),
+                        build_workers=int(env.get("SUBSTRATUS_BUILD_WORKERS", "2")))
 
 
 def default_home() -> Path:
@@ -89,7 +91,8 @@ def main() -> int:
     runtime = EngineRuntime(detect_engine(settings.engine))
     store = Store(layout.db)
     controller = Controller(store, runtime, layout, ready_timeout=settings.ready_timeout,
-                            keep_runs=settings.keep_runs, gc_period=settings.gc_period)
+                            keep_runs=settings.keep_runs, gc_period=settings.gc_period,
+                            build_workers=settings.build_workers)
     app = create_app(ControlPlane(store, runtime, layout, controller), token)
     port = settings.port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",

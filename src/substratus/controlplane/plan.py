@@ -126,6 +126,33 @@ class Plan:
         return True
 
 
+# ---- image names, and which images a pass will ask about -----------------------------------------
+
+def own_image(obj: Resource, src: Source) -> str:
+    return naming.source_image(obj.kind, obj.namespace, obj.name, src.revision, src.git_path or "")
+
+
+def training_key(base_image: str, data_url: str, params: dict[str, object]) -> str:
+    return naming.digest("train", base_image, data_url, params)
+
+
+def wanted_images(obj: Resource, state: AnyState, base: Optional[Dep], dataset: Optional[Dep]) -> list[str]:
+    """The images a planning pass of `obj` may look for, so `observe` asks the engine about those alone
+    (listing every image of a busy engine takes seconds)."""
+    refs: list[str] = []
+    if isinstance(state, BuildState) and state.source is not None:
+        refs.append(own_image(obj, state.source))
+    if isinstance(obj, Model):
+        base_image = base.status.container_image if base is not None else (refs[0] if refs else None)
+        if base_image and base is not None:
+            refs.append(base_image)
+        training = obj.spec.training
+        if base_image and training is not None and dataset is not None and dataset.status.url:
+            key = training_key(base_image, dataset.status.url, training.params.wire())
+            refs.append(naming.trained_image(obj.namespace, obj.name, key))
+    return refs
+
+
 # ---- shared steps ---------------------------------------------------------------------------
 
 def source_status(src: Source) -> SourceStatus:
@@ -145,7 +172,7 @@ def source_image(plan: Plan, obj: Resource, state: BuildState, snap: Snapshot,
         return None, False
     kind: Literal["Model", "Dataset"] = "Dataset" if obj.kind == "Dataset" else "Model"
     plan.published.source = source_status(src)
-    tag = naming.source_image(obj.kind, obj.namespace, obj.name, src.revision, src.git_path or "")
+    tag = own_image(obj, src)
     build = BuildImage(tag=tag, source=src, labels=naming.object_labels(obj.kind, obj.namespace, obj.name,
                                                                         instance=facts.instance, role="source"),
                        log_path=facts.layout.build_log(obj.kind, obj.namespace, obj.name))
@@ -304,7 +331,7 @@ def plan_training(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, fac
     assert training is not None and dataset.status.url is not None
     data_file = facts.layout.artifact_path(dataset.status.url)
     params = training.params.wire()
-    key = naming.digest("train", base_image, dataset.status.url, params)
+    key = training_key(base_image, dataset.status.url, params)
     run_dir = facts.layout.run_dir("Model", obj.namespace, obj.name, key)
     tag = naming.trained_image(obj.namespace, obj.name, key)
     lineage = model_lineage(obj, state, snap, base_image, base, dataset, tag)
