@@ -41,7 +41,7 @@ class Settings:
     ready_timeout: float
     keep_runs: int = 2
     gc_period: float = 600.0
-    build_workers: int = 2
+    build_workers: int = 1
 
     @staticmethod
     def from_env() -> "Settings":
@@ -51,7 +51,7 @@ class Settings:
                         ready_timeout=float(env.get("SUBSTRATUS_READY_TIMEOUT", "600")),
                         keep_runs=int(env.get("SUBSTRATUS_KEEP_RUNS", "2")),
                         gc_period=float(env.get("SUBSTRATUS_GC_PERIOD", "600")),
-                        build_workers=int(env.get("SUBSTRATUS_BUILD_WORKERS", "2")))
+                        build_workers=int(env.get("SUBSTRATUS_BUILD_WORKERS", "1")))
 
 
 def default_home() -> Path:

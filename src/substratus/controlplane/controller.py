@@ -56,7 +56,7 @@ def utcnow() -> str:
 class Controller:
     def __init__(self, store: Store, runtime: Runtime, layout: Layout, *,
                  clock: Callable[[], float] = time.time, prober: Prober = http_probe,
-                 ready_timeout: float = 600.0, workers: int = 4, executor_workers: int = 4, build_workers: int = 2,
+                 ready_timeout: float = 600.0, workers: int = 4, executor_workers: int = 4, build_workers: int = 1,
                  keep_runs: int = 2, gc_period: float = GC_PERIOD,
                  port_finder: Optional[Callable[[], int]] = None,
                  token_maker: Optional[Callable[[], str]] = None) -> None:
