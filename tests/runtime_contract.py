@@ -7,12 +7,14 @@ and an `image_dir` fixture (a build context whose Dockerfile sets WORKDIR
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from substratus.errors import BuildError
+from substratus.errors import BuildError, EngineError
 from substratus.runtimes.base import BuildSpec, Runtime, RunSpec
 
 LABELS = {"substratus.ai/managed": "true", "substratus.ai/role": "contract-test"}
@@ -69,5 +71,81 @@ class RuntimeContract:
             assert runtime.stop(name, timeout=1)
             state = runtime.container(name)
             assert state is not None and not state.running and state.exit_code is not None
+        finally:
+            runtime.remove(name)
+
+    def test_images_lists_what_was_built(self, runtime: Runtime, image: str) -> None:
+        info = runtime.image_info(image)
+        assert info is not None and runtime.images().get(image) == info.id
+
+    def test_events_follow_a_container_from_start_to_removal(self, runtime: Runtime, image: str) -> None:
+        name = unique("sub-contract-ev")
+        stream = runtime.events({"substratus.ai/name": name})
+        seen: list[tuple[str, str]] = []
+        reader = threading.Thread(target=lambda: seen.extend((e.action, e.name) for e in stream
+                                                            if e.type == "container"), daemon=True)
+        reader.start()
+        time.sleep(1.0)  # an engine's event stream starts from when it subscribed
+        labels = {**LABELS, "substratus.ai/name": name}
+        runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=labels))
+        runtime.stop(name, timeout=1)
+        runtime.remove(name)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not {"start", "died", "remove"} <= {a for a, n in seen if n == name}:
+            time.sleep(0.1)
+        stream.close()
+        reader.join(10)
+        assert {"start", "died", "remove"} <= {a for a, n in seen if n == name}, seen
+        assert all(n == name for _, n in seen), "the label filter lets only this container's events through"
+
+
+    def test_events_and_lists_keep_to_every_label_asked_for(self, runtime: Runtime, image: str) -> None:
+        """Two containers share one label but not the other: asking for both sees one (engines OR
+        label filters on events; a control plane must never act on another's containers)."""
+        ours, theirs = unique("sub-contract-ours"), unique("sub-contract-theirs")
+        stream = runtime.events({"substratus.ai/managed": "true", "substratus.ai/name": ours})
+        seen: list[str] = []
+        reader = threading.Thread(target=lambda: seen.extend(e.name for e in stream if e.type == "container"),
+                                  daemon=True)
+        reader.start()
+        time.sleep(1.0)
+        for name in (theirs, ours):
+            runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"],
+                                labels={**LABELS, "substratus.ai/name": name}))
+        try:
+            listed = runtime.containers({"substratus.ai/managed": "true", "substratus.ai/name": ours})
+            assert [c.name for c in listed] == [ours]
+        finally:
+            runtime.remove(theirs)
+            runtime.remove(ours)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and ours not in seen:
+            time.sleep(0.1)
+        stream.close()
+        reader.join(10)
+        assert ours in seen and theirs not in seen, seen
+
+    def test_exec_runs_in_the_workdir_feeds_stdin_and_returns_exit_code_and_output(self, runtime: Runtime,
+                                                                                    image: str) -> None:
+        name = unique("sub-contract")
+        runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=LABELS))
+        try:
+            wrote = runtime.exec(name, ["sh", "-c", "mkdir -p sub && cat > sub/note.txt && echo done; exit 3"],
+                                 stdin=b"hello\n", workdir="/model")
+            assert wrote.exit_code == 3 and wrote.stdout == b"done\n"
+            read = runtime.exec(name, ["cat", "sub/note.txt"], workdir="/model")
+            assert (read.exit_code, read.stdout) == (0, b"hello\n"), "the file stays in the container"
+            missing = runtime.exec(name, ["cat", "no-such-file"], workdir="/model")
+            assert missing.exit_code != 0 and "no-such-file" in missing.stderr
+        finally:
+            runtime.remove(name)
+
+    def test_exec_in_a_stopped_container_raises_engine_error(self, runtime: Runtime, image: str) -> None:
+        name = unique("sub-contract")
+        runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=LABELS))
+        try:
+            runtime.stop(name, timeout=1)
+            with pytest.raises(EngineError):
+                runtime.exec(name, ["true"])
         finally:
             runtime.remove(name)

@@ -15,7 +15,6 @@ import os
 import secrets
 import signal
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -24,9 +23,9 @@ from typing import Optional
 import uvicorn
 
 from substratus.api.app import create_app
+from substratus.build.contract import free_port
+from substratus.controlplane.controller import Controller
 from substratus.controlplane.layout import Layout
-from substratus.controlplane.probes import free_port
-from substratus.controlplane.reconciler import Reconciler
 from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Store
 from substratus.runtimes.engine import EngineRuntime, detect_engine
@@ -40,12 +39,19 @@ class Settings:
     engine: Optional[str]
     port: int
     ready_timeout: float
+    keep_runs: int = 2
+    gc_period: float = 600.0
+    build_workers: int = 1
 
     @staticmethod
     def from_env() -> "Settings":
-        return Settings(home=default_home(), engine=os.environ.get("SUBSTRATUS_ENGINE") or None,
-                        port=int(os.environ.get("SUBSTRATUS_PORT", "0")),
-                        ready_timeout=float(os.environ.get("SUBSTRATUS_READY_TIMEOUT", "600")))
+        env = os.environ
+        return Settings(home=default_home(), engine=env.get("SUBSTRATUS_ENGINE") or None,
+                        port=int(env.get("SUBSTRATUS_PORT", "0")),
+                        ready_timeout=float(env.get("SUBSTRATUS_READY_TIMEOUT", "600")),
+                        keep_runs=int(env.get("SUBSTRATUS_KEEP_RUNS", "2")),
+                        gc_period=float(env.get("SUBSTRATUS_GC_PERIOD", "600")),
+                        build_workers=int(env.get("SUBSTRATUS_BUILD_WORKERS", "1")))
 
 
 def default_home() -> Path:
@@ -70,7 +76,7 @@ def write_endpoint(layout: Layout, port: int) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=os.environ.get("SUBSTRATUS_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     layout = Layout(settings.home)
@@ -84,16 +90,16 @@ def main() -> int:
     token = ensure_token(layout.token_file)
     runtime = EngineRuntime(detect_engine(settings.engine))
     store = Store(layout.db)
-    reconciler = Reconciler(store, runtime, layout, ready_timeout=settings.ready_timeout)
-    app = create_app(ControlPlane(store, runtime, layout, reconciler), token)
-    stop = threading.Event()
-    loop = threading.Thread(target=reconciler.run_forever, args=(stop,), name="reconciler", daemon=True)
+    controller = Controller(store, runtime, layout, ready_timeout=settings.ready_timeout,
+                            keep_runs=settings.keep_runs, gc_period=settings.gc_period,
+                            build_workers=settings.build_workers)
+    app = create_app(ControlPlane(store, runtime, layout, controller), token)
     port = settings.port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                          access_log=False))
+                                          access_log=False, timeout_graceful_shutdown=2))
     log.info("control plane for %s on 127.0.0.1:%d using %s", layout.home, port, runtime.engine)
     write_endpoint(layout, port)
-    loop.start()
+    controller.start()
 
     def _term(signum: int, frame: Optional[FrameType]) -> None:
         server.should_exit = True
@@ -102,9 +108,7 @@ def main() -> int:
     try:
         server.run()
     finally:
-        stop.set()
-        reconciler.wake.set()
-        reconciler.executor.shutdown()
+        controller.stop()
         layout.endpoint_file.unlink(missing_ok=True)
         store.close()
         log.info("control plane stopped; containers keep running and are adopted on the next start")

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional  # List: `list` is a method name in Client
 from urllib.parse import urlencode
 
 from substratus.api.errors import error_from_body
@@ -69,7 +69,7 @@ class Client:
         while time.monotonic() < deadline:
             if self.healthy():
                 return self.endpoint() or {}
-            time.sleep(0.2)
+            time.sleep(0.05)
         tail = (self.home / "controlplane.log").read_text(errors="replace").splitlines()[-10:]
         raise ControlPlaneError("the control plane did not start within 30s:\n" + "\n".join(tail),
                                 hint=f"see {self.home / 'controlplane.log'}; check `podman info`")
@@ -119,8 +119,8 @@ class Client:
         resp = self._send(method, path, json_body)
         return json.loads(resp.read())
 
-    def stream(self, path: str, params: dict[str, str]) -> Iterator[str]:
-        resp = self._send("GET", path + "?" + urlencode(params), timeout=None)
+    def stream(self, path: str, params: dict[str, str], read_timeout: Optional[float] = None) -> Iterator[str]:
+        resp = self._send("GET", path + "?" + urlencode(params), timeout=read_timeout)
         while True:
             line = resp.readline()
             if not line:
@@ -143,5 +143,51 @@ class Client:
     def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return dict(self.request("DELETE", f"/api/v1/objects/{kind}/{namespace}/{name}"))
 
+    def delete_many(self, keys: List[tuple[str, str, str]]) -> List[dict[str, Any]]:
+        body = {"objects": [{"kind": k, "namespace": ns, "name": n} for k, ns, n in keys]}
+        return list(self.request("POST", "/api/v1/delete", json_body=body)["items"])
+
+    def watch(self, kind: Optional[str] = None, namespace: Optional[str] = None,
+              timeout: Optional[float] = None) -> Iterator[dict[str, Any]]:
+        """Watch events (dicts) until the server ends the stream after `timeout` seconds."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace)) if v}
+        if timeout is not None:
+            params["timeoutSeconds"] = str(int(timeout + 0.999))
+        for line in self.stream("/api/v1/watch", params, read_timeout=60.0):
+            if line:
+                yield dict(json.loads(line))
+
     def logs(self, kind: str, namespace: str, name: str, follow: bool) -> Iterator[str]:
         return self.stream(f"/api/v1/objects/{kind}/{namespace}/{name}/logs", {"follow": str(follow).lower()})
+
+    # -- selectors, dry runs, quick lookups (issue 13) -------------------------------------------
+    def apply_dry_run(self, objects: List[dict[str, Any]]) -> List[dict[str, str]]:
+        """Validate, resolve references and sources; nothing is stored or run."""
+        return list(self.request("POST", "/api/v1/apply", json_body={"objects": objects},
+                                 params={"dryRun": "true"}))
+
+    def list_selected(self, kind: Optional[str], namespace: Optional[str],
+                      selector: str) -> tuple[List[dict[str, Any]], str]:
+        """Objects whose labels match `selector` ('' selects all), and the list's resourceVersion."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace), ("labelSelector", selector)) if v}
+        data = self.request("GET", "/api/v1/objects", params=params)
+        return list(data["items"]), str(data.get("resourceVersion", ""))
+
+    def watch_selected(self, kind: Optional[str], namespace: Optional[str], selector: str,
+                       resource_version: Optional[str] = None) -> Iterator[dict[str, Any]]:
+        """Watch events of the selected objects, resuming after `resource_version` when given."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace), ("labelSelector", selector),
+                                    ("resourceVersion", resource_version)) if v}
+        for line in self.stream("/api/v1/watch", params, read_timeout=60.0):
+            if line:
+                yield dict(json.loads(line))
+
+    def delete_selected(self, kind: Optional[str], namespace: Optional[str], selector: str) -> List[dict[str, Any]]:
+        """Delete every object whose labels match `selector` (the server refuses an empty one)."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace)) if v}
+        params["labelSelector"] = selector
+        return list(self.request("POST", "/api/v1/delete", json_body={"objects": []}, params=params)["items"])
+
+    def running(self) -> bool:
+        """Whether a control plane answers now; never starts one (shell completion must stay fast)."""
+        return self.healthy() is not None

@@ -41,10 +41,12 @@ class RunSpec:
     entrypoint: Optional[list[str]] = None
     env: dict[str, str] = field(default_factory=dict)
     mounts: list[Mount] = field(default_factory=list)
-    ports: dict[int, int] = field(default_factory=dict)  # container port -> host port on 127.0.0.1
+    ports: dict[int, int] = field(default_factory=dict)  # container port -> host port on `publish_address`
     labels: dict[str, str] = field(default_factory=dict)
     gpu: bool = False
     workdir: Optional[str] = None
+    secret_env: dict[str, str] = field(default_factory=dict)  # never on an argv: passed by inherited env
+    publish_address: str = "127.0.0.1"
 
 
 @dataclass
@@ -78,7 +80,35 @@ class Completed:
     output: str  # stdout and stderr, interleaved
 
 
+@dataclass
+class ExecResult:
+    """What a command run inside a container gave back; stdout stays bytes (file contents travel in it)."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: str
+
+
 LogSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """Something happened in the engine: a container started, died or was removed; an image changed."""
+
+    type: str                      # "container" or "image"
+    action: str                    # engine words: create, start, died, remove, tag, untag, build...
+    name: str                      # container name, or image reference
+    id: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class EventStream(Protocol):
+    """A blocking stream of engine events; `close()` (from any thread) ends the iteration."""
+
+    def __iter__(self) -> Iterator[EngineEvent]: ...
+
+    def close(self) -> None: ...
 
 
 class Runtime(Protocol):
@@ -91,6 +121,9 @@ class Runtime(Protocol):
 
     def image_info(self, ref: str) -> Optional[ImageInfo]:
         """The image's config, or None when it does not exist."""
+
+    def images(self) -> dict[str, str]:
+        """Every local image reference (repository:tag) and its image id."""
 
     def remove_image(self, ref: str) -> bool:
         """Remove an image; False when it did not exist."""
@@ -116,5 +149,14 @@ class Runtime(Protocol):
     def remove(self, name: str) -> bool:
         """Remove a container (stopping it first); False when there was none."""
 
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        """Run argv inside the running container `name` (as its image's user, in `workdir`), feeding `stdin`.
+        The command's own failure is an exit code in the result; raises EngineError when the container is
+        missing or not running, or the command outlives `timeout`. `sub notebook` syncs files with it."""
+
     def gpu_available(self) -> bool:
         """Whether containers can be given a GPU."""
+
+    def events(self, labels: dict[str, str]) -> EventStream:
+        """Container events of containers carrying all of `labels`, and every image event, as they happen."""

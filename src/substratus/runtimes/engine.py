@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import shutil
 import subprocess
+import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -23,12 +27,17 @@ from substratus.runtimes.base import (
     BuildSpec,
     Completed,
     ContainerState,
+    EngineEvent,
+    ExecResult,
     ImageInfo,
     LogSink,
     RunSpec,
 )
 
 ENGINES = ("podman", "docker")
+# What podman and docker say when `exec` cannot start (not the command's own failure).
+EXEC_UNAVAILABLE = re.compile(r"no such container|not running|state improper|is paused|no container with name",
+                              re.I)
 
 
 def detect_engine(preferred: Optional[str] = None) -> str:
@@ -41,15 +50,19 @@ def detect_engine(preferred: Optional[str] = None) -> str:
     for name in ENGINES:
         if shutil.which(name) and _engine_answers(name):
             return name
-    raise EngineError("no working container engine: neither `podman info` nor `docker info` succeeded",
+    raise EngineError("no working container engine: neither `podman version` nor `docker version` answered",
                       hint="run `make setup` (installs podman), or start Docker, or set SUBSTRATUS_ENGINE")
 
 
 def _engine_answers(name: str) -> bool:
+    """Whether the engine's server side answers. `version` with the server's field does that in a tenth
+    of the time `info` takes (the control plane's start-up waits on it)."""
     try:
-        return subprocess.run([name, "info"], capture_output=True, timeout=30).returncode == 0
+        proc = subprocess.run([name, "version", "--format", "{{.Server.Version}}" if name == "docker"
+                               else "{{.Client.Version}}"], capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return False
+    return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
 def gpu_run_args(engine: str) -> list[str]:
@@ -57,6 +70,16 @@ def gpu_run_args(engine: str) -> list[str]:
     if Path(engine).name == "docker":
         return ["--gpus", "all"]
     return ["--device", "nvidia.com/gpu=all"]
+
+
+# Where podman (rootful and rootless alike) reads CDI specs; `nvidia-ctk cdi generate
+# --output=/etc/cdi/nvidia.yaml` writes NVIDIA's.
+CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+
+
+def cdi_has_nvidia(dirs: tuple[Path, ...]) -> bool:
+    """Whether a CDI spec for NVIDIA GPUs (nvidia*.yaml or .json) lies in one of `dirs`."""
+    return any(any(d.glob("nvidia*.yaml")) or any(d.glob("nvidia*.json")) for d in dirs if d.is_dir())
 
 
 def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) -> list[str]:
@@ -71,10 +94,12 @@ def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) 
         argv += ["--label", f"{k}={v}"]
     for k, v in sorted(spec.env.items()):
         argv += ["-e", f"{k}={v}"]
+    for k in sorted(spec.secret_env):
+        argv += ["-e", k]  # the value comes from the engine process's environment, not its argv
     for m in spec.mounts:
         argv += ["-v", f"{m.source}:{m.target}" + (":ro" if m.read_only else "")]
     for cport, hport in sorted(spec.ports.items()):
-        argv += ["-p", f"127.0.0.1:{hport}:{cport}"]
+        argv += ["-p", f"{spec.publish_address}:{hport}:{cport}"]
     if spec.workdir:
         argv += ["-w", spec.workdir]
     if spec.gpu:
@@ -105,10 +130,12 @@ class EngineRuntime:
         self.build_extra_args = list(build_extra_args or [])
 
     # -- helpers ---------------------------------------------------------------------
-    def _run(self, args: list[str], *, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(self, args: list[str], *, timeout: float = 120, check: bool = True,
+             env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
         argv = [self.engine, *args]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, **env} if env else None, stdin=subprocess.DEVNULL)
         except FileNotFoundError as err:
             raise EngineError(f"{self.engine} is not installed", hint="run `make setup`") from err
         except subprocess.TimeoutExpired as err:
@@ -122,6 +149,8 @@ class EngineRuntime:
         if not refs:
             return []
         proc = self._run([what, "inspect", *refs], check=False)
+        if proc.returncode != 0 and "image not known" in proc.stderr and not proc.stdout.strip().startswith("["):
+            proc = self._run([what, "inspect", *refs], check=False)  # a removal elsewhere raced the look
         if proc.returncode != 0 and not proc.stdout.strip().startswith("["):
             return []
         try:
@@ -152,21 +181,80 @@ class EngineRuntime:
             return None
         cfg = data[0].get("Config") or {}
         env = dict(e.split("=", 1) for e in (cfg.get("Env") or []) if "=" in e)
-        return ImageInfo(ref=ref, id=data[0].get("Id", ""), workdir=cfg.get("WorkingDir") or "",
+        return ImageInfo(ref=ref, id=normalise_id(data[0].get("Id", "")), workdir=cfg.get("WorkingDir") or "",
                          env=env, labels=cfg.get("Labels") or {}, entrypoint=cfg.get("Entrypoint") or [],
                          cmd=cfg.get("Cmd") or [])
 
     def remove_image(self, ref: str) -> bool:
         return self._run(["rmi", "-f", ref], check=False).returncode == 0
 
+    # -- base images (`sub images build`; not part of the Runtime protocol) ------------
+    def pull(self, ref: str, timeout: float) -> bool:
+        """Try to pull `ref`; False when it cannot be had (no registry, offline, timeout)."""
+        try:
+            return self._run(["pull", "-q", ref], check=False, timeout=timeout).returncode == 0
+        except EngineError:  # timed out
+            return False
+
+    def tag(self, source: str, target: str) -> None:
+        self._run(["tag", source, target])
+
+    def server_components(self) -> list[str]:
+        """Names in `version`'s Server.Components: "Engine" for Docker, "Podman Engine" for podman's API."""
+        proc = self._run(["version", "--format", "{{json .Server}}"], check=False, timeout=30)
+        try:
+            server = json.loads(proc.stdout or "{}")
+        except json.JSONDecodeError:
+            return []
+        components = server.get("Components") if isinstance(server, dict) else None
+        return [str(c.get("Name", "")) for c in components or [] if isinstance(c, dict)]
+
+    def import_rootfs(self, rootfs: Path, ref: str, changes: list[str]) -> None:
+        """`tar -C rootfs -c . | ENGINE import --change ... - ref`: a root filesystem as an image."""
+        argv = [self.engine, "import", *[a for c in changes for a in ("--change", c)], "-", ref]
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            proc = subprocess.run(argv, stdin=tar.stdout, capture_output=True, text=True, timeout=1800)
+        finally:
+            assert tar.stdout is not None
+            tar.stdout.close()
+            tar_err = tar.communicate()[1].decode(errors="replace")
+        if tar.returncode != 0:
+            raise CommandError(["tar", "-C", str(rootfs), "-c", "."], tar.returncode, tar_err)
+        if proc.returncode != 0:
+            raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
+
+    def images(self) -> dict[str, str]:
+        # podman's listing can fail while another process removes an image ("image not known"): that race
+        # is transient, so look again a few times before calling it an error.
+        for attempt in range(4):
+            proc = self._run(["images", "--no-trunc", "--format", "{{json .}}"], timeout=60, check=False)
+            if proc.returncode == 0:
+                return parse_image_list(proc.stdout)
+            time.sleep(0.1 * (attempt + 1))
+        raise CommandError([self.engine, "images"], proc.returncode, proc.stderr or proc.stdout)
+
+    def events(self, labels: dict[str, str]) -> "EngineEvents":
+        # The engines OR several label filters on events: filter on one, and keep only events that
+        # carry all of `labels` (EngineEvents checks).
+        first = sorted(labels.items())[-1:]
+        return EngineEvents(self.engine, [[f"label={k}={v}" for k, v in first], ["type=image"]], labels)
+
     # -- containers ------------------------------------------------------------------
     def run(self, spec: RunSpec) -> ContainerState:
         argv = run_argv(self.engine, spec, detach=True)
-        self._run(argv[1:], timeout=300)
-        state = self.container(spec.name)
-        if state is None:
-            raise EngineError(f"container {spec.name} vanished right after it was started")
-        return state
+        container_id = self._run(argv[1:], timeout=300, env=spec.secret_env).stdout.strip().splitlines()[-1:]
+        for attempt in range(3):
+            state = self.container(spec.name)
+            if state is not None:
+                return state
+            time.sleep(0.1 * (attempt + 1))
+        # Started (the engine said so and printed its id) but not inspectable right now: an engine busy
+        # with other work can fail a look; the engine's events will tell the rest.
+        return ContainerState(name=spec.name, id=container_id[0] if container_id else "", image=spec.image,
+                              labels=dict(spec.labels), running=True, exit_code=None, status="started",
+                              ports=dict(spec.ports))
 
     def run_once(self, spec: RunSpec, timeout: float) -> Completed:
         labels = {MANAGED: "true", LABEL_PREFIX + "role": "once", **spec.labels}
@@ -194,7 +282,8 @@ class EngineRuntime:
         for k, v in sorted(labels.items()):
             args += ["--filter", f"label={k}={v}"]
         ids = self._run(args).stdout.split()
-        return [_state(d) for d in self._inspect("container", ids)]
+        found = [_state(d) for d in self._inspect("container", ids)]
+        return [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
 
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
         argv = [self.engine, "logs"]
@@ -217,9 +306,29 @@ class EngineRuntime:
         return self._run(["stop", "-t", str(timeout), name], check=False, timeout=timeout + 60).returncode == 0
 
     def remove(self, name: str) -> bool:
-        return self._run(["rm", "-f", "-t", "5", name], check=False, timeout=90).returncode == 0 \
-            if self.engine.endswith("podman") else \
-            self._run(["rm", "-f", name], check=False, timeout=90).returncode == 0
+        """Stop and remove; True when a container of that name existed (podman's `rm -f` exits 0 either
+        way, so the removed name it prints is what tells)."""
+        args = ["rm", "-f", "-t", "5", name] if Path(self.engine).name == "podman" else ["rm", "-f", name]
+        proc = self._run(args, check=False, timeout=90)
+        return proc.returncode == 0 and bool(proc.stdout.strip())
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        cmd = [self.engine, "exec"] + (["-i"] if stdin is not None else []) + (["-w", workdir] if workdir else [])
+        try:
+            # A session of its own: a Ctrl-C meant for `sub notebook` must not cut a file copy in half.
+            proc = subprocess.run(cmd + [name, *argv], input=stdin if stdin is not None else b"",
+                                  capture_output=True, timeout=timeout, start_new_session=True)
+        except FileNotFoundError as err:
+            raise EngineError(f"{self.engine} is not installed", hint="run `make setup`") from err
+        except subprocess.TimeoutExpired as err:
+            raise EngineError(f"`{self.engine} exec {name} {argv[0] if argv else ''}` did not finish in "
+                              f"{timeout:.0f}s", hint=f"check the container with `{self.engine} ps`") from err
+        stderr = proc.stderr.decode(errors="replace")
+        if proc.returncode != 0 and EXEC_UNAVAILABLE.search(stderr):
+            raise EngineError(f"cannot run a command in container {name}: {stderr.strip()[:300]}",
+                              hint=f"is it running? see `{self.engine} ps -a --filter name={name}`")
+        return ExecResult(exit_code=proc.returncode, stdout=proc.stdout, stderr=stderr)
 
     def gpu_available(self) -> bool:
         if shutil.which("nvidia-smi") is None:
@@ -227,10 +336,94 @@ class EngineRuntime:
         if Path(self.engine).name == "docker":
             info = self._run(["info", "--format", "{{json .Runtimes}}"], check=False).stdout
             return "nvidia" in info
-        return any(Path(d).glob("nvidia*.yaml") for d in ("/etc/cdi", "/var/run/cdi")
-                   if os.path.isdir(d))
+        return cdi_has_nvidia(CDI_SPEC_DIRS)
 
 
+
+
+def parse_image_list(text: str) -> dict[str, str]:
+    """`images --format '{{json .}}'`: podman prints one array, docker one object a line."""
+    text = text.strip()
+    if not text:
+        return {}
+    try:
+        docs = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()]
+    except json.JSONDecodeError:
+        return {}
+    out: dict[str, str] = {}
+    for d in docs:
+        image_id = normalise_id(str(d.get("Id") or d.get("ID") or ""))
+        names = d.get("Names") or ([f"{d['Repository']}:{d['Tag']}"] if d.get("Repository") not in (None, "<none>")
+                                   and d.get("Tag") not in (None, "<none>") else [])
+        for name in names:
+            out[str(name)] = image_id
+    return out
+
+
+def normalise_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")
+
+
+def parse_event(line: str) -> Optional[EngineEvent]:
+    """One line of `events --format '{{json .}}'` from podman or docker."""
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(d, dict):
+        return None
+    if "Actor" in d:  # docker: {"Type", "Action", "Actor": {"ID", "Attributes": {name, labels...}}}
+        actor = d.get("Actor") or {}
+        attrs = dict(actor.get("Attributes") or {})
+        name = attrs.pop("name", "") if d.get("Type") == "container" else attrs.get("name", actor.get("ID", ""))
+        action = str(d.get("Action", "")).split(":")[0]
+        return EngineEvent(type=str(d.get("Type", "")), action="died" if action == "die" else action,
+                           name=str(name), id=str(actor.get("ID", "")), labels=attrs)
+    return EngineEvent(type=str(d.get("Type", "")), action=str(d.get("Status", "")), name=str(d.get("Name", "")),
+                       id=str(d.get("ID", "")), labels=dict(d.get("Attributes") or {}))
+
+
+class EngineEvents:
+    """`podman|docker events` processes merged into one blocking stream; `close()` kills them."""
+
+    def __init__(self, engine: str, filter_sets: list[list[str]], labels: dict[str, str]) -> None:
+        self.labels = labels
+        self._queue: "queue.Queue[Optional[EngineEvent]]" = queue.Queue()
+        self._procs: list[subprocess.Popen[str]] = []
+        self._closed = threading.Event()
+        for filters in filter_sets:
+            argv = [engine, "events", "--format", "{{json .}}"]
+            for f in filters:
+                argv += ["--filter", f]
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                    errors="replace", bufsize=1, stdin=subprocess.DEVNULL)
+            self._procs.append(proc)
+            threading.Thread(target=self._pump, args=(proc,), daemon=True, name="engine-events").start()
+
+    def _pump(self, proc: "subprocess.Popen[str]") -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = parse_event(line)
+            if event is not None and (event.type != "container" or
+                                      all(event.labels.get(k) == v for k, v in self.labels.items())):
+                self._queue.put(event)
+        self._queue.put(None)  # this process ended: the stream ends (the caller reconnects and relists)
+
+    def __iter__(self) -> Iterator[EngineEvent]:
+        while not self._closed.is_set():
+            event = self._queue.get()
+            if event is None:
+                break
+            yield event
+        self.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        self._queue.put(None)
 
 
 def _state(d: dict[str, Any]) -> ContainerState:

@@ -4,20 +4,33 @@ Images come into being when built (their WORKDIR is read from the Dockerfile
 so contract checks can pass or fail); containers run until a test ends them
 with `exit()`. `run_once` answers from `once_results`, a function a test can
 replace. Every call is recorded in `calls` so tests can assert what happened.
+
+`exec` is the one verb that runs something real: the argv runs on the host
+with a scratch directory (`filesystem(name)`) standing for the container's
+filesystem and `workdir` inside it, so the file-sync transport's find, stat
+and tar are really executed in unit tests. Only relative paths stay inside
+that scratch directory; callers of `exec` use relative paths for that reason.
 """
 
 from __future__ import annotations
 
+import queue
 import re
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Optional
 
-from substratus.errors import BuildError
+from substratus.errors import BuildError, EngineError
 from substratus.runtimes.base import (
     BuildSpec,
     Completed,
     ContainerState,
+    EngineEvent,
+    ExecResult,
     ImageInfo,
     LogSink,
     RunSpec,
@@ -29,23 +42,62 @@ class FakeContainer:
     spec: RunSpec
     state: ContainerState
     output: list[str] = field(default_factory=list)
+    root: Optional[Path] = None  # scratch directory standing for its filesystem (made by the first exec)
 
 
 def _default_once(spec: RunSpec) -> Completed:
     return Completed(exit_code=0, output="")
 
 
+class FakeEvents:
+    """An event stream a test (or the fake itself) feeds; `close()` ends the iteration."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self._queue: "queue.Queue[Optional[EngineEvent]]" = queue.Queue()
+
+    def emit(self, event: EngineEvent) -> None:
+        if event.type == "image" or all(event.labels.get(k) == v for k, v in self.labels.items()):
+            self._queue.put(event)
+
+    def __iter__(self) -> Iterator[EngineEvent]:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            yield event
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def pending(self) -> list[EngineEvent]:
+        """What has been emitted and not read yet, without blocking (tests pump events by hand)."""
+        out: list[EngineEvent] = []
+        while True:
+            try:
+                event = self._queue.get_nowait()
+            except queue.Empty:
+                return out
+            if event is not None:
+                out.append(event)
+
+
 class FakeRuntime:
     engine = "fake"
 
     def __init__(self) -> None:
-        self.images: dict[str, ImageInfo] = {}
+        self.image_store: dict[str, ImageInfo] = {}
         self.items: dict[str, FakeContainer] = {}
         self.calls: list[tuple[str, str]] = []
         self.fail_builds: set[str] = set()
         self.once: Callable[[RunSpec], Completed] = _default_once
         self.gpu = False
         self._seq = 0
+        self.streams: list[FakeEvents] = []
+
+    def _emit(self, type_: str, action: str, name: str, labels: Optional[dict[str, str]] = None) -> None:
+        for stream in list(self.streams):
+            stream.emit(EngineEvent(type=type_, action=action, name=name, labels=dict(labels or {})))
 
     # -- images ------------------------------------------------------------------------
     def build(self, spec: BuildSpec, log: LogSink) -> None:
@@ -59,15 +111,23 @@ class FakeRuntime:
         if dockerfile.exists():
             for m in re.finditer(r"^\s*WORKDIR\s+(\S+)", dockerfile.read_text(), re.M):
                 workdir = m.group(1)
-        self.images[spec.tag] = ImageInfo(ref=spec.tag, id=f"sha256:{len(self.images):064d}", workdir=workdir,
+        self._seq += 1
+        self.image_store[spec.tag] = ImageInfo(ref=spec.tag, id=f"{self._seq:064d}", workdir=workdir,
                                           env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, labels=dict(spec.labels),
                                           entrypoint=[], cmd=[])
+        self._emit("image", "build", spec.tag)
 
     def image_info(self, ref: str) -> Optional[ImageInfo]:
-        return self.images.get(ref)
+        return self.image_store.get(ref)
 
     def remove_image(self, ref: str) -> bool:
-        return self.images.pop(ref, None) is not None
+        gone = self.image_store.pop(ref, None) is not None
+        if gone:
+            self._emit("image", "remove", ref)
+        return gone
+
+    def images(self) -> dict[str, str]:
+        return {tag: info.id for tag, info in self.image_store.items()}
 
     # -- containers --------------------------------------------------------------------
     def run(self, spec: RunSpec) -> ContainerState:
@@ -78,7 +138,8 @@ class FakeRuntime:
         state = ContainerState(name=spec.name, id=f"c{self._seq}", image=spec.image, labels=dict(spec.labels),
                                running=True, exit_code=None, status="running", ports=dict(spec.ports))
         self.items[spec.name] = FakeContainer(spec=spec, state=state)
-        return state
+        self._emit("container", "start", spec.name, spec.labels)
+        return replace(state, labels=dict(state.labels))
 
     def run_once(self, spec: RunSpec, timeout: float) -> Completed:
         self.calls.append(("run_once", " ".join(spec.command)))
@@ -89,13 +150,14 @@ class FakeRuntime:
         c = self.items[name]
         c.output.extend(output.splitlines())
         c.state.running, c.state.exit_code, c.state.status = False, code, "exited"
+        self._emit("container", "died", name, c.state.labels)
 
     def container(self, name: str) -> Optional[ContainerState]:
         c = self.items.get(name)
-        return c.state if c else None
+        return replace(c.state, labels=dict(c.state.labels)) if c else None  # a copy, as an engine answers
 
     def containers(self, labels: dict[str, str]) -> list[ContainerState]:
-        return [c.state for c in self.items.values()
+        return [replace(c.state, labels=dict(c.state.labels)) for c in self.items.values()
                 if all(c.state.labels.get(k) == v for k, v in labels.items())]
 
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
@@ -107,11 +169,45 @@ class FakeRuntime:
         if c is None:
             return False
         c.state.running, c.state.exit_code, c.state.status = False, 137, "exited"
+        self._emit("container", "died", name, c.state.labels)
         return True
 
     def remove(self, name: str) -> bool:
         self.calls.append(("remove", name))
-        return self.items.pop(name, None) is not None
+        c = self.items.pop(name, None)
+        if c is not None:
+            if c.root is not None:
+                shutil.rmtree(c.root, ignore_errors=True)
+            self._emit("container", "remove", name, c.state.labels)
+        return c is not None
+
+    def filesystem(self, name: str) -> Path:
+        """Test hook: the scratch directory standing for a container's filesystem root."""
+        c = self.items[name]
+        if c.root is None:
+            c.root = Path(tempfile.mkdtemp(prefix="fake-container-"))
+        return c.root
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        self.calls.append(("exec", " ".join(argv)))
+        c = self.items.get(name)
+        if c is None or not c.state.running:
+            raise EngineError(f"cannot run a command in container {name}: it is not running")
+        cwd = self.filesystem(name) / (workdir or c.spec.workdir or "/").lstrip("/")
+        cwd.mkdir(parents=True, exist_ok=True)
+        try:
+            proc = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout, cwd=cwd)
+        except FileNotFoundError:
+            return ExecResult(exit_code=127, stdout=b"", stderr=f"{argv[0]}: not found")
+        except subprocess.TimeoutExpired as err:
+            raise EngineError(f"exec in {name} did not finish in {timeout:.0f}s") from err
+        return ExecResult(exit_code=proc.returncode, stdout=proc.stdout, stderr=proc.stderr.decode(errors="replace"))
 
     def gpu_available(self) -> bool:
         return self.gpu
+
+    def events(self, labels: dict[str, str]) -> FakeEvents:
+        stream = FakeEvents(labels)
+        self.streams.append(stream)
+        return stream

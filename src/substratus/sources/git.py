@@ -81,10 +81,12 @@ def fetch(url: str, branch: str, path: str, cache: Path, field: str = "spec.sour
         if got != commit:
             commit = got  # the branch moved between ls-remote and clone: the clone is the truth
             checkout = cache / f"{key}-{commit[:16]}"
-        if checkout.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
+        try:
             os.replace(tmp / "repo", checkout)
+        except OSError:
+            if not checkout.is_dir():  # not a twin fetched at the same moment (same content): a real error
+                raise
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
     context = (checkout / path) if path else checkout
     if not context.is_dir():
@@ -97,4 +99,5 @@ def fetch(url: str, branch: str, path: str, cache: Path, field: str = "spec.sour
     # The revision is the git tree of `path`, not the commit: a commit that changes only
     # other parts of the repository must not rebuild (and reload, retrain) this object.
     tree = _git(["rev-parse", f"HEAD:{path}" if path else "HEAD^{tree}"], cwd=checkout).stdout.strip()
-    return ResolvedSource(revision=tree or commit, context=context, description=desc)
+    return ResolvedSource(revision=tree or commit, context=context, description=desc, git_url=_redact(url),
+                          git_commit=commit, git_path=path)

@@ -29,6 +29,8 @@ from substratus.runtimes.base import (
     BuildSpec,
     Completed,
     ContainerState,
+    EventStream,
+    ExecResult,
     ImageInfo,
     LogSink,
     Runtime,
@@ -76,6 +78,12 @@ class TrackedRuntime:
     def remove_image(self, ref: str) -> bool:
         return self.inner.remove_image(ref)
 
+    def images(self) -> dict[str, str]:
+        return self.inner.images()
+
+    def events(self, labels: dict[str, str]) -> EventStream:
+        return self.inner.events(labels)
+
     def container(self, name: str) -> Optional[ContainerState]:
         return self.inner.container(name)
 
@@ -93,6 +101,10 @@ class TrackedRuntime:
 
     def gpu_available(self) -> bool:
         return self.inner.gpu_available()
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        return self.inner.exec(name, argv, stdin=stdin, workdir=workdir, timeout=timeout)
 
 
 class _Terminated(KeyboardInterrupt):
