@@ -77,7 +77,8 @@ def show(example: Example) -> None:
         print(f"\nPrompt: {prompt!r}")
         for label, url in zip(example.labels, (base["url"], tuned["url"])):
             print(f"  {label}:")
-            print(textwrap.indent(generate(url, prompt, example.body).strip(), "    | "))
+            text = generate(url, prompt, example.body).strip()
+            print(textwrap.indent(text, "    | ", predicate=lambda line: True))  # blank lines too
     if example.notebook:
         print(f"\nNotebook: {status('notebook', example.notebook)['url']}")
     directory = example.directory.relative_to(REPO)
