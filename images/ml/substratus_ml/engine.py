@@ -226,7 +226,13 @@ class BatchEngine:
             self._generator = torch.Generator(device=model.device).manual_seed(self.config.seed)
 
     def _loop(self) -> None:
-        self._setup()
+        try:
+            self._setup()
+        except Exception as exc:  # e.g. no memory for the cache: refuse work, say why
+            with self._wake:
+                self._closing = True
+            self._fail_all(f"the engine could not start: {type(exc).__name__}: {exc}")
+            return
         while True:
             with self._wake:
                 while not self._waiting and not self._rows and not self._closing:
