@@ -28,8 +28,8 @@ from substratus_ml.accesslog import AccessLog
 from substratus_ml.chat import ChatFormat, ChatTemplateError
 from substratus_ml.disconnect import ClientGone, until_disconnected
 from substratus_ml.engine import BatchEngine, EngineConfig, SamplingParams
-from substratus_ml.generation import (DeadlineExceeded, GenerationError, Generator, Overloaded,
-                                      PromptTooLong)
+from substratus_ml.generation import (DeadlineExceeded, EngineUnavailable, GenerationError, Generator,
+                                      Overloaded, PromptTooLong)
 from substratus_ml.guard import Guard
 from substratus_ml.loading import LoadedModel
 from substratus_ml.metrics import CONTENT_TYPE, ServerMetrics
@@ -45,7 +45,7 @@ class ModelNotReady(Exception):
 
 ERROR_STATUS: dict[type[Exception], int] = {
     ModelNotReady: 503, GenerationError: 500, PromptTooLong: 400, ChatTemplateError: 400,
-    Overloaded: 429, DeadlineExceeded: 504, ClientGone: 499,
+    Overloaded: 429, EngineUnavailable: 503, DeadlineExceeded: 504, ClientGone: 499,
 }
 REJECT_REASON: dict[type[Exception], str] = {
     PromptTooLong: "prompt_too_long", Overloaded: "queue_full", ChatTemplateError: "bad_chat",

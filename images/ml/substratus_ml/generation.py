@@ -5,7 +5,8 @@ those calls into an async stream per request (one event-loop wake-up per batch
 of events, not one per token and request), cancels the request when the
 consumer stops listening, cuts text at OpenAI-style stop strings, and turns the
 request limits into exceptions that the app maps to HTTP status codes:
-prompts over the token limit (400), a full queue (429), a passed deadline (504).
+prompts over the token limit (400), a full queue (429), a stopped engine (503),
+a passed deadline (504).
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ class PromptTooLong(ValueError):
 
 
 class Overloaded(RuntimeError):
-    """The engine's queue is full (or the engine is stopping); retry later."""
+    """The engine's queue is full; retry later."""
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine is shutting down or could not start."""
 
 
 class DeadlineExceeded(TimeoutError):
@@ -113,8 +118,10 @@ class Subscription:
 
         try:
             self._handle = engine.submit(prompt_ids, params, sink, deadline, stream)
-        except (QueueFull, EngineStopped) as exc:
+        except QueueFull as exc:
             raise Overloaded(str(exc)) from exc
+        except EngineStopped as exc:
+            raise EngineUnavailable(str(exc)) from exc
 
     def cancel(self) -> None:
         self._handle.cancel()
