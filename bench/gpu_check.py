@@ -100,7 +100,7 @@ def main() -> int:
                    "TRAIN_DATA_LIMIT": "200"})
     metrics = json.loads((work / "logs" / "metrics.json").read_text())
     print("metrics:", metrics)
-    ok = f"device {want}" in out and metrics["loss_after"] < metrics["loss_before"]
+    ok = f" on {want}" in out and metrics["loss_after"] < metrics["loss_before"]  # "train: <Model> on cuda:0"
     loaded = load_model(work / "trained")
     print("served model device:", loaded.model.device, loaded.model.dtype)
     ok = ok and loaded.model.device.type == want
