@@ -159,3 +159,20 @@ def test_second_run_is_fast_because_nothing_changed(demo: Demo) -> None:
                        for f in (REPO / "examples" / "demo").glob("*.yaml"))
     assert demo_objects >= 6 and len(lines) == demo_objects, out
     assert all(line.endswith(" unchanged") for line in lines), out
+
+
+def test_the_shakespeare_loader_writes_progress_lines(tmp_path: Path) -> None:
+    """load.py as load.sh runs it, on two small works: progress.jsonl, one line per work and one at the end."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "metadata.txt").write_text("[a_gut]\ntitle = A\n\n[b_gut]\ntitle = B\n")
+    for name in ("a_gut", "b_gut"):
+        (corpus / f"{name}.txt").write_text("Title\n\n" + "\n\n".join(f"Speech {i} of {name}." for i in range(50)))
+    progress = tmp_path / "logs" / "progress.jsonl"
+    loader = REPO / "examples" / "datasets" / "shakespeare" / "src" / "load.py"
+    subprocess.run([sys.executable, str(loader), "--corpus", str(corpus), "--out", str(tmp_path / "out.jsonl"),
+                    "--progress", str(progress)], check=True, capture_output=True)
+    lines = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert [(line["step"], line["total_steps"]) for line in lines] == [(1, 3), (2, 3), (3, 3)]
+    assert lines[-1]["records"] == len((tmp_path / "out.jsonl").read_text().splitlines())
+    assert lines[-1]["bytes"] == (tmp_path / "out.jsonl").stat().st_size and lines[-1]["time"] > 1.7e9
