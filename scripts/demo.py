@@ -81,6 +81,8 @@ def show(example: Example) -> None:
             print(textwrap.indent(text, "    | ", predicate=lambda line: True))  # blank lines too
     if example.notebook:
         print(f"\nNotebook: {status('notebook', example.notebook)['url']}")
+    print(f"Dashboard: {sub('dashboard').strip()}\n"
+          "           (a one-time login link, valid for 2 minutes; `sub dashboard` prints a new one)")
     directory = example.directory.relative_to(REPO)
     print(f"\nNext: sub get | sub describe model {example.tuned_model} | sub logs model "
           f"{example.tuned_model} | sub delete -f {directory}")

@@ -28,6 +28,10 @@ def test_demo_prints_urls_and_both_generations(demo: Demo) -> None:
     assert "Fine-tuned model server: http://127.0.0.1:" in out
     assert "base (fortunes)" in out and "fine-tuned (Shakespeare)" in out
     assert re.search(r"Notebook: http://127\.0\.0\.1:\d+/\?token=\w+", out)
+    link = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/ui/login#code=\S+)", out)
+    assert link, out
+    login_page = httpx.get(link.group(1).split("#")[0], timeout=30)
+    assert login_page.status_code == 200 and "text/html" in login_page.headers["content-type"]
 
 
 SHAKESPEARE_WORDS = {"thou", "thee", "thy", "thine", "lord", "sir", "king", "hath", "doth", "art", "shall",
