@@ -191,7 +191,8 @@ def test_notebook_suspend_stops_it_and_token_is_kept() -> None:
     plan = P.plan_notebook(nb, {}, P.World(now=0, free_port=7000), MODEL)
     [start] = plan.actions
     token = plan.memo["token"]
-    assert start.spec.env == {"JUPYTER_TOKEN": token} and start.spec.ports == {8888: 7000}
+    assert start.spec.secret_env == {"JUPYTER_TOKEN": token} and start.spec.env == {}  # never on an argv
+    assert start.spec.ports == {8888: 7000}
     c = container(start.spec.name, role="notebook", image="img:1")
     ready = P.plan_notebook(nb, {"token": token, "port": 7000},
                             P.World(now=1, containers={c.name: c}, probes={c.name: True}), MODEL)

@@ -186,7 +186,8 @@ def plan_dataset(obj: Dataset, memo: dict[str, Any], world: World, layout: Layou
     spec = RunSpec(name=name, image=tag, command=["load.sh"],
                    env={"LOAD_DATA_PATH": f"/data/{obj.spec.filename}"},
                    mounts=[Mount(str(run_dir / "data"), "/data"), Mount(str(run_dir / "logs"), "/dataset/logs")],
-                   labels=naming.object_labels("Dataset", obj.namespace, obj.name, instance=world.instance, role="load", run=key[:16]))
+                   labels=naming.object_labels("Dataset", obj.namespace, obj.name, instance=world.instance, role="load", run=key[:16]),
+                   limits=obj.spec.run_limits())
     if not run_job(plan, name=name, spec=spec, run_dir=run_dir, expect=run_dir / "data" / obj.spec.filename,
                    step="load", world=world, memo=memo, waiting_reason="Loading", failed_reason="LoadFailed"):
         return plan
@@ -245,7 +246,7 @@ def plan_model(obj: Model, memo: dict[str, Any], world: World, layout: Layout,
         mounts=[Mount(str(data_dir), "/data", read_only=True), Mount(str(run_dir / "trained"), "/model/trained"),
                 Mount(str(run_dir / "logs"), "/model/logs")],
         labels=naming.object_labels("Model", obj.namespace, obj.name, instance=world.instance, role="train", run=key[:16]),
-        gpu=wants_gpu(obj, world),
+        gpu=wants_gpu(obj, world), limits=obj.spec.run_limits(),
     )
     if not run_job(plan, name=name, spec=spec, run_dir=run_dir, expect=run_dir / "trained", step="train",
                    world=world, memo=memo, waiting_reason="Training", failed_reason="TrainFailed"):
@@ -344,7 +345,8 @@ def plan_server(obj: ModelServer, memo: dict[str, Any], world: World, model: Dep
     spec = RunSpec(name=name, image=model.container_image, command=["serve.sh"], ports={SERVER_PORT: port},
                    labels=naming.object_labels("ModelServer", obj.namespace, obj.name, instance=world.instance, role="server",
                                                image=model.container_image, port=str(port)),
-                   gpu=bool(model.spec.get("compute", {}).get("types", ["CPU"])[0] == "GPU" and world.gpu))
+                   gpu=bool(model.spec.get("compute", {}).get("types", ["CPU"])[0] == "GPU" and world.gpu),
+                   limits=obj.spec.run_limits())
     log_file = layout.object_dir("ModelServer", obj.namespace, obj.name) / "exited.log" if layout else None
     if keep_running(plan, spec=spec, world=world, memo=memo, type_="Serving", probe_what="GET /docs on port 8080",
                     log_file=log_file):
@@ -376,7 +378,7 @@ def plan_notebook(obj: Notebook, memo: dict[str, Any], world: World, target: Dep
     if what == "Dataset":
         mounts.append(Mount(str(Path(target.memo["current"]["runDir"]) / "data"), "/data", read_only=True))
     spec = RunSpec(name=name, image=target.container_image, command=["notebook.sh"], ports={NOTEBOOK_PORT: port},
-                   env={"JUPYTER_TOKEN": token}, mounts=mounts,
+                   secret_env={"JUPYTER_TOKEN": token}, mounts=mounts, limits=obj.spec.run_limits(),
                    labels=naming.object_labels("Notebook", obj.namespace, obj.name, instance=world.instance, role="notebook",
                                                image=target.container_image, port=str(port)))
     log_file = layout.object_dir("Notebook", obj.namespace, obj.name) / "exited.log" if layout else None

@@ -7,12 +7,15 @@ changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Optional
 
 from substratus.build import baseimages, naming
+from substratus.controlplane import logfiles
 from substratus.controlplane.layout import Layout
 from substratus.controlplane.reconciler import Reconciler, utcnow
 from substratus.controlplane.store import Record, Store
@@ -22,13 +25,16 @@ from substratus.runtimes.base import ContainerState, Runtime
 from substratus.sources import ResolvedSource, git, local
 
 
+CONTAINER_TAIL_LINES = 5000  # of a container's output: its end, not all of it
+
+
 class ControlPlane:
     def __init__(self, store: Store, runtime: Runtime, layout: Layout, reconciler: Reconciler) -> None:
         self.store, self.runtime, self.layout, self.reconciler = store, runtime, layout, reconciler
         self._apply_lock = threading.Lock()
 
     # -- apply --------------------------------------------------------------------------------
-    def apply(self, objects: list[Resource]) -> list[dict[str, str]]:
+    def apply(self, objects: list[Resource]) -> list[dict[str, Any]]:
         with self._apply_lock:
             self.check_references(objects)
             sources = {obj.key: self.resolve_source(obj) for obj in objects}
@@ -36,7 +42,9 @@ class ControlPlane:
             records, results = [], []
             for obj in objects:
                 rec, result = self.next_record(obj, sources[obj.key])
-                results.append({"kind": obj.kind, "namespace": obj.namespace, "name": obj.name, "result": result})
+                current = rec or self.store.get(*obj.key)
+                results.append({"kind": obj.kind, "namespace": obj.namespace, "name": obj.name, "result": result,
+                                "generation": current.generation if current else 0})
                 if rec is not None:
                     records.append(rec)
             self.store.put_many(records, now)
@@ -144,23 +152,28 @@ class ControlPlane:
 
     # -- logs ---------------------------------------------------------------------------------
     def log_files(self, rec: Record) -> list[Path]:
-        files = []
-        files += sorted(self.layout.object_dir(rec.kind, rec.namespace, rec.name).glob("*.log"))
         run_dir = (rec.memo.get("current") or {}).get("runDir")
-        if run_dir:
-            rd = Path(run_dir)
-            files += [p for p in (rd / "build.log", rd / "job.log") if p.exists()]
-            if (rd / "logs").is_dir():
-                files += sorted(p for p in (rd / "logs").rglob("*") if p.is_file())
-        return files
+        return logfiles.list_files(self.layout.object_dir(rec.kind, rec.namespace, rec.name),
+                                   Path(run_dir) if run_dir else None)
 
-    def logs(self, kind: str, namespace: str, name: str, follow: bool) -> Iterator[str]:
-        rec = self.get(kind, namespace, name)
+    def file_log_lines(self, rec: Record) -> list[str]:
+        """Each log file's tail under a header (see `logfiles`: no links followed, bounded)."""
+        root = self.layout.object_dir(rec.kind, rec.namespace, rec.name)
+        out: list[str] = []
         for f in self.log_files(rec):
-            yield f"==> {f.relative_to(self.layout.home)} <=="
-            yield from f.read_text(errors="replace").splitlines()
-        containers = self.runtime.containers(naming.object_labels(kind, namespace, name, instance=self.layout.instance))
+            out.append(f"==> {f.relative_to(self.layout.home)} <==")
+            out += logfiles.read_tail(root, f)
+        return out
+
+    async def stream_logs(self, rec: Record, follow: bool) -> AsyncGenerator[str, None]:
+        """`logs` for the HTTP API: the blocking parts run briefly on a thread; following a
+        container holds none, and closing this iterator ends the engine's `logs` process."""
+        for line in await asyncio.to_thread(self.file_log_lines, rec):
+            yield line
+        containers = await asyncio.to_thread(self.containers, rec.kind, rec.namespace, rec.name)
         for c in containers:
-            live_follow = follow and c.running and c is containers[-1]
             yield f"==> container {c.name} ({c.status}) <=="
-            yield from self.runtime.logs(c.name, follow=live_follow)
+            live = follow and c.running and c is containers[-1]
+            async with aclosing(self.runtime.stream_logs(c.name, tail=CONTAINER_TAIL_LINES, follow=live)) as lines:
+                async for line in lines:
+                    yield line

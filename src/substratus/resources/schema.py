@@ -13,9 +13,15 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from substratus.resources.giturl import check_branch, check_git_url
+from substratus.resources.limits import Quantity, RunLimits, cpu_cores, memory_bytes, run_limits
+
 API_VERSION = "substratus.ai/v1"
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DEFAULT_DATA_LIMIT = 1_000_000_000_000
+LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+MAX_LABELS = 64
 
 
 class Schema(BaseModel):
@@ -47,6 +53,23 @@ class ObjectMeta(Schema):
 
     _name_ok = field_validator("name")(lambda v: check_dns_label(v, "name"))
     _ns_ok = field_validator("namespace")(lambda v: check_dns_label(v, "namespace"))
+    _labels_ok = field_validator("labels")(lambda v: check_labels(v))
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Kubernetes label syntax, so labels stay short, printable and portable to a cluster."""
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels, got {len(labels)}")
+    for key, value in labels.items():
+        prefix, _, name = key.rpartition("/")
+        if not name or len(name) > 63 or not LABEL_NAME.match(name) or \
+                (prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix))):
+            raise ValueError(f"label key {key!r} is not valid: [prefix/]name, name up to 63 letters, digits, "
+                             "'-', '_' or '.', starting and ending with a letter or digit")
+        if len(value) > 63 or not LABEL_NAME.match(value):
+            raise ValueError(f"label {key!r}: value {value[:80]!r} is not valid: up to 63 letters, digits, "
+                             "'-', '_' or '.', starting and ending with a letter or digit (or empty)")
+    return labels
 
 
 class GitSource(Schema):
@@ -54,13 +77,66 @@ class GitSource(Schema):
     path: str = ""
     branch: str = ""
 
+    _url_ok = field_validator("url")(lambda v: check_git_url(v))
+    _branch_ok = field_validator("branch")(lambda v: check_branch(v))
+
     @field_validator("path")
     @classmethod
     def _relative_path(cls, v: str) -> str:
         parts = [p for p in v.strip("/").split("/") if p not in ("", ".")]
         if ".." in parts:
             raise ValueError("must stay inside the repository: '..' is not allowed")
+        if any(ord(c) < 32 or c == "\x7f" for c in v):
+            raise ValueError("must not contain control characters")
         return "/".join(parts)
+
+
+# ---- spec.resources (Kubernetes-shaped) -----------------------------------------------------
+
+
+class ResourceList(Schema):
+    cpu: Optional[Quantity] = Field(default=None, description="CPU cores: '500m', '2'")
+    memory: Optional[Quantity] = Field(default=None, description="bytes: '512Mi', '4Gi'")
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu_ok(cls, v: Any) -> Any:
+        if v is not None:
+            cpu_cores(v)  # raises ValueError naming the accepted forms
+        return v
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_ok(cls, v: Any) -> Any:
+        if v is not None:
+            memory_bytes(v)
+        return v
+
+
+class Resources(Schema):
+    """`limits` are enforced by the engine (--cpus, --memory); `requests` must not exceed them."""
+
+    limits: Optional[ResourceList] = None
+    requests: Optional[ResourceList] = None
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> "Resources":
+        if self.limits is None or self.requests is None:
+            return self
+        for name, parse in (("cpu", cpu_cores), ("memory", memory_bytes)):
+            lim, req = getattr(self.limits, name), getattr(self.requests, name)
+            if lim is not None and req is not None and parse(req) > parse(lim):
+                raise ValueError(f"requests.{name} ({req}) must not exceed limits.{name} ({lim})")
+        return self
+
+
+class WithResources(Schema):
+    """A spec whose containers may be bounded by `spec.resources.limits` (each declares the field last)."""
+
+    def run_limits(self) -> RunLimits:
+        resources: Optional[Resources] = getattr(self, "resources", None)
+        lim = resources.limits if resources else None
+        return run_limits(lim.cpu, lim.memory) if lim else RunLimits()
 
 
 class Condition(Schema):
@@ -98,9 +174,10 @@ class DatasetSource(Schema):
         return self
 
 
-class DatasetSpec(Schema):
+class DatasetSpec(WithResources):
     filename: str
     source: DatasetSource
+    resources: Optional[Resources] = None
 
     @field_validator("filename")
     @classmethod
@@ -155,26 +232,29 @@ class Compute(Schema):
                                                min_length=1)
 
 
-class ModelSpec(Schema):
+class ModelSpec(WithResources):
     source: ModelSource
     training: Optional[Training] = None
     size: Optional[Size] = None
     compute: Compute = Field(default_factory=Compute)
+    resources: Optional[Resources] = None
 
 
 # ---- ModelServer / Notebook ------------------------------------------------------------
 
 
-class ModelServerSpec(Schema):
+class ModelServerSpec(WithResources):
     model_name: str
+    resources: Optional[Resources] = None
 
     _m_ok = field_validator("model_name")(lambda v: check_dns_label(v, "modelName"))
 
 
-class NotebookSpec(Schema):
+class NotebookSpec(WithResources):
     model_name: Optional[str] = None
     dataset_name: Optional[str] = None
     suspend: bool = False
+    resources: Optional[Resources] = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "NotebookSpec":

@@ -1,18 +1,25 @@
 """The podman / docker runtime: drives the engine's CLI with argv lists.
 
 podman and docker share every verb used here; the differences (GPU flags,
-inspect field names) are handled in small helpers. Commands are argv lists, no shell.
+inspect field names) are handled in small helpers. Commands are argv lists, no
+shell, with `--` before every name or path, and every call has a timeout
+(builds: `build_timeout`, from SUBSTRATUS_BUILD_TIMEOUT). Every container runs
+hardened (`HARDENING`): no new privileges, a pids limit, and only the
+capabilities a contract script can need.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
+import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,6 +36,19 @@ from substratus.runtimes.base import (
 )
 
 ENGINES = ("podman", "docker")
+PIDS_LIMIT = 4096
+# Kept from the engines' defaults: root in the container may still own, chmod and write the
+# bind-mounted store directories (owned by whoever runs the control plane, so root needs
+# DAC_OVERRIDE/FOWNER/CHOWN when that is not root), signal its own processes and switch to
+# a non-root user. Dropped: NET_BIND_SERVICE (the contract ports are 8080/8888), NET_RAW,
+# MKNOD, SYS_CHROOT, SETFCAP, SETPCAP, FSETID, AUDIT_WRITE. Nothing is ever added.
+KEPT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
+HARDENING = ["--security-opt", "no-new-privileges", "--pids-limit", str(PIDS_LIMIT),
+             "--cap-drop", "ALL", "--cap-add", ",".join(KEPT_CAPABILITIES)]
+DEFAULT_BUILD_TIMEOUT = 3600.0
+LOGS_TIMEOUT = 120.0          # reading a finished container's output
+MAX_LINE = 64 * 1024          # a longer log line is cut (one line must not hold the whole log)
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def detect_engine(preferred: Optional[str] = None) -> str:
@@ -60,21 +80,29 @@ def gpu_run_args(engine: str) -> list[str]:
 
 
 def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) -> list[str]:
-    """The full `run` argv for a spec. Pure, so unit tests can check it."""
+    """The full `run` argv for a spec. Pure, so unit tests can check it.
+
+    Secret values are not in it: `-e NAME` takes the value from the engine's environment.
+    """
     argv = [engine, "run"]
     if detach:
         argv.append("-d")
     if remove:
         argv.append("--rm")
-    argv += ["--name", spec.name]
+    argv += ["--name", spec.name, *HARDENING]
     for k, v in sorted(spec.labels.items()):
         argv += ["--label", f"{k}={v}"]
     for k, v in sorted(spec.env.items()):
         argv += ["-e", f"{k}={v}"]
+    for k in sorted(spec.secret_env):
+        if not ENV_NAME.match(k):
+            raise EngineError(f"secret environment variable name {k!r} is not valid")
+        argv += ["-e", k]
     for m in spec.mounts:
         argv += ["-v", f"{m.source}:{m.target}" + (":ro" if m.read_only else "")]
     for cport, hport in sorted(spec.ports.items()):
         argv += ["-p", f"127.0.0.1:{hport}:{cport}"]
+    argv += limit_args(spec)
     if spec.workdir:
         argv += ["-w", spec.workdir]
     if spec.gpu:
@@ -83,7 +111,22 @@ def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) 
     if spec.entrypoint is not None:
         argv += ["--entrypoint", spec.entrypoint[0] if spec.entrypoint else ""]
         command = list(spec.entrypoint[1:]) + command
-    return argv + [spec.image] + command
+    return argv + ["--", spec.image] + command
+
+
+def limit_args(spec: RunSpec) -> list[str]:
+    """spec.resources.limits as engine flags; swap is not extra memory (as on Kubernetes)."""
+    out: list[str] = []
+    if spec.limits.cpus is not None:
+        out += ["--cpus", f"{spec.limits.cpus:g}"]
+    if spec.limits.memory is not None:
+        out += ["--memory", f"{spec.limits.memory}b", "--memory-swap", f"{spec.limits.memory}b"]
+    return out
+
+
+def run_env(spec: RunSpec) -> Optional[dict[str, str]]:
+    """The engine process's environment: ours plus the secrets its `-e NAME` flags read."""
+    return {**os.environ, **spec.secret_env} if spec.secret_env else None
 
 
 def build_argv(engine: str, spec: BuildSpec, extra: list[str]) -> list[str]:
@@ -94,21 +137,25 @@ def build_argv(engine: str, spec: BuildSpec, extra: list[str]) -> list[str]:
         argv += ["--label", f"{k}={v}"]
     for k, v in sorted(spec.build_args.items()):
         argv += ["--build-arg", f"{k}={v}"]
-    return argv + extra + [str(spec.context)]
+    return argv + extra + ["--", str(spec.context)]
 
 
 class EngineRuntime:
     """A Runtime backed by the podman or docker CLI."""
 
-    def __init__(self, engine: str, *, build_extra_args: Optional[list[str]] = None) -> None:
+    def __init__(self, engine: str, *, build_extra_args: Optional[list[str]] = None,
+                 build_timeout: float = DEFAULT_BUILD_TIMEOUT) -> None:
         self.engine = engine
         self.build_extra_args = list(build_extra_args or [])
+        self.build_timeout = build_timeout
 
     # -- helpers ---------------------------------------------------------------------
-    def _run(self, args: list[str], *, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(self, args: list[str], *, timeout: float = 120, check: bool = True,
+             env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
         argv = [self.engine, *args]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                                  stdin=subprocess.DEVNULL)
         except FileNotFoundError as err:
             raise EngineError(f"{self.engine} is not installed", hint="run `make setup`") from err
         except subprocess.TimeoutExpired as err:
@@ -121,7 +168,7 @@ class EngineRuntime:
     def _inspect(self, what: str, refs: list[str]) -> list[dict[str, Any]]:
         if not refs:
             return []
-        proc = self._run([what, "inspect", *refs], check=False)
+        proc = self._run([what, "inspect", "--", *refs], check=False)
         if proc.returncode != 0 and not proc.stdout.strip().startswith("["):
             return []
         try:
@@ -135,13 +182,22 @@ class EngineRuntime:
         argv = build_argv(self.engine, spec, self.build_extra_args)
         recent: deque[str] = deque(maxlen=40)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", bufsize=1)
+                                errors="replace", bufsize=1, stdin=subprocess.DEVNULL)
+        deadline = Deadline(proc, self.build_timeout)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            recent.append(line)
-            log(line)
-        code = proc.wait()
+        try:
+            for line in proc.stdout:
+                line = line.rstrip("\n")[:MAX_LINE]
+                recent.append(line)
+                log(line)
+            code = proc.wait()
+        finally:
+            deadline.cancel()
+        if deadline.expired:
+            raise BuildError(f"image build did not finish in {self.build_timeout:.0f}s and was stopped",
+                             log_tail="\n".join(recent),
+                             hint="raise SUBSTRATUS_BUILD_TIMEOUT (seconds) for the control plane, or make the "
+                                  "build faster; the build log is in `sub logs`")
         if code != 0:
             raise BuildError(f"image build failed (exit {code})", log_tail="\n".join(recent),
                              hint="fix the Dockerfile or the build context; the full build log is in `sub logs`")
@@ -157,12 +213,12 @@ class EngineRuntime:
                          cmd=cfg.get("Cmd") or [])
 
     def remove_image(self, ref: str) -> bool:
-        return self._run(["rmi", "-f", ref], check=False).returncode == 0
+        return self._run(["rmi", "-f", "--", ref], check=False).returncode == 0
 
     # -- containers ------------------------------------------------------------------
     def run(self, spec: RunSpec) -> ContainerState:
         argv = run_argv(self.engine, spec, detach=True)
-        self._run(argv[1:], timeout=300)
+        self._run(argv[1:], timeout=300, env=run_env(spec))
         state = self.container(spec.name)
         if state is None:
             raise EngineError(f"container {spec.name} vanished right after it was started")
@@ -175,7 +231,7 @@ class EngineRuntime:
         argv = run_argv(self.engine, spec, detach=False, remove=True)
         try:
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
+                                  errors="replace", timeout=timeout, stdin=subprocess.DEVNULL, env=run_env(spec))
         except subprocess.TimeoutExpired as err:
             self.remove(spec.name)
             out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
@@ -197,29 +253,40 @@ class EngineRuntime:
         return [_state(d) for d in self._inspect("container", ids)]
 
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
-        argv = [self.engine, "logs"]
-        if tail is not None:
-            argv += ["--tail", str(tail)]
-        if follow:
-            argv.append("-f")
-        proc = subprocess.Popen(argv + [name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", bufsize=1, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(logs_argv(self.engine, name, tail, follow), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                                stdin=subprocess.DEVNULL)
+        deadline = None if follow else Deadline(proc, LOGS_TIMEOUT)
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
-                yield line.rstrip("\n")
+                yield line.rstrip("\n")[:MAX_LINE]
         finally:
+            if deadline is not None:
+                deadline.cancel()
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
 
+    async def stream_logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> AsyncGenerator[str, None]:
+        proc = await asyncio.create_subprocess_exec(*logs_argv(self.engine, name, tail, follow),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                                                    stdin=asyncio.subprocess.DEVNULL)
+        assert proc.stdout is not None
+        try:
+            async for line in split_lines(proc.stdout):
+                yield line
+        finally:
+            await reap(proc)
+
     def stop(self, name: str, timeout: int = 10) -> bool:
-        return self._run(["stop", "-t", str(timeout), name], check=False, timeout=timeout + 60).returncode == 0
+        return self._run(["stop", "-t", str(timeout), "--", name], check=False, timeout=timeout + 60).returncode == 0
 
     def remove(self, name: str) -> bool:
-        return self._run(["rm", "-f", "-t", "5", name], check=False, timeout=90).returncode == 0 \
-            if self.engine.endswith("podman") else \
-            self._run(["rm", "-f", name], check=False, timeout=90).returncode == 0
+        # `rm -f` of a missing container succeeds on podman; only a printed name means one was removed.
+        grace = ["-t", "5"] if self.engine.endswith("podman") else []
+        proc = self._run(["rm", "-f", *grace, "--", name], check=False, timeout=90)
+        return proc.returncode == 0 and bool(proc.stdout.strip())
 
     def gpu_available(self) -> bool:
         if shutil.which("nvidia-smi") is None:
@@ -231,6 +298,66 @@ class EngineRuntime:
                    if os.path.isdir(d))
 
 
+def logs_argv(engine: str, name: str, tail: Optional[int], follow: bool) -> list[str]:
+    argv = [engine, "logs"]
+    if tail is not None:
+        argv += ["--tail", str(tail)]
+    if follow:
+        argv.append("-f")
+    return argv + ["--", name]
+
+
+class Deadline:
+    """Stops a child process that runs past `seconds`: TERM, then KILL ten seconds later."""
+
+    def __init__(self, proc: "subprocess.Popen[str]", seconds: float) -> None:
+        self.proc, self.expired = proc, False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+async def split_lines(stream: asyncio.StreamReader) -> AsyncGenerator[str, None]:
+    """Lines of a byte stream, each cut at MAX_LINE, without StreamReader's line-length error."""
+    buf = b""
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for raw in lines:
+            yield raw[:MAX_LINE].decode("utf-8", errors="replace")
+        if len(buf) > MAX_LINE:
+            yield buf[:MAX_LINE].decode("utf-8", errors="replace")
+            buf = b""
+    if buf:
+        yield buf[:MAX_LINE].decode("utf-8", errors="replace")
+
+
+async def reap(proc: asyncio.subprocess.Process) -> None:
+    """End a child at once (a follower's client left) and collect it, even while being cancelled."""
+    if proc.returncode is None:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+    try:
+        await asyncio.shield(proc.wait())
+    except asyncio.CancelledError:
+        pass  # the shielded wait still completes; asyncio's child watcher reaps the process
+    # (re-raising is left to the caller's own cancellation, which is already under way)
 
 
 def _state(d: dict[str, Any]) -> ContainerState:
