@@ -1,7 +1,7 @@
 # Substratus for Python: set-up, demo and tests.
 #   make setup   install what the project needs (engine, .venv, base images); quick when done
 #   make demo    the main job: dataset -> model -> fine-tune -> serve -> notebook
-#   make test    unit, integration (real podman/docker) and end-to-end tiers
+#   make test    unit, integration (real podman/docker), reliability and end-to-end tiers
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +14,7 @@ VENV_ML := .venv-ml
 ML_STAMP := $(VENV_ML)/.installed-stamp
 TORCH_INDEX ?=
 
-.PHONY: setup engine venv venv-ml base-images demo test test-unit test-ml test-integration test-e2e test-heavy bench lint clean-demo
+.PHONY: setup engine venv venv-ml base-images demo test test-unit test-ml test-integration test-reliability test-e2e test-heavy bench lint clean-demo
 
 setup: engine venv base-images
 
@@ -44,7 +44,7 @@ base-images: engine
 demo: setup
 	@$(BIN)/python scripts/demo.py
 
-test: setup test-unit test-ml test-integration test-e2e
+test: setup test-unit test-ml test-integration test-reliability test-e2e
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit -p no:cacheprovider
@@ -55,6 +55,11 @@ test-ml: venv-ml
 
 test-integration: venv engine
 	$(BIN)/pytest -q -m integration tests/integration -p no:cacheprovider
+
+# Bad inputs, kill -9 trials, concurrent applies, schemathesis; prints the four figures
+# the README's "Guarantees" section quotes.
+test-reliability: venv engine
+	$(BIN)/pytest -q -m reliability tests/reliability -p no:cacheprovider
 
 test-e2e: setup
 	$(BIN)/pytest -q -m e2e tests/e2e -p no:cacheprovider

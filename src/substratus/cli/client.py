@@ -72,19 +72,25 @@ class Client:
         secure_home(self.home)
         logf = open_private_log(self.home / "controlplane.log")
         try:
-            subprocess.Popen([sys.executable, "-m", "substratus.api.daemon"], stdout=logf, stderr=logf,
-                             stdin=subprocess.DEVNULL, start_new_session=True,
-                             env={**os.environ, "SUBSTRATUS_HOME": str(self.home)})
+            proc = subprocess.Popen([sys.executable, "-m", "substratus.api.daemon"], stdout=logf, stderr=logf,
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env={**os.environ, "SUBSTRATUS_HOME": str(self.home)})
         finally:
             os.close(logf)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.healthy():
                 return self.endpoint() or {}
+            # Exit 1: another daemon holds the lock (it answers soon). Anything else: it refused to start.
+            if proc.poll() not in (None, 1):
+                break
             time.sleep(0.2)
         tail = (self.home / "controlplane.log").read_text(errors="replace").splitlines()[-10:]
-        raise ControlPlaneError("the control plane did not start within 30s:\n" + "\n".join(tail),
-                                hint=f"see {self.home / 'controlplane.log'}; check `podman info`")
+        code = proc.poll()
+        what = "did not start within 30s" if code is None else f"exited with code {code}"
+        hint = "fix the setting named above" if code == 2 else "check `podman info`"
+        raise ControlPlaneError(f"the control plane {what}:\n" + "\n".join(tail),
+                                hint=f"{hint}; the full log is {self.home / 'controlplane.log'}")
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM the daemon that answers on our socket (its pid from the socket, never from a file)."""
