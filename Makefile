@@ -1,7 +1,7 @@
 # Substratus for Python: set-up, demo and tests.
 #   make setup   install what the project needs (engine, .venv, base images); quick when done
 #   make demo    the main job: dataset -> model -> fine-tune -> serve -> notebook
-#   make test    unit, integration (real podman/docker), reliability and end-to-end tiers
+#   make test    unit, integration (real podman/docker), reliability, end-to-end and browser tiers
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +14,7 @@ VENV_ML := .venv-ml
 ML_STAMP := $(VENV_ML)/.installed-stamp
 TORCH_INDEX ?=
 
-.PHONY: setup engine venv venv-ml base-images demo test test-unit test-ml test-integration test-reliability test-e2e test-heavy bench lint clean-demo
+.PHONY: setup engine venv venv-ml base-images demo test test-unit test-ml test-integration test-reliability test-e2e test-browser test-heavy bench bench-controlplane lint clean-demo
 
 setup: engine venv base-images
 
@@ -44,11 +44,12 @@ base-images: engine
 demo: setup
 	@$(BIN)/python scripts/demo.py
 
-test: setup test-unit test-ml test-integration test-reliability test-e2e
+test: setup test-unit test-ml test-integration test-reliability test-e2e test-browser
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit -p no:cacheprovider
 	$(BIN)/lint-imports
+	$(BIN)/mypy --strict src/substratus
 
 test-ml: venv-ml
 	cd images/ml && ../../$(VENV_ML)/bin/python -m pytest -q -p no:cacheprovider
@@ -64,11 +65,19 @@ test-reliability: venv engine
 test-e2e: setup
 	$(BIN)/pytest -q -m e2e tests/e2e -p no:cacheprovider
 
+# The dashboard in Debian's chromium (installed here when missing), driven by Playwright.
+test-browser: venv engine
+	@bash scripts/setup-browser.sh
+	$(BIN)/pytest -q -m browser tests/browser -p no:cacheprovider
+
 test-heavy: setup
 	SUBSTRATUS_HEAVY=1 $(BIN)/pytest -q -m heavy tests -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python bench/serve_bench.py
+
+bench-controlplane: setup
+	$(BIN)/python bench/controlplane_bench.py
 
 lint: venv
 	$(BIN)/lint-imports

@@ -11,6 +11,7 @@ processes; fake: its counter).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -133,3 +134,53 @@ class RuntimeContract:
             return await asyncio.wait_for(task, 30)
 
         assert "hello-contract" in asyncio.run(follow())
+    def test_images_lists_what_was_built(self, runtime: Runtime, image: str) -> None:
+        info = runtime.image_info(image)
+        assert info is not None and runtime.images().get(image) == info.id
+
+    def test_events_follow_a_container_from_start_to_removal(self, runtime: Runtime, image: str) -> None:
+        name = unique("sub-contract-ev")
+        stream = runtime.events({"substratus.ai/name": name})
+        seen: list[tuple[str, str]] = []
+        reader = threading.Thread(target=lambda: seen.extend((e.action, e.name) for e in stream
+                                                            if e.type == "container"), daemon=True)
+        reader.start()
+        time.sleep(1.0)  # an engine's event stream starts from when it subscribed
+        labels = {**LABELS, "substratus.ai/name": name}
+        runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=labels))
+        runtime.stop(name, timeout=1)
+        runtime.remove(name)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not {"start", "died", "remove"} <= {a for a, n in seen if n == name}:
+            time.sleep(0.1)
+        stream.close()
+        reader.join(10)
+        assert {"start", "died", "remove"} <= {a for a, n in seen if n == name}, seen
+        assert all(n == name for _, n in seen), "the label filter lets only this container's events through"
+
+
+    def test_events_and_lists_keep_to_every_label_asked_for(self, runtime: Runtime, image: str) -> None:
+        """Two containers share one label but not the other: asking for both sees one (engines OR
+        label filters on events; a control plane must never act on another's containers)."""
+        ours, theirs = unique("sub-contract-ours"), unique("sub-contract-theirs")
+        stream = runtime.events({"substratus.ai/managed": "true", "substratus.ai/name": ours})
+        seen: list[str] = []
+        reader = threading.Thread(target=lambda: seen.extend(e.name for e in stream if e.type == "container"),
+                                  daemon=True)
+        reader.start()
+        time.sleep(1.0)
+        for name in (theirs, ours):
+            runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"],
+                                labels={**LABELS, "substratus.ai/name": name}))
+        try:
+            listed = runtime.containers({"substratus.ai/managed": "true", "substratus.ai/name": ours})
+            assert [c.name for c in listed] == [ours]
+        finally:
+            runtime.remove(theirs)
+            runtime.remove(ours)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and ours not in seen:
+            time.sleep(0.1)
+        stream.close()
+        reader.join(10)
+        assert ours in seen and theirs not in seen, seen

@@ -18,6 +18,7 @@ import pytest
 
 from substratus.errors import EngineError
 from substratus.runtimes.engine import EngineRuntime, detect_engine
+from tests.requirements import require
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "contract"
@@ -35,7 +36,8 @@ def engine() -> str:
     try:
         return detect_engine(os.environ.get("SUBSTRATUS_ENGINE") or None)
     except EngineError as err:
-        pytest.skip(f"no container engine: {err.message} (run `make setup`)")
+        require(False, f"no container engine: {err.message} (run `make setup`)")
+        raise
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +48,7 @@ def runtime(engine: str) -> EngineRuntime:
 @pytest.fixture(scope="session")
 def busybox() -> Path:
     path = Path(shutil.which("busybox") or "/bin/busybox")
-    if not path.exists():
-        pytest.skip("static busybox is missing (apt-get install busybox-static, done by `make setup`)")
+    require(path.exists(), "static busybox is missing (apt-get install busybox-static, done by `make setup`)")
     return path
 
 

@@ -1,6 +1,8 @@
-"""The shared runtime contract (tests/runtime_contract.py) on the real engine, plus what only a
-real engine can show (issue 7, holes 3 and 8): hardening seen from inside the container, limits
-applied by the kernel, and a secret that reaches the container but no process's argv."""
+"""The runtime contract suite (tests/runtime_contract.py) against the real engine (podman or docker):
+the same behaviours the unit tier checks on the fake, so if the two ever disagree one of these
+modules fails. Plus what only a real engine can show (issue 7, holes 3 and 8): hardening seen
+from inside the container, limits applied by the kernel, and a secret that reaches the container
+but no process's argv."""
 
 from __future__ import annotations
 

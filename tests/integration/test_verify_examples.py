@@ -1,8 +1,8 @@
 """`sub verify` on the project's own examples: they must keep the contract they document.
 
 Needs the ML base image (`scripts/build-base-images.sh` builds
-localhost/substratus/ml-base:0.1); skipped, with the reason, without it or
-without the example directories.
+localhost/substratus/ml-base:0.1); skipped, with the reason, without it (a
+failure when `CI` is set).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 
 from substratus.runtimes.base import Runtime
 from tests.integration.fixtures_verify import REPO, run_verify
+from tests.requirements import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.examples]
 
@@ -26,10 +27,8 @@ EXAMPLES = {
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_example_keeps_the_contract(runtime: Runtime, example: str) -> None:
     directory = REPO / "examples" / example
-    if not (directory / "Dockerfile").is_file():
-        pytest.skip(f"examples/{example} does not exist (yet)")
-    if runtime.image_info(BASE_IMAGE) is None:
-        pytest.skip(f"{BASE_IMAGE} is missing: run scripts/build-base-images.sh")
+    assert (directory / "Dockerfile").is_file(), f"examples/{example} has no Dockerfile"
+    require(runtime.image_info(BASE_IMAGE) is not None, f"{BASE_IMAGE} is missing: run scripts/build-base-images.sh")
     kind, *extra = EXAMPLES[example]
     run = run_verify([kind, str(directory), "-o", "json", *extra], timeout=1800)
     assert run.returncode == 0, run.explain()

@@ -16,9 +16,8 @@ import uvicorn
 
 from substratus.api.app import create_app
 from substratus.build import naming
-from substratus.controlplane.executor import Executor
 from substratus.controlplane.layout import Layout
-from substratus.controlplane.reconciler import Reconciler
+from substratus.controlplane.controller import Controller
 from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Record, Store
 from substratus.runtimes.base import RunSpec
@@ -33,13 +32,14 @@ def served(tmp_path: Path) -> Iterator[tuple[str, FakeRuntime]]:
     rt = FakeRuntime()
     layout = Layout(tmp_path / "home")
     store = Store(layout.db)
-    store.put(Record("ModelServer", "default", "s", 1, {"kind": "ModelServer"}, {}, {}), "now")
+    store.put_many([Record("ModelServer", "default", "s", 1, {"kind": "ModelServer"}, {})], "now")
     name = "sub-server"
     rt.run(RunSpec(name=name, image="img", labels=naming.object_labels("ModelServer", "default", "s",
                                                                        instance=layout.instance)))
     rt.say(name, "listening on :8080")
-    app = create_app(ControlPlane(store, rt, layout, Reconciler(store, rt, layout, executor=Executor(rt, workers=0))),
-                     TOKEN)
+    ctl = Controller(store, rt, layout, workers=0, executor_workers=0)
+    ctl.observer.containers.relist()
+    app = create_app(ControlPlane(store, rt, layout, ctl), TOKEN)
     sock = socket.create_server(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

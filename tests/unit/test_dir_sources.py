@@ -11,9 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from substratus.api.app import create_app
-from substratus.controlplane.executor import Executor
 from substratus.controlplane.layout import Layout
-from substratus.controlplane.reconciler import Reconciler
+from substratus.controlplane.controller import Controller
 from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Store
 from substratus.errors import SourceError
@@ -78,7 +77,7 @@ def client(tmp_path: Path) -> TestClient:
     rt = FakeRuntime()
     layout = Layout(tmp_path / "home")
     store = Store(layout.db)
-    rec = Reconciler(store, rt, layout, executor=Executor(rt, workers=0))
+    rec = Controller(store, rt, layout, workers=0, executor_workers=0)
     return TestClient(create_app(ControlPlane(store, rt, layout, rec), TOKEN))
 
 
@@ -94,4 +93,4 @@ def test_api_answers_422_naming_the_path_and_stores_nothing(client: TestClient, 
     assert resp.status_code == 422, resp.text
     problem = resp.json()["error"]["problems"][0]
     assert problem["field"] == "model/m: spec.source.dir" and f"{src}/bad" in problem["message"]
-    assert client.get("/api/v1/objects", headers=headers).json() == {"items": []}
+    assert client.get("/api/v1/objects", headers=headers).json()["items"] == []

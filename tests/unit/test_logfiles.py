@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from substratus.controlplane import logfiles
-from substratus.controlplane.executor import Executor
 from substratus.controlplane.layout import Layout
-from substratus.controlplane.reconciler import Reconciler
+from substratus.controlplane.controller import Controller
 from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Record, Store
 from substratus.runtimes.fake import FakeRuntime
@@ -24,12 +23,12 @@ def world(tmp_path: Path) -> tuple[ControlPlane, Record, Path, Path]:
     rt = FakeRuntime()
     layout = Layout(tmp_path / "home")
     store = Store(layout.db)
-    cp = ControlPlane(store, rt, layout, Reconciler(store, rt, layout, executor=Executor(rt, workers=0)))
+    cp = ControlPlane(store, rt, layout, Controller(store, rt, layout, workers=0, executor_workers=0))
     run_dir = layout.run_dir("Model", "default", "m", "k" * 16)
     (run_dir / "logs").mkdir(parents=True)
     (run_dir / "job.log").write_text("job line\n")
     (run_dir / "logs" / "train.log").write_text("train line\n")
-    rec = Record("Model", "default", "m", 1, {}, {}, {"current": {"runDir": str(run_dir)}})
+    rec = Record("Model", "default", "m", 1, {}, {})  # its current run is the newest run directory
     host_file = tmp_path / "host-secret"
     host_file.write_text(SECRET + "\n")
     return cp, rec, run_dir / "logs", host_file

@@ -11,10 +11,9 @@ from fastapi.testclient import TestClient
 
 from substratus.api.app import MIN_TOKEN_LENGTH, check_bearer, create_app
 from substratus.api.daemon import ensure_token
-from substratus.controlplane.executor import Executor
 from substratus.controlplane.layout import Layout
 from substratus.controlplane.privatefiles import secure_home, write_private
-from substratus.controlplane.reconciler import Reconciler
+from substratus.controlplane.controller import Controller
 from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Store
 from substratus.runtimes.fake import FakeRuntime
@@ -70,7 +69,7 @@ def test_api_answers_401_to_an_empty_authorization(tmp_path: Path) -> None:
     rt = FakeRuntime()
     layout = Layout(tmp_path / "home")
     store = Store(layout.db)
-    app = create_app(ControlPlane(store, rt, layout, Reconciler(store, rt, layout, executor=Executor(rt, workers=0))),
+    app = create_app(ControlPlane(store, rt, layout, Controller(store, rt, layout, workers=0, executor_workers=0)),
                      "t" * 43)
     client = TestClient(app)
     for headers in ({}, {"Authorization": ""}, {"Authorization": "Bearer "}):

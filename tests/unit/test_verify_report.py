@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from substratus.verify import Checklist, Outcome, Report, Status, clauses_for, exit_code, render_text, to_dict
 from substratus.verify.checks_serve import judge_generation
@@ -63,7 +64,7 @@ def test_text_checklist() -> None:
     assert "        fix: add `WORKDIR /dataset` to the Dockerfile" in lines
     assert "        log tail:" in lines and "          | LOAD_DATA_PATH is not set" in lines
     assert "  SKIP  load.output      load.sh writes a non-empty file at exactly $LOAD_DATA_PATH" in lines
-    assert lines[-1] == "FAILED: 4 passed, 2 failed, 3 skipped"
+    assert lines[-1] == "FAILED: 4 passed, 2 failed, 0 warnings, 3 skipped"
     assert "\x1b[" not in text
     assert "\x1b[31mFAIL\x1b[0m" in render_text(sample_report(), color=True)
 
@@ -71,10 +72,10 @@ def test_text_checklist() -> None:
 def test_json_shape() -> None:
     data = to_dict(sample_report())
     json.dumps(data)  # plain data only
-    assert data["ok"] is False and data["summary"] == {"passed": 4, "failed": 2, "skipped": 3}
+    assert data["ok"] is False and data["summary"] == {"passed": 4, "failed": 2, "warnings": 0, "skipped": 3}
     assert [c["id"] for c in data["clauses"]][:3] == ["dockerfile", "build", "workdir"]
     first = data["clauses"][2]
-    assert set(first) == {"id", "title", "group", "status", "evidence", "fix", "logTail", "seconds"}
+    assert set(first) == {"id", "title", "group", "status", "contract", "evidence", "fix", "logTail", "seconds"}
     assert first["status"] == "FAIL" and first["group"] == "image"
 
 
@@ -107,3 +108,26 @@ def test_trained_context_matches_the_control_plane(tmp_path) -> None:  # type: i
     assert (ctx / "Dockerfile").read_text() == "FROM localhost/base:1\nCOPY trained/ /model/saved/\n"
     assert (ctx / "trained" / "sub" / "model.bin").read_text() == "w"
     assert trained_dockerfile("b") == "FROM b\nCOPY trained/ /model/saved/\n"
+
+
+def test_every_failure_names_the_contract_sentence_or_says_it_is_beyond_the_contract() -> None:
+    from substratus.verify.clauses import Outcome, clauses_for
+    from substratus.verify.report import render_result
+
+    written = [c for c in clauses_for("Model") if c.written]
+    beyond = {c.id for c in clauses_for("Model") if not c.written}
+    assert beyond == {"serve.bad-body", "serve.fuzz"}
+    cl = Checklist("Model")
+    result = cl.record("workdir", Outcome(False, "WORKDIR is /"))
+    assert result.status.value == "FAIL"
+    assert any(line.strip().startswith("contract: Workspace directory should be /model/")
+               for line in render_result(result))
+    warn = cl.record("serve.bad-body", Outcome(False, "-> 500"))
+    assert warn.status.value == "WARN" and "beyond the written contract" in "\n".join(render_result(warn))
+    contract = (Path(__file__).resolve().parents[3] / "shared" / "contract" / "container-contracts.md")
+    if contract.exists():  # each cited sentence's key words appear in the contract text
+        text = contract.read_text()
+        for c in written:
+            for word in ("/model/saved", "/model/trained", "8080", "8888", "WORKDIR", "LOAD_DATA_PATH"):
+                if word in c.contract:
+                    assert word in text, (c.id, word)

@@ -5,22 +5,28 @@ Served on the Unix socket `$SUBSTRATUS_HOME/api.sock` (the CLI) and on
 `Authorization: Bearer <token>`; the token lives in $SUBSTRATUS_HOME/token
 with mode 0600 and is at least MIN_TOKEN_LENGTH characters. Request bodies
 are bounded (`limits.BodyLimit`); log followers hold no worker thread.
+Lists and watches are written as raw JSON (no per-item response
+validation): `sub get` of 1,000 objects must stay quick.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncGenerator
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, Optional
 
-from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from substratus import __version__
+from substratus.api.dashboard import mount_dashboard
 from substratus.api.errors import error_body, status_for
 from substratus.api.limits import BodyLimit, FollowResponse
+from substratus.api.watch import Gone, Hub
 from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Record
 from substratus.errors import SubstratusError, ValidationError
@@ -34,7 +40,8 @@ UNAUTHORISED = "missing or wrong API token"
 
 
 class ApplyRequest(BaseModel):
-    objects: list[dict[str, Any]] = Field(max_length=MAX_OBJECTS)
+    objects: list[dict[str, Any]] = Field(max_length=MAX_OBJECTS,
+                                          description="Manifests (apiVersion, kind, metadata, spec), as YAML decodes them")
 
 
 class ApplyResult(BaseModel):
@@ -45,8 +52,23 @@ class ApplyResult(BaseModel):
     generation: int = Field(description="the object's generation after this apply")
 
 
+class ObjectRef(BaseModel):
+    kind: str
+    namespace: str = "default"
+    name: str
+
+
+class DeleteRequest(BaseModel):
+    objects: list[ObjectRef]
+
+
 class ObjectList(BaseModel):
     items: list[dict[str, Any]]
+    resourceVersion: str = ""
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data, separators=(",", ":")), status_code=status, media_type="application/json")
 
 
 def check_bearer(authorization: Optional[str], token: str) -> bool:
@@ -61,8 +83,10 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
     if len(token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"the API token must be at least {MIN_TOKEN_LENGTH} characters")
     app = FastAPI(title="Substratus control plane", version=__version__,
-                  description="Apply Dataset, Model, ModelServer and Notebook objects; read their status and logs.")
+                  description="Apply Dataset, Model, ModelServer and Notebook objects; read, watch and delete "
+                              "them; read their logs.")
     app.add_middleware(BodyLimit)
+    hub = Hub(cp.store)
 
     def authorised(authorization: Optional[str] = Header(default=None)) -> None:
         if not check_bearer(authorization, token):
@@ -78,40 +102,92 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__, "engine": cp.runtime.engine}
 
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(authorised)])
+    def metrics() -> str:
+        counts: dict[tuple[str, str], int] = {}
+        for r in cp.store.records():
+            key = (r.kind, "true" if r.status.get("ready") else "false")
+            counts[key] = counts.get(key, 0) + 1
+        q = cp.controller.queue
+        return cp.controller.metrics.render(counts, q.depth(), q.scheduled())
+
     @app.post("/api/v1/apply", response_model=list[ApplyResult], dependencies=[Depends(authorised)])
-    def apply(req: ApplyRequest) -> list[dict[str, Any]]:
+    def apply(req: ApplyRequest, dry_run: bool = Query(False, alias="dryRun")) -> Response:
         objects, problems = [], []
+        seen: dict[tuple[str, str, str], int] = {}
         for i, doc in enumerate(req.objects):
             try:
-                objects.append(parse_object(doc, source=f"objects[{i}]"))
+                obj = parse_object(doc, source=f"objects[{i}]")
             except ValidationError as err:
                 problems += [(f"objects[{i}]: {p}" if p else f"objects[{i}]", m) for p, m in err.problems]
+                continue
+            objects.append(obj)
+            if obj.key in seen:
+                problems.append((f"objects[{i}]", f"{obj.ref} is defined more than once (also objects[{seen[obj.key]}])"))
+            seen.setdefault(obj.key, i)
         if problems:
             raise ValidationError(problems, hint="nothing was applied")
-        return cp.apply(objects)
+        return json_response(cp.apply(objects, dry_run=dry_run))
 
     @app.get("/api/v1/objects", response_model=ObjectList, dependencies=[Depends(authorised)])
-    def list_objects(kind: Optional[str] = None, namespace: Optional[str] = None) -> dict[str, Any]:
+    def list_objects(kind: Optional[str] = None, namespace: Optional[str] = None) -> Response:
         k = canonical_kind(kind) if kind else None
-        return {"items": [r.document() for r in cp.records(k, namespace)]}
+        version = cp.store.resource_version
+        return json_response({"items": [r.document() for r in cp.records(k, namespace)],
+                              "resourceVersion": str(version)})
+
+    @app.get("/api/v1/watch", dependencies=[Depends(authorised)], response_class=StreamingResponse,
+             responses={200: {"content": {"application/x-ndjson": {}},
+                              "description": "One JSON event a line: ADDED/MODIFIED/DELETED with the object, "
+                                             "BOOKMARK with a resourceVersion, ERROR (410: list again)."}})
+    async def watch(request: Request, kind: Optional[str] = None, namespace: Optional[str] = None,
+                    resource_version: Optional[int] = Query(None, alias="resourceVersion", ge=0),
+                    timeout_seconds: Optional[int] = Query(None, alias="timeoutSeconds", ge=1, le=86400)) -> Response:
+        k = canonical_kind(kind) if kind else None
+        if resource_version is not None and resource_version < cp.store.resource_version:
+            try:
+                hub.check(resource_version)
+            except Gone as err:
+                return JSONResponse({"error": {"type": "Gone", "message": str(err), "hint": "list, then watch from "
+                                               "the list's resourceVersion"}}, status_code=410)
+
+        def keep(rec: Record) -> bool:
+            return (k is None or rec.kind == k) and (namespace is None or rec.namespace == namespace)
+
+        async def lines() -> AsyncIterator[bytes]:
+            deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+            heartbeat = 15.0 if deadline is None else min(15.0, max(0.5, timeout_seconds or 0) / 4)
+            async for item in hub.watch(keep, resource_version, heartbeat=heartbeat):
+                if await request.is_disconnected() or (deadline is not None and time.monotonic() > deadline):
+                    return
+                yield (json.dumps(item, separators=(",", ":")) + "\n").encode()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     @app.get("/api/v1/objects/{kind}/{namespace}/{name}", dependencies=[Depends(authorised)])
-    def get_object(kind: str, namespace: str, name: str) -> dict[str, Any]:
-        return cp.get(canonical_kind(kind), namespace, name).document()
+    def get_object(kind: str, namespace: str, name: str) -> Response:
+        return json_response(cp.get(canonical_kind(kind), namespace, name).document())
 
     @app.get("/api/v1/objects/{kind}/{namespace}/{name}/describe", dependencies=[Depends(authorised)])
-    def describe_object(kind: str, namespace: str, name: str) -> dict[str, Any]:
+    def describe_object(kind: str, namespace: str, name: str) -> Response:
         rec: Record = cp.get(canonical_kind(kind), namespace, name)
         containers = [{"name": c.name, "status": c.status, "image": c.image, "exitCode": c.exit_code,
                        "ports": {str(k): v for k, v in c.ports.items()}}
                       for c in cp.containers(rec.kind, rec.namespace, rec.name)]
-        source = rec.memo.get("source") or {}
-        return {**rec.document(), "generation": rec.generation, "source": source.get("description"),
-                "containers": containers, "logFiles": [str(p) for p in cp.log_files(rec)]}
+        source = (rec.status.get("source") or {}).get("description")
+        return json_response({**rec.document(), "generation": rec.generation, "source": source,
+                              "containers": containers, "logFiles": [str(p) for p in cp.log_files(rec)],
+                              **cp.secrets(rec)})
 
     @app.delete("/api/v1/objects/{kind}/{namespace}/{name}", dependencies=[Depends(authorised)])
-    def delete_object(kind: str, namespace: str, name: str) -> dict[str, Any]:
-        return cp.delete(canonical_kind(kind), namespace, name)
+    def delete_object(kind: str, namespace: str, name: str) -> Response:
+        [result] = cp.delete([(canonical_kind(kind), namespace, name)])
+        return json_response(result)
+
+    @app.post("/api/v1/delete", dependencies=[Depends(authorised)])
+    def delete_objects(req: DeleteRequest) -> Response:
+        keys = [(canonical_kind(o.kind), o.namespace, o.name) for o in req.objects]
+        return json_response({"items": cp.delete(keys)})
 
     @app.get("/api/v1/objects/{kind}/{namespace}/{name}/logs", dependencies=[Depends(authorised)],
              response_class=StreamingResponse)
@@ -125,4 +201,5 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
 
         return FollowResponse(body(), media_type="text/plain")
 
+    mount_dashboard(app, cp, hub, token)
     return app

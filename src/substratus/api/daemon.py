@@ -22,7 +22,6 @@ import secrets
 import signal
 import socket
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -32,9 +31,9 @@ import uvicorn
 
 from substratus.api import unixsock
 from substratus.api.app import MIN_TOKEN_LENGTH, create_app
+from substratus.controlplane.controller import Controller
 from substratus.controlplane.layout import Layout
 from substratus.controlplane.privatefiles import read_private, secure_home, write_private
-from substratus.controlplane.reconciler import Reconciler
 from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Store
 from substratus.runtimes.engine import DEFAULT_BUILD_TIMEOUT, EngineRuntime, detect_engine
@@ -54,16 +53,23 @@ class Settings:
     port: int
     ready_timeout: float
     build_timeout: float = DEFAULT_BUILD_TIMEOUT
+    keep_runs: int = 2
+    gc_period: float = 600.0
 
     @staticmethod
     def from_env() -> "Settings":
         port = _number("SUBSTRATUS_PORT", 0, int)
         if not 0 <= port <= 65535:
             raise SettingsError(f"SUBSTRATUS_PORT={port} is not a port number (0-65535; 0 picks a free one)")
+        keep_runs = _number("SUBSTRATUS_KEEP_RUNS", 2, int)
+        if keep_runs < 1:
+            raise SettingsError(f"SUBSTRATUS_KEEP_RUNS={keep_runs} must be at least 1")
         return Settings(home=default_home(), engine=os.environ.get("SUBSTRATUS_ENGINE") or None, port=int(port),
                         ready_timeout=_number("SUBSTRATUS_READY_TIMEOUT", 600.0, float, positive=True),
                         build_timeout=_number("SUBSTRATUS_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT, float,
-                                              positive=True))
+                                              positive=True),
+                        keep_runs=int(keep_runs),
+                        gc_period=_number("SUBSTRATUS_GC_PERIOD", 600.0, float, positive=True))
 
 
 def _number(name: str, default: float, kind: type[int] | type[float], positive: bool = False) -> float:
@@ -121,7 +127,7 @@ def bind_tcp(port: int) -> socket.socket:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=os.environ.get("SUBSTRATUS_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.umask(0o077)  # everything this process and its threads create is private
     try:
@@ -151,16 +157,15 @@ def serve(settings: Settings, layout: Layout) -> int:
     unix = unixsock.bind(layout.socket)
     port = int(tcp.getsockname()[1])
     store = Store(layout.db)
-    reconciler = Reconciler(store, runtime, layout, ready_timeout=settings.ready_timeout)
-    app = create_app(ControlPlane(store, runtime, layout, reconciler), token)
-    stop = threading.Event()
-    loop = threading.Thread(target=reconciler.run_forever, args=(stop,), name="reconciler", daemon=True)
+    controller = Controller(store, runtime, layout, ready_timeout=settings.ready_timeout,
+                            keep_runs=settings.keep_runs, gc_period=settings.gc_period)
+    app = create_app(ControlPlane(store, runtime, layout, controller), token)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=5))
     log.info("control plane for %s on %s and 127.0.0.1:%d using %s", layout.home, layout.socket, port,
              runtime.engine)
     write_endpoint(layout, port)  # only now: both sockets are bound and listening
-    loop.start()
+    controller.start()
 
     def _term(signum: int, frame: Optional[FrameType]) -> None:
         server.should_exit = True
@@ -169,9 +174,7 @@ def serve(settings: Settings, layout: Layout) -> int:
     try:
         server.run(sockets=[tcp, unix])
     finally:
-        stop.set()
-        reconciler.wake.set()
-        reconciler.executor.shutdown()
+        controller.stop()
         layout.endpoint_file.unlink(missing_ok=True)
         layout.socket.unlink(missing_ok=True)
         store.close()

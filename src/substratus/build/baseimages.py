@@ -9,7 +9,9 @@ locally into the content hash, so a new base image means a new build.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Optional
 
 from substratus.runtimes.base import Runtime
 
@@ -37,11 +39,17 @@ def from_refs(dockerfile: str) -> list[str]:
 
 def fingerprint(runtime: Runtime, context: Path, dockerfile: str = "Dockerfile") -> str:
     """`ref@id` of each base image (`ref@absent` when not present locally), joined."""
+
+    def lookup(ref: str) -> Optional[str]:
+        info = runtime.image_info(ref)
+        return info.id if info else None
+
+    return fingerprint_with(lookup, context, dockerfile)
+
+
+def fingerprint_with(lookup: Callable[[str], Optional[str]], context: Path, dockerfile: str = "Dockerfile") -> str:
+    """`fingerprint` with image ids from `lookup` (the control plane's image cache: no engine call)."""
     path = context / dockerfile
     if not path.is_file():
         return ""
-    parts = []
-    for ref in from_refs(path.read_text(errors="replace")):
-        info = runtime.image_info(ref)
-        parts.append(f"{ref}@{info.id if info else 'absent'}")
-    return ",".join(parts)
+    return ",".join(f"{ref}@{lookup(ref) or 'absent'}" for ref in from_refs(path.read_text(errors="replace")))

@@ -1,17 +1,69 @@
-"""Checks an image against the static clauses of the container contract.
+"""The container contract's facts in one place, and the static checks on an image.
 
-Used after every build by the control plane (a miss becomes a failed
-condition naming the clause) and by `sub verify`.
+Ports, the load/train environment, the mount points and the readiness rule
+are used by the planners (what the control plane runs), by the Kubernetes
+generators and by `sub verify` (what it checks), so all three mean the same
+thing. `check_image` runs after every build in the control plane (a miss
+becomes a failed condition naming the clause) and in `sub verify`.
 """
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
+from typing import Any
 
-from substratus.runtimes.base import Runtime, RunSpec
+from substratus.runtimes.base import Mount, Runtime, RunSpec
 
 WORKDIRS = {"Model": "/model", "Dataset": "/dataset"}
 SCRIPTS = {"Model": ("serve.sh", "train.sh", "notebook.sh"), "Dataset": ("load.sh", "notebook.sh")}
+
+SERVER_PORT = 8080
+NOTEBOOK_PORT = 8888
+DATA_DIR = "/data"                      # LOAD_DATA_PATH / TRAIN_DATA_PATH live here
+SAVED_DIR = "/model/saved"
+TRAINED_DIR = "/model/trained"
+MODEL_LOGS = "/model/logs"
+DATASET_LOGS = "/dataset/logs"
+READY_PATH = "/docs"                    # the contract's GET /docs answers 200 once serving
+READYZ_PATH = "/readyz"                 # beyond the contract: a server that offers it must answer 200 too
+NOTEBOOK_PATH = "/"                     # a notebook is up once anything answers below 500
+
+
+def load_env(filename: str) -> dict[str, str]:
+    return {"LOAD_DATA_PATH": f"{DATA_DIR}/{filename}"}
+
+
+def train_env(filename: str, params: dict[str, Any]) -> dict[str, str]:
+    """The contract's TRAIN_* variables (and DATASET_PATH, which the contract's text also names)."""
+    path = f"{DATA_DIR}/{filename}"
+    return {"TRAIN_DATA_PATH": path, "DATASET_PATH": path, "TRAIN_DATA_LIMIT": str(params["dataLimit"]),
+            "TRAIN_BATCH_SIZE": str(params["batchSize"]), "TRAIN_EPOCHS": str(params["epochs"])}
+
+
+def load_mounts(data_dir: str, logs_dir: str) -> list[Mount]:
+    return [Mount(data_dir, DATA_DIR), Mount(logs_dir, DATASET_LOGS)]
+
+
+def train_mounts(data_dir: str, trained_dir: str, logs_dir: str) -> list[Mount]:
+    return [Mount(data_dir, DATA_DIR, read_only=True), Mount(trained_dir, TRAINED_DIR), Mount(logs_dir, MODEL_LOGS)]
+
+
+def server_ready(docs_status: int | None, readyz_status: int | None) -> bool:
+    """The readiness rule: /docs answers 200, and /readyz answers 200 where the server has one
+    (404/405: it has none). No answer at all is not ready."""
+    return docs_status == 200 and readyz_status in (200, 404, 405)
+
+
+def notebook_ready(status: int) -> bool:
+    return status < 500
+
+
+def free_port() -> int:
+    """A host port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass

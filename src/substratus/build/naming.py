@@ -16,6 +16,10 @@ from substratus.runtimes.base import LABEL_PREFIX, MANAGED
 IMAGE_REPO = "localhost/substratus"
 
 
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def digest(*parts: Any) -> str:
     raw = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(raw.encode()).hexdigest()
@@ -31,9 +35,11 @@ def trained_image(namespace: str, name: str, train_key: str) -> str:
 
 
 def container_name(kind: str, namespace: str, name: str, role: str, key: str = "", instance: str = "") -> str:
-    """`instance` (one per $SUBSTRATUS_HOME) keeps two control planes on one engine apart."""
+    """`instance` (one per $SUBSTRATUS_HOME) keeps two control planes on one engine apart; a hash of
+    (kind, namespace, name) keeps `ns a-b / name c` apart from `ns a / name b-c`."""
     prefix = f"sub-{instance}" if instance else "sub"
-    base = f"{prefix}-{kind.lower()}-{namespace}-{name}-{role}"
+    owner = digest("owner", kind, namespace, name)[:6]
+    base = f"{prefix}-{kind.lower()}-{name}-{role}-{owner}"
     return f"{base}-{key[:10]}" if key else base
 
 

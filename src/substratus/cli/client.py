@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional  # List: `list` is a method name in Client
 from urllib.parse import urlencode
 
 from substratus.api.errors import error_from_body
@@ -139,8 +139,8 @@ class Client:
         resp = self._send(method, path, json_body)
         return json.loads(resp.read())
 
-    def stream(self, path: str, params: dict[str, str]) -> Iterator[str]:
-        resp = self._send("GET", path + "?" + urlencode(params), timeout=None)
+    def stream(self, path: str, params: dict[str, str], read_timeout: Optional[float] = None) -> Iterator[str]:
+        resp = self._send("GET", path + "?" + urlencode(params), timeout=read_timeout)
         while True:
             line = resp.readline()
             if not line:
@@ -162,6 +162,20 @@ class Client:
 
     def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return dict(self.request("DELETE", f"/api/v1/objects/{kind}/{namespace}/{name}"))
+
+    def delete_many(self, keys: List[tuple[str, str, str]]) -> List[dict[str, Any]]:
+        body = {"objects": [{"kind": k, "namespace": ns, "name": n} for k, ns, n in keys]}
+        return list(self.request("POST", "/api/v1/delete", json_body=body)["items"])
+
+    def watch(self, kind: Optional[str] = None, namespace: Optional[str] = None,
+              timeout: Optional[float] = None) -> Iterator[dict[str, Any]]:
+        """Watch events (dicts) until the server ends the stream after `timeout` seconds."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace)) if v}
+        if timeout is not None:
+            params["timeoutSeconds"] = str(int(timeout + 0.999))
+        for line in self.stream("/api/v1/watch", params, read_timeout=60.0):
+            if line:
+                yield dict(json.loads(line))
 
     def logs(self, kind: str, namespace: str, name: str, follow: bool) -> Iterator[str]:
         return self.stream(f"/api/v1/objects/{kind}/{namespace}/{name}/logs", {"follow": str(follow).lower()})

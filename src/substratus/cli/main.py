@@ -7,6 +7,7 @@ interrupted.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -16,10 +17,17 @@ import click
 from substratus import __version__
 from substratus.cli import output
 from substratus.cli.client import Client, home_dir
+from substratus.cli.lazy import LazyGroup
 from substratus.cli.wait import ref, wait_for
-from substratus.errors import SubstratusError
+from substratus.errors import SubstratusError, ValidationError
+from substratus.resources.documents import Document, check_duplicates, read_path
 from substratus.resources.kinds import canonical_kind
-from substratus.resources.manifest import load_path
+
+# Commands imported only when run (`sub apply` must not pay for them): name -> (module:attr, help).
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "verify": ("substratus.cli.verify_cmd:verify", "Check a model or dataset image against the container contract."),
+    "dashboard": ("substratus.cli.dashboard_cmd:dashboard", "Print the web dashboard's URL with a one-time login code."),
+}
 
 FORMATS = click.Choice(["table", "json", "yaml"])
 
@@ -28,7 +36,7 @@ def err(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-class SubGroup(click.Group):
+class SubGroup(LazyGroup):
     """Turns our errors into a clear message and exit 1, Ctrl-C into 130."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -42,7 +50,7 @@ class SubGroup(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=SubGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SubGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sub")
 def cli() -> None:
     """Substratus: run ML datasets, models, servers and notebooks from container contracts.
@@ -64,11 +72,30 @@ def client() -> Client:
     return Client(home_dir())
 
 
-def load_objects(paths: tuple[str, ...]) -> list[Any]:
-    objs = []
+def read_documents(paths: tuple[str, ...]) -> list[Document]:
+    """The documents of every -f, dirs resolved; validation happens in the control plane."""
+    docs: list[Document] = []
     for p in paths:
-        objs += load_path(Path(p))
-    return objs
+        docs += read_path(Path(p))
+    if not docs:
+        raise ValidationError([("", "no objects found in the given manifests")])
+    check_duplicates(docs)
+    return docs
+
+
+def where(err: ValidationError, docs: list[Document]) -> ValidationError:
+    """The control plane names documents `objects[i]`; say which file (and document) that was."""
+    def place(field: str) -> str:
+        m = re.match(r"objects\[(\d+)\](?:: )?(.*)", field, re.S)
+        if not m or int(m.group(1)) >= len(docs):
+            return field
+        rest = m.group(2)
+        return f"{docs[int(m.group(1))].source}: {rest}" if rest else docs[int(m.group(1))].source
+    return ValidationError([(place(f), msg) for f, msg in err.problems], hint=err.hint)
+
+
+def doc_keys(docs: list[Document]) -> list[tuple[str, str, str]]:
+    return [k for k in (d.key() for d in docs) if k is not None]
 
 
 @cli.command()
@@ -89,21 +116,20 @@ def apply(paths: tuple[str, ...], wait: bool, timeout: float, fmt: str) -> None:
       sub apply -f examples/demo/
       sub apply -f model.yaml --wait --timeout 600
     """
-    objs = load_objects(paths)
+    docs = read_documents(paths)
     c = client()
-    results = c.apply([o.model_dump(by_alias=True, exclude_none=True, mode="json") for o in objs])
+    try:
+        results = c.apply([d.data for d in docs])
+    except ValidationError as e:
+        raise where(e, docs) from None
     if fmt == "table":
         for r in results:
             click.echo(f"{r['kind'].lower()}/{r['name']} {r['result']}")
     else:
         click.echo(output.dump(results, fmt))
     if wait:
-        keys = {(o.kind, o.namespace, o.name) for o in objs}
-
-        def fetch() -> list[dict[str, Any]]:
-            return [o for o in c.list() if (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) in keys]
-
-        verdict = wait_for(fetch, timeout)
+        keys = set(doc_keys(docs))
+        verdict = wait_for(c.watch(timeout=timeout), keys, timeout)
         if verdict.failed or verdict.pending:
             for o in verdict.failed:
                 report_failure(o, "failed")
@@ -184,23 +210,25 @@ def delete(kind: Optional[str], name: Optional[str], paths: tuple[str, ...], nam
         raise click.UsageError("give either KIND NAME or -f FILE, not both")
     c = client()
     if paths:
-        targets = [(o.kind, o.namespace, o.name) for o in reversed(load_objects(paths))]
+        targets = list(reversed(doc_keys(read_documents(paths))))
     elif kind and name:
         targets = [(canonical_kind(kind), namespace, name)]
     else:
         raise click.UsageError("give KIND NAME, or -f FILE")
-    missing = 0
-    for k, ns, n in targets:
-        try:
-            r = c.delete(k, ns, n)
-            click.echo(f"{k.lower()}/{n} deleted" + (f" ({len(r['containers'])} containers removed)"
-                                                      if r["containers"] else ""))
-        except SubstratusError as e:
-            if not paths:
-                raise
-            missing += 1
-            err(f"{k.lower()}/{n}: {e.message}")
-    if missing == len(targets):
+    if not paths:
+        k, ns, n = targets[0]
+        r = c.delete(k, ns, n)
+        click.echo(f"{k.lower()}/{n} deleted" + (f" ({len(r['containers'])} containers removed)"
+                                                  if r["containers"] else ""))
+        return
+    results = c.delete_many(targets)
+    for r in results:
+        if r["result"] == "not found":
+            err(f"{r['kind'].lower()}/{r['name']}: not found in namespace {r['namespace']!r}")
+            continue
+        click.echo(f"{r['kind'].lower()}/{r['name']} deleted" + (f" ({len(r['containers'])} containers removed)"
+                                                                  if r["containers"] else ""))
+    if all(r["result"] == "not found" for r in results):
         sys.exit(1)
 
 
@@ -216,17 +244,6 @@ def down() -> None:
     """Stop the embedded control plane. Running containers keep running and are adopted at the next start."""
     stopped = client().stop()
     err("control plane stopped" if stopped else "control plane was not running")
-
-
-def register_optional() -> None:
-    try:
-        from substratus.cli.verify_cmd import verify
-    except ImportError:
-        return
-    cli.add_command(verify)
-
-
-register_optional()
 
 
 def main() -> None:

@@ -60,6 +60,9 @@ def describe(d: dict[str, Any]) -> str:
         out.append(f"Image:       {st['containerImage']}")
     if st.get("url"):
         out.append(f"URL:         {st['url']}")
+    if d.get("serverToken"):
+        out.append(f"Token:       {d['serverToken']}  (send `Authorization: Bearer <token>`; published beyond "
+                   "loopback)")
     out += ["Spec:", _indent(yaml.safe_dump(d.get("spec", {}), sort_keys=False).rstrip()), "Conditions:"]
     for c in st.get("conditions", []):
         out.append(f"  {c['type']:<10} {c['status']:<8} {c['reason']:<18} {c.get('lastTransitionTime', '')}")

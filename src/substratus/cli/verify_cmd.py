@@ -2,8 +2,10 @@
 
 Registered in the `sub` group by `cli.main` (`cli.add_command(verify)`); also
 usable on its own. The checklist (or `-o json`) goes to stdout; build logs and
-progress go to stderr. Exit codes: 0 every clause passed or was skipped,
-1 a clause failed (or the engine is missing), 2 usage error, 130 interrupted.
+progress go to stderr. A clause the written contract states is a FAIL when
+broken; a check beyond it (a malformed body answered 4xx, fuzzing) is a WARN
+unless `--strict`. Exit codes: 0 nothing failed (warnings allowed), 1 a
+clause failed (or the engine is missing), 2 usage error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def _target(kind: str, source: Optional[str], image: Optional[str], path: str, b
 @click.option("--branch", default="", help="Git branch (default: the repository's default branch).")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Checklist for people, or the same as JSON.")
+@click.option("--strict", is_flag=True,
+              help="Count the checks beyond the written contract (bad bodies, fuzzing) as failures, not warnings.")
 @click.option("--skip", "skip", default="", metavar="GROUPS",
               help=f"Comma-separated groups not to check: {', '.join(GROUPS)}.")
 @click.option("--serve-timeout", type=click.FloatRange(1), default=120, show_default=True,
@@ -79,7 +83,7 @@ def verify(kind: str, source: Optional[str], image: Optional[str], path: str, br
            serve_timeout: float, notebook_timeout: float, train_timeout: float, load_timeout: float,
            request_timeout: float, fuzz_timeout: float, fuzz_examples: int, data_file: Optional[Path],
            epochs: int, batch_size: int, data_limit: int, prompt: str, max_new_tokens: int, rebuild: bool,
-           keep_image: bool, quiet: bool) -> None:
+           keep_image: bool, quiet: bool, strict: bool) -> None:
     """Check that a model or dataset image keeps the Substratus container contract.
 
     \b
@@ -105,7 +109,7 @@ def verify(kind: str, source: Optional[str], image: Optional[str], path: str, br
                       fuzz_timeout=fuzz_timeout, fuzz_examples=fuzz_examples,
                       data_file=data_file.resolve() if data_file else None, epochs=epochs, batch_size=batch_size,
                       data_limit=data_limit, prompt=prompt, max_new_tokens=max_new_tokens, rebuild=rebuild,
-                      keep_image=keep_image, build_log=not quiet)
+                      keep_image=keep_image, build_log=not quiet, strict=strict)
 
     def progress(line: str) -> None:
         if not quiet:

@@ -1,27 +1,50 @@
-"""What a plan asks the world to do. Plain data: the planners make these, `apply` runs them."""
+"""What a plan asks the world to do. Plain data: the planners make these, the executor runs them.
+
+The verbs are deliberately engine-neutral (build an image from a source,
+check it against the contract, start a workload, remove it, judge a finished
+job, choose a port or a token), so the same planners drive the local engine
+and the Kubernetes operator. Each action has a `key`: an action whose key is
+in flight is never started twice, and a failure is remembered under it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
+from substratus.controlplane.state import Source
+from substratus.resources.status import Reason
 from substratus.runtimes.base import RunSpec
 
 
 @dataclass(frozen=True)
-class EnsureImage:
-    """Build `tag` from `context` if missing, then check it against the contract for `kind`."""
+class BuildImage:
+    """Build `tag` from the object's resolved source (a local context, or git/dir for a cluster builder)."""
 
     tag: str
-    context: Path
-    kind: str  # contract kind: Model or Dataset
+    source: Source = field(hash=False, compare=False)
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     log_path: Optional[Path] = None
 
     @property
     def key(self) -> str:
-        return f"image:{self.tag}"
+        return f"build:{self.tag}"
+
+
+@dataclass(frozen=True)
+class CheckContract:
+    """Check `image` against the static clauses (WORKDIR, scripts on PATH) for `kind`.
+
+    Runs beside the next step (speculatively): a job started on an image that is still being
+    checked only counts once the check passed."""
+
+    image: str
+    kind: Literal["Model", "Dataset"]
+
+    @property
+    def key(self) -> str:
+        return f"check:{self.image}"
 
 
 @dataclass(frozen=True)
@@ -42,8 +65,8 @@ class BuildTrained:
 class StartContainer:
     spec: RunSpec = field(hash=False, compare=False)
     reason: str = ""
-    failure_key: str = ""      # where a failure to start is remembered (see plan.failure)
-    failure_reason: str = ""   # the condition reason it becomes
+    failure_key: str = ""                       # where a failure to start is remembered
+    failure_reason: Reason = Reason.SERVE_FAILED
 
     @property
     def key(self) -> str:
@@ -69,13 +92,26 @@ class CollectJob:
     run_dir: Path
     exit_code: int
     expect: Path          # a file (dataset) or a directory that must be non-empty (model)
-    step: str             # "load" or "train"
+    step: Literal["load", "train"]
     failure_key: str
+    run_key: str = ""
 
     @property
     def key(self) -> str:
         return f"collect:{self.name}"
 
 
-Action = Union[EnsureImage, BuildTrained, StartContainer, RemoveContainer, CollectJob]
-SLOW_ACTIONS = (EnsureImage, BuildTrained, CollectJob)
+@dataclass(frozen=True)
+class Allocate:
+    """Choose a host port or a secret token and record it in the object's state (not in the planner:
+    planners do no I/O and no randomness)."""
+
+    what: Literal["port", "token"]
+
+    @property
+    def key(self) -> str:
+        return f"allocate:{self.what}"
+
+
+Action = Union[BuildImage, CheckContract, BuildTrained, StartContainer, RemoveContainer, CollectJob, Allocate]
+SLOW_ACTIONS = (BuildImage, CheckContract, BuildTrained, CollectJob)

@@ -1,159 +1,285 @@
-"""Carries out the actions planners ask for, through a Runtime.
+"""Carries out what planners ask for, through a Runtime, and reports typed outcomes.
 
-Quick actions (start/remove a container) run inline in the reconcile pass;
-slow ones (image builds, judging a finished job) run on a small thread pool,
-and report back by patching the object's memo (`MemoPatcher`) and waking the
-reconciler. An action already in flight is never started twice.
+Quick actions (start a container, choose a port or token) run inline in the
+reconcile pass, so the next pass sees their effect. Slow ones (builds,
+contract checks, judging a finished job, removing a container) run on thread
+pools; when one finishes, its outcomes are applied to the object's state and
+the object is queued again (`Report`). An action whose key is in flight is
+never started twice. Outcomes are plain data and `apply_outcome` is a pure
+function, so what an action changes is visible and testable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import shutil
+import secrets
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Optional, Union
 
-from substratus.build.contract import check_image
+from substratus.build import contract
 from substratus.build.trained import trained_dockerfile
 from substratus.controlplane.actions import (
-    SLOW_ACTIONS,
     Action,
+    Allocate,
+    BuildImage,
     BuildTrained,
+    CheckContract,
     CollectJob,
-    EnsureImage,
     RemoveContainer,
     StartContainer,
 )
+from substratus.controlplane.observe import ContainerCache, ImageCache
+from substratus.controlplane.state import AnyState, BuildState, DatasetState, Failure, WorkloadState
 from substratus.errors import SubstratusError, tail
+from substratus.resources.status import Reason
 from substratus.runtimes.base import BuildSpec, Runtime
 
 log = logging.getLogger("substratus.executor")
-MemoPatcher = Callable[[dict[str, Any]], None]  # applies a patch to the object's memo
+Key = tuple[str, str, str]
 TRAINED_DOCKERFILE = "Dockerfile.substratus"
 
 
-def failure_patch(key: str, reason: str, message: str) -> dict[str, Any]:
-    return {"failed": {key: {"reason": reason, "message": message}}}
+# ---- outcomes ---------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Failed:
+    key: str
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class Verified:
+    image: str
+
+
+@dataclass(frozen=True)
+class Digested:
+    run_key: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Allocated:
+    port: Optional[int] = None
+    token: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class PortLost:
+    """The chosen port was taken by someone else: choose another."""
+
+
+Outcome = Union[Failed, Verified, Digested, Allocated, PortLost]
+Report = Callable[[Key, list[Outcome]], None]
+
+
+def apply_outcome(state: AnyState, outcome: Outcome) -> AnyState:
+    """The state after `outcome` (pure)."""
+    if isinstance(outcome, Failed):
+        failures = {**state.failures, outcome.key: Failure(reason=outcome.reason, message=outcome.message)}
+        return state.model_copy(update={"failures": failures})
+    if isinstance(outcome, Verified) and isinstance(state, BuildState):
+        kept = [i for i in state.verified if i != outcome.image][-7:]  # the latest few images only
+        return state.model_copy(update={"verified": [*kept, outcome.image]})
+    if isinstance(outcome, Digested) and isinstance(state, DatasetState):
+        return state.model_copy(update={"digests": {**state.digests, outcome.run_key: outcome.digest}})
+    if isinstance(outcome, Allocated) and isinstance(state, WorkloadState):
+        update = {k: v for k, v in (("port", outcome.port), ("token", outcome.token)) if v is not None}
+        return state.model_copy(update=update)
+    if isinstance(outcome, PortLost) and isinstance(state, WorkloadState):
+        return state.model_copy(update={"port": None})
+    return state
+
+
+# ---- the executor -----------------------------------------------------------------------------
 
 class Executor:
-    def __init__(self, runtime: Runtime, *, workers: int = 2, on_done: Callable[[], None] = lambda: None) -> None:
-        self.runtime = runtime
-        # workers=0 runs slow actions inline: deterministic, for tests.
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="substratus-action") if workers else None
-        self._in_flight: set[str] = set()
+    def __init__(self, runtime: Runtime, containers: ContainerCache, images: ImageCache, report: Report, *,
+                 build_workers: int = 2, workers: int = 4,
+                 port_finder: Callable[[], int] = contract.free_port,
+                 token_maker: Callable[[], str] = lambda: secrets.token_hex(16)) -> None:
+        self.runtime, self.containers, self.images, self.report = runtime, containers, images, report
+        self.port_finder, self.token_maker = port_finder, token_maker
+        # workers=0: slow actions run inline (deterministic, for tests)
+        self._builds = ThreadPoolExecutor(build_workers, "substratus-build") if workers else None
+        self._misc = ThreadPoolExecutor(workers, "substratus-action") if workers else None
         self._lock = threading.Lock()
-        self._on_done = on_done
+        self._in_flight: dict[Key, set[str]] = defaultdict(set)
 
-    def in_flight(self) -> frozenset[str]:
+    def in_flight(self, owner: Key) -> frozenset[str]:
         with self._lock:
-            return frozenset(self._in_flight)
+            return frozenset(self._in_flight.get(owner, ()))
+
+    def busy(self, owner: Key) -> bool:
+        return bool(self.in_flight(owner))
 
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._builds, self._misc):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
-    def submit(self, action: Action, patch: MemoPatcher) -> str:
+    def submit(self, owner: Key, action: Action) -> str:
         """Run or schedule one action. Returns what happened, for logs and tests."""
-        if isinstance(action, SLOW_ACTIONS):
-            with self._lock:
-                if action.key in self._in_flight:
-                    return "in-flight"
-                self._in_flight.add(action.key)
-            if self._pool is None:
-                self._run_slow(action, patch)
-            else:
-                self._pool.submit(self._run_slow, action, patch)
-            return "scheduled"
-        try:
-            self._run_quick(action)
-        except SubstratusError as err:
-            log.warning("%s failed: %s", action.key, err)
-            if isinstance(action, StartContainer) and action.failure_key:
-                patch(failure_patch(action.failure_key, action.failure_reason,
-                                    f"the engine could not start {action.spec.name}: {err}"))
-            return "failed"
-        return "done"
+        with self._lock:
+            if action.key in self._in_flight[owner]:
+                return "in-flight"
+            self._in_flight[owner].add(action.key)
+        if isinstance(action, (StartContainer, Allocate)):
+            try:
+                self.report(owner, self._quick(owner, action))
+            finally:
+                self._finish(owner, action.key)
+            return "done"
+        pool = self._builds if isinstance(action, (BuildImage, BuildTrained)) else self._misc
+        if pool is None:
+            self._slow(owner, action)
+        else:
+            pool.submit(self._slow, owner, action)
+        return "scheduled"
 
-    def _run_quick(self, action: Action) -> None:
-        if isinstance(action, StartContainer):
-            for m in action.spec.mounts:
-                if not m.read_only:
-                    Path(m.source).mkdir(parents=True, exist_ok=True)
-            log.info("starting %s (%s)", action.spec.name, action.reason)
-            self.runtime.run(action.spec)
-        elif isinstance(action, RemoveContainer):
-            log.info("removing %s (%s)", action.name, action.reason)
-            if action.save_log_to is not None:
-                save_logs(self.runtime, action.name, action.save_log_to)
-            self.runtime.remove(action.name)
+    def _finish(self, owner: Key, key: str) -> None:
+        with self._lock:
+            self._in_flight[owner].discard(key)
+            if not self._in_flight[owner]:
+                del self._in_flight[owner]
 
-    def _run_slow(self, action: Action, patch: MemoPatcher) -> None:
+    def _quick(self, owner: Key, action: Union[StartContainer, Allocate]) -> list[Outcome]:
+        if isinstance(action, Allocate):
+            if action.what == "port":
+                return [Allocated(port=self.port_finder())]
+            return [Allocated(token=self.token_maker())]
+        return self.start(owner, action)
+
+    def _slow(self, owner: Key, action: Action) -> None:
+        outcomes: list[Outcome] = []
         try:
-            if isinstance(action, EnsureImage):
-                patch(self.ensure_image(action))
+            if isinstance(action, BuildImage):
+                outcomes = self.build_image(action)
+            elif isinstance(action, CheckContract):
+                outcomes = self.check(action)
             elif isinstance(action, BuildTrained):
-                patch(self.build_trained(action))
+                outcomes = self.build_trained(action)
             elif isinstance(action, CollectJob):
-                patch(self.collect_job(action))
-        except Exception as err:  # noqa: BLE001 - report any crash as the action's failure
+                outcomes = self.collect_job(owner, action)
+            elif isinstance(action, RemoveContainer):
+                self.remove(owner, action)
+        except Exception as err:  # noqa: BLE001 - any crash becomes the action's reported failure
             log.exception("%s crashed", action.key)
-            patch(failure_patch(action.key if not isinstance(action, CollectJob) else action.failure_key,
-                                "BuildFailed" if not isinstance(action, CollectJob) else
-                                ("LoadFailed" if action.step == "load" else "TrainFailed"), f"internal error: {err}"))
+            outcomes = [crash_outcome(action, err)]
         finally:
-            with self._lock:
-                self._in_flight.discard(action.key)
-            self._on_done()
+            self._finish(owner, action.key)
+        self.report(owner, outcomes)
 
-    # -- slow actions ----------------------------------------------------------------------
-    def ensure_image(self, a: EnsureImage) -> dict[str, Any]:
-        if self.runtime.image_info(a.tag) is None:
-            err = build_with_log(self.runtime, BuildSpec(context=a.context, tag=a.tag, labels=a.labels), a.log_path)
-            if err is not None:
-                return failure_patch(a.key, "BuildFailed", err)
-        problems = [r for r in check_image(self.runtime, a.tag, a.kind) if not r.ok]
+    # -- quick actions ---------------------------------------------------------------------------
+    def start(self, owner: Key, action: StartContainer) -> list[Outcome]:
+        for m in action.spec.mounts:
+            if not m.read_only:
+                Path(m.source).mkdir(parents=True, exist_ok=True)
+        log.info("starting %s (%s)", action.spec.name, action.reason)
+        try:
+            state = self.runtime.run(action.spec)
+        except SubstratusError as err:
+            text = str(err)
+            if "address already in use" in text or "port is already allocated" in text:
+                log.warning("port of %s taken; choosing another", action.spec.name)
+                return [PortLost()]
+            if "already in use" in text:  # our cache missed a container of that name: look again
+                self.containers.relist()
+                return []
+            return [Failed(action.failure_key, action.failure_reason,
+                           f"the engine could not start {action.spec.name}: {err.message}")]
+        self.containers.put(owner, state)
+        return []
+
+    # -- slow actions ----------------------------------------------------------------------------
+    def remove(self, owner: Key, action: RemoveContainer) -> None:
+        log.info("removing %s (%s)", action.name, action.reason)
+        if action.save_log_to is not None:
+            save_logs(self.runtime, action.name, action.save_log_to)
+        self.runtime.remove(action.name)
+        self.containers.drop(owner, action.name)
+
+    def build_image(self, a: BuildImage) -> list[Outcome]:
+        err = build_with_log(self.runtime, BuildSpec(context=Path(a.source.context), tag=a.tag, labels=a.labels),
+                             a.log_path)
+        if err is not None:
+            return [Failed(a.key, Reason.BUILD_FAILED, err)]
+        self.images.added(a.tag)
+        return []
+
+    def check(self, a: CheckContract) -> list[Outcome]:
+        problems = [r for r in contract.check_image(self.runtime, a.image, a.kind) if not r.ok]
         if problems:
             text = "; ".join(f"{r.clause}: {r.evidence}" for r in problems)
-            return failure_patch(a.key, "ContractViolation", f"image {a.tag} breaks the {a.kind} contract: {text}")
-        return {"verified+": a.tag}
+            return [Failed(a.key, Reason.CONTRACT_VIOLATION, f"image {a.image} breaks the {a.kind} contract: {text}")]
+        return [Verified(a.image)]
 
-    def build_trained(self, a: BuildTrained) -> dict[str, Any]:
+    def build_trained(self, a: BuildTrained) -> list[Outcome]:
         dockerfile = a.run_dir / TRAINED_DOCKERFILE
         dockerfile.write_text(trained_dockerfile(a.base))
         spec = BuildSpec(context=a.run_dir, tag=a.tag, dockerfile=dockerfile, labels=a.labels)
-        err = build_with_log(self.runtime, spec, a.run_dir / "build.log", ignore=("logs", "job.log"))
+        err = build_with_log(self.runtime, spec, a.run_dir / "build.log", ignore=("logs", "job.log", "data"))
         if err is not None:
-            return failure_patch(a.key, "BuildFailed", err)
-        return {}
+            return [Failed(a.key, Reason.BUILD_FAILED, err)]
+        self.images.added(a.tag)
+        return []
 
-    def collect_job(self, a: CollectJob) -> dict[str, Any]:
+    def collect_job(self, owner: Key, a: CollectJob) -> list[Outcome]:
         job_log = a.run_dir / "job.log"
-        save_logs(self.runtime, a.name, job_log)
+        save_logs(self.runtime, a.name, job_log, replace=True)
+        outcomes = judge_job(a, tail(job_log.read_text(errors="replace") if job_log.exists() else "", 15))
+        if not outcomes:
+            if a.step == "load":
+                outcomes.append(Digested(a.run_key, sha256_file(a.expect)))
+            marker = a.run_dir / ".succeeded"
+            tmp = marker.with_suffix(".tmp")
+            tmp.write_text("ok\n")
+            tmp.replace(marker)  # the run counts only once its outputs were judged complete
         self.runtime.remove(a.name)
-        last = tail(job_log.read_text(errors="replace") if job_log.exists() else "", 15)
-        script = f"{a.step}.sh"
-        reason = "LoadFailed" if a.step == "load" else "TrainFailed"
-        if a.exit_code != 0:
-            return failure_patch(a.failure_key, reason,
-                                 f"{script} exited with code {a.exit_code}; last log lines:\n{last}")
-        if a.step == "load" and not (a.expect.is_file() and a.expect.stat().st_size > 0):
-            return failure_patch(a.failure_key, reason,
-                                 f"{script} exited 0 but wrote nothing at LOAD_DATA_PATH (/data/{a.expect.name}); "
-                                 f"the contract says load.sh saves the data at exactly that path. Last log lines:\n{last}")
-        if a.step == "train" and not (a.expect.is_dir() and any(a.expect.iterdir())):
-            return failure_patch(a.failure_key, reason,
-                                 f"{script} exited 0 but left /model/trained empty; the contract says train.sh "
-                                 f"saves the trained model there. Last log lines:\n{last}")
-        (a.run_dir / ".succeeded").write_text("ok\n")
-        return {}
+        self.containers.drop(owner, a.name)
+        return outcomes
 
 
-def build_with_log(runtime: Runtime, spec: BuildSpec, log_path: Path | None,
-                   ignore: tuple[str, ...] = ()) -> str | None:
+def judge_job(a: CollectJob, last: str) -> list[Outcome]:
+    script = f"{a.step}.sh"
+    reason = Reason.LOAD_FAILED if a.step == "load" else Reason.TRAIN_FAILED
+    if a.exit_code != 0:
+        return [Failed(a.failure_key, reason, f"{script} exited with code {a.exit_code}; last log lines:\n{last}")]
+    if a.step == "load" and not (a.expect.is_file() and a.expect.stat().st_size > 0):
+        return [Failed(a.failure_key, reason,
+                       f"{script} exited 0 but wrote nothing at LOAD_DATA_PATH ({contract.DATA_DIR}/{a.expect.name}); "
+                       f"the contract says load.sh saves the data at exactly that path. Last log lines:\n{last}")]
+    if a.step == "train" and not (a.expect.is_dir() and any(a.expect.iterdir())):
+        return [Failed(a.failure_key, reason,
+                       f"{script} exited 0 but left {contract.TRAINED_DIR} empty; the contract says train.sh "
+                       f"saves the trained model there. Last log lines:\n{last}")]
+    return []
+
+
+def crash_outcome(action: Action, err: Exception) -> Outcome:
+    if isinstance(action, CollectJob):
+        reason = Reason.LOAD_FAILED if action.step == "load" else Reason.TRAIN_FAILED
+        return Failed(action.failure_key, reason, f"internal error while judging {action.step}.sh: {err}")
+    return Failed(action.key, Reason.BUILD_FAILED, f"internal error: {err}")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+def build_with_log(runtime: Runtime, spec: BuildSpec, log_path: Optional[Path],
+                   ignore: tuple[str, ...] = ()) -> Optional[str]:
     """Build, writing the log to `log_path`; returns an error message, or None on success."""
     if ignore:
         (spec.context / ".dockerignore").write_text("\n".join(ignore) + "\n")
@@ -178,15 +304,11 @@ def build_with_log(runtime: Runtime, spec: BuildSpec, log_path: Path | None,
     return None
 
 
-def save_logs(runtime: Runtime, name: str, path: Path) -> None:
+def save_logs(runtime: Runtime, name: str, path: Path, replace: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with path.open("a", encoding="utf-8") as fh:
+        with path.open("w" if replace else "a", encoding="utf-8") as fh:
             for line in runtime.logs(name):
                 fh.write(line + "\n")
     except SubstratusError as err:
         log.warning("could not save logs of %s: %s", name, err)
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,14 @@ class Layout:
 
     def build_log(self, kind: str, namespace: str, name: str) -> Path:
         return self.object_dir(kind, namespace, name) / "build.log"
+
+    def artifact_url(self, path: Path) -> str:
+        """How an artifact is published in status (`file://` here; object storage on a cluster)."""
+        return path.as_uri()
+
+    def artifact_path(self, url: str) -> Path:
+        """The inverse of `artifact_url`, for a dependent that mounts the artifact."""
+        parsed = urlparse(url)
+        if parsed.scheme != "file":
+            raise ValueError(f"not a local artifact URL: {url!r}")
+        return Path(unquote(parsed.path))

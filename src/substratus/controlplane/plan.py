@@ -1,390 +1,370 @@
-"""Pure planners: (desired object, observed world) -> actions + status.
+"""Pure planners for the kinds that build and run jobs: Dataset and Model.
 
-No I/O here. `reconciler.observe` gathers a `World` (images, this object's
-containers, probes, run markers) and `Dep`s (the objects referenced), a
-planner decides, and `executor` carries the actions out. Each pass re-reads
-the world (level-based), so a crash or restart anywhere just means the next
-pass plans again from what is really there.
+    plan_<kind>(obj, state, snapshot, facts, deps...) -> Plan
+
+No I/O, no clock, no randomness here: `observe` takes the snapshot of the
+world first (images, this object's containers, run markers, probes,
+progress files), the planner decides, and the executor (local engine or the
+Kubernetes operator) carries the actions out. A plan carries the new typed
+state, the conditions, what the object publishes in `status`, and when to
+look again (`requeue_after`). Servers and notebooks are in `plan_workloads`.
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Literal, Optional
 
-from substratus.build import naming
+from substratus.build import contract, naming
 from substratus.controlplane.actions import (
     Action,
+    BuildImage,
     BuildTrained,
+    CheckContract,
     CollectJob,
-    EnsureImage,
     RemoveContainer,
     StartContainer,
 )
 from substratus.controlplane.layout import Layout
-from substratus.resources.schema import Dataset, Model, ModelServer, Notebook, Resource
-from substratus.runtimes.base import ContainerState, Mount, RunSpec
+from substratus.controlplane.state import AnyState, BuildState, DatasetState, ModelState, Source
+from substratus.resources.status import (
+    Condition,
+    ConditionStatus,
+    Lineage,
+    LineageDataset,
+    LineageModel,
+    Progress,
+    Reason,
+    SourceStatus,
+    Status,
+)
+from substratus.resources.schema import Dataset, Model, Resource
+from substratus.runtimes.base import ContainerState, RunSpec
 
-# Reasons after which waiting longer will not help (`sub apply --wait` stops on them).
-FAILED_REASONS = frozenset({"SourceFailed", "BuildFailed", "ContractViolation", "LoadFailed", "TrainFailed",
-                            "CrashLoopBackOff", "ServeFailed", "NotebookFailed", "DependencyFailed"})
-SERVER_PORT, NOTEBOOK_PORT = 8080, 8888
-RESTART_BACKOFF = (2.0, 5.0, 10.0, 30.0, 60.0)
-CRASHLOOP_AFTER = 3
+JOB_RECHECK = 30.0  # a running job is woken by its exit event; this is only a safety net
 
 
-@dataclass
+@dataclass(frozen=True)
+class Snapshot:
+    """What `observe` saw, for one object, before planning."""
+
+    now: float
+    images: dict[str, str] = field(default_factory=dict)              # tag -> image id (local images)
+    containers: dict[str, ContainerState] = field(default_factory=dict)  # this object's containers
+    succeeded: frozenset[str] = frozenset()    # run dirs (as str) of this object holding a success marker
+    in_flight: frozenset[str] = frozenset()    # keys of this object's actions being carried out now
+    probes: dict[str, bool] = field(default_factory=dict)            # container name -> answered this pass
+    log_tails: dict[str, str] = field(default_factory=dict)          # container name -> last lines
+    progress: dict[str, Progress] = field(default_factory=dict)      # run dir (str) -> latest progress
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Configuration that holds for every pass of one control plane."""
+
+    layout: Layout
+    instance: str = ""
+    gpu: bool = False
+    ready_timeout: float = 600.0
+    failure_threshold: int = 3        # consecutive failed probes before a ready server is NotReady
+    liveness_timeout: float = 300.0   # not answering this long after being ready: restart it
+
+
+@dataclass(frozen=True)
 class Dep:
-    """A referenced object, as far as a dependent needs to know it."""
+    """A referenced object, as its published status shows it."""
 
     exists: bool
-    ready: bool = False
-    reason: str = ""
-    message: str = ""
-    container_image: Optional[str] = None
-    memo: dict[str, Any] = field(default_factory=dict)
-    spec: dict[str, Any] = field(default_factory=dict)
+    current: bool = False             # status.observedGeneration == metadata.generation
+    status: Status = field(default_factory=Status)
+    compute_types: tuple[str, ...] = ("CPU",)
 
+    @property
+    def ready(self) -> bool:
+        return self.exists and self.current and self.status.ready
 
-@dataclass
-class World:
-    now: float
-    images: Container[str] = frozenset()  # lazily checked by the reconciler
-    containers: dict[str, ContainerState] = field(default_factory=dict)
-    in_flight: frozenset[str] = frozenset()
-    succeeded: Container[Path] = frozenset()  # run dirs holding a .succeeded marker
-    probes: dict[str, bool] = field(default_factory=dict)
-    log_tails: dict[str, str] = field(default_factory=dict)
-    gpu: bool = False
-    free_port: int = 0  # a free host port, used only when one must be chosen
-    ready_timeout: float = 600.0
-    instance: str = ""  # which control plane (one per $SUBSTRATUS_HOME) owns what is created
-
-
-@dataclass
-class Step:
-    type: str
-    status: str  # "True" | "False" | "Unknown"
-    reason: str
-    message: str = ""
+    @property
+    def reason(self) -> str:
+        return self.status.reason
 
 
 @dataclass
 class Plan:
+    state: AnyState
     actions: list[Action] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
     ready: bool = False
-    reason: str = ""
+    reason: Reason = Reason.PENDING
     message: str = ""
-    url: Optional[str] = None
-    container_image: Optional[str] = None
-    memo: dict[str, Any] = field(default_factory=dict)  # a patch: keys to set (None deletes)
+    published: Status = field(default_factory=Status)  # url, containerImage, digest, source, progress, lineage
+    requeue_after: Optional[float] = None
 
-    def wait(self, type_: str, reason: str, message: str) -> "Plan":
-        self.steps.append(Step(type_, "Unknown" if reason not in FAILED_REASONS else "False", reason, message))
+    def wait(self, type_: str, reason: Reason, message: str, requeue_after: Optional[float] = None) -> "Plan":
+        status: ConditionStatus = "False" if reason.failed else "Unknown"
+        self.conditions.append(Condition(type=type_, status=status, reason=reason.value, message=message))
         self.reason, self.message = reason, message
+        if requeue_after is not None:
+            self.requeue(requeue_after)
         return self
 
-    def done(self, type_: str, reason: str, message: str = "") -> None:
-        self.steps.append(Step(type_, "True", reason, message))
+    def done(self, type_: str, reason: Reason, message: str = "") -> None:
+        self.conditions.append(Condition(type=type_, status="True", reason=reason.value, message=message))
 
+    def finish(self, reason: Reason, message: str) -> "Plan":
+        self.ready, self.reason, self.message = True, reason, message
+        return self
 
-def failure(memo: dict[str, Any], key: str) -> Optional[dict[str, str]]:
-    return (memo.get("failed") or {}).get(key)
+    def requeue(self, seconds: float) -> None:
+        self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+
+    def act(self, action: Action, snap: Snapshot) -> bool:
+        """Add `action` unless the same action is being carried out already. True when added."""
+        if action.key in snap.in_flight:
+            return False
+        self.actions.append(action)
+        return True
 
 
 # ---- shared steps ---------------------------------------------------------------------------
 
-def ensure_source_image(plan: Plan, obj: Resource, memo: dict[str, Any], world: World,
-                        layout: Layout) -> Optional[str]:
-    """Build + contract-check the object's own source image. Returns the tag once usable."""
-    src = memo.get("source") or {}
-    if not src:
-        plan.wait("Built", "SourceFailed", "the source was never resolved; apply the manifest again")
-        return None
-    contract_kind = "Dataset" if obj.kind == "Dataset" else "Model"
-    path = (getattr(obj.spec.source, "git", None) and obj.spec.source.git.path) or ""
-    tag = naming.source_image(obj.kind, obj.namespace, obj.name, src["revision"], path)
-    action = EnsureImage(tag=tag, context=Path(src["context"]), kind=contract_kind,
-                         labels=naming.object_labels(obj.kind, obj.namespace, obj.name, role="source"),
-                         log_path=layout.build_log(obj.kind, obj.namespace, obj.name))
-    failed = failure(memo, action.key)
-    if failed:
-        plan.wait("Built", failed["reason"], failed["message"])
-        return None
-    if tag in world.images and tag in (memo.get("verified") or []):
-        plan.done("Built", "Built", f"{tag} from {src.get('description', '')}")
-        return tag
-    if action.key not in world.in_flight:
-        plan.actions.append(action)
-    plan.wait("Built", "Building", f"building {tag} from {src.get('description', '')}")
-    return None
+def source_status(src: Source) -> SourceStatus:
+    return SourceStatus(description=src.description, revision=src.revision, git_url=src.git_url,
+                        git_commit=src.git_commit, git_path=src.git_path, dir=src.dir)
 
 
-def run_job(plan: Plan, *, name: str, spec: RunSpec, run_dir: Path, expect: Path, step: str,
-            world: World, memo: dict[str, Any], waiting_reason: str, failed_reason: str) -> bool:
-    """Drive a load/train container to a judged end. True once the run succeeded."""
-    if run_dir in world.succeeded:
-        return True
-    key = f"job:{name}"
-    failed = failure(memo, key)
-    if failed:
-        plan.wait(step.capitalize() + "ed", failed_reason, failed["message"])
-        return False
-    state = world.containers.get(name)
-    collect = CollectJob(name=name, run_dir=run_dir, exit_code=-1, expect=expect, step=step, failure_key=key)
-    if collect.key in world.in_flight:
-        plan.wait(step.capitalize() + "ed", waiting_reason, f"{step} finished; checking its outputs")
-    elif state is None:
-        plan.actions.append(StartContainer(spec=spec, reason=f"start {step}", failure_key=key,
-                                           failure_reason=failed_reason))
-        plan.wait(step.capitalize() + "ed", waiting_reason, f"starting {step} in {name}")
-    elif state.running or state.exit_code is None:
-        plan.wait(step.capitalize() + "ed", waiting_reason, f"{step} running in container {name}")
-    else:
-        plan.actions.append(CollectJob(name=name, run_dir=run_dir, exit_code=state.exit_code, expect=expect,
-                                       step=step, failure_key=key))
-        plan.wait(step.capitalize() + "ed", waiting_reason, f"{step} exited with {state.exit_code}")
-    return False
+def source_image(plan: Plan, obj: Resource, state: BuildState, snap: Snapshot,
+                 facts: Facts) -> tuple[Optional[str], bool]:
+    """The object's own image: built, then checked against the contract beside the next step.
+
+    Returns (tag, verified): tag once the image exists, verified once it passed the check.
+    """
+    src = state.source
+    if src is None:
+        plan.wait("Built", Reason.SOURCE_FAILED, "the source was never resolved; apply the manifest again")
+        return None, False
+    kind: Literal["Model", "Dataset"] = "Dataset" if obj.kind == "Dataset" else "Model"
+    plan.published.source = source_status(src)
+    tag = naming.source_image(obj.kind, obj.namespace, obj.name, src.revision, src.git_path or "")
+    build = BuildImage(tag=tag, source=src, labels=naming.object_labels(obj.kind, obj.namespace, obj.name,
+                                                                        role="source"),
+                       log_path=facts.layout.build_log(obj.kind, obj.namespace, obj.name))
+    check = CheckContract(image=tag, kind=kind)
+    for key in (build.key, check.key):
+        if key in state.failures:
+            failed = state.failures[key]
+            plan.wait("Built", failed.reason, failed.message)
+            return None, False
+    if tag not in snap.images:
+        plan.act(build, snap)
+        plan.wait("Built", Reason.BUILDING, f"building {tag} from {src.description}")
+        return None, False
+    if tag in state.verified:
+        plan.done("Built", Reason.BUILT, f"{tag} from {src.description}")
+        return tag, True
+    plan.act(check, snap)
+    plan.wait("Built", Reason.BUILDING, f"checking {tag} against the {kind} contract")
+    return tag, False
 
 
-def remove_stale(plan: Plan, world: World, keep: set[str], role: str) -> None:
-    for name, state in world.containers.items():
-        if state.labels.get(naming.label("role")) == role and name not in keep:
+def remove_stale(plan: Plan, snap: Snapshot, keep: set[str], role: str) -> None:
+    for name, c in snap.containers.items():
+        if c.labels.get(naming.label("role")) == role and name not in keep:
             plan.actions.append(RemoveContainer(name=name, reason=f"outdated {role} container"))
 
 
-def waiting_on(plan: Plan, type_: str, dep: Dep, what: str, name: str) -> None:
-    if not dep.exists:
-        plan.wait(type_, f"WaitingFor{what}", f"{what} {name!r} does not exist; apply it")
-    elif dep.reason in FAILED_REASONS:
-        plan.wait(type_, "DependencyFailed", f"{what} {name!r} failed ({dep.reason}): {dep.message}")
+def run_job(plan: Plan, *, spec: RunSpec, run_dir: Path, expect: Path, step: str, snap: Snapshot,
+            state: BuildState, waiting: Reason, failed_reason: Reason) -> bool:
+    """Drive a load/train container to a judged end. True once the run succeeded."""
+    type_ = "Loaded" if step == "load" else "Trained"
+    if str(run_dir) in snap.succeeded:
+        return True
+    key = f"job:{spec.name}"
+    if key in state.failures:
+        plan.wait(type_, state.failures[key].reason, state.failures[key].message)
+        return False
+    c = snap.containers.get(spec.name)
+    if f"remove:{spec.name}" in snap.in_flight:
+        plan.wait(type_, waiting, f"waiting for the old {spec.name} to be removed", requeue_after=0.5)
+        return False
+    progress = snap.progress.get(str(run_dir))
+    if progress is not None:
+        plan.published.progress = progress
+    if c is None:
+        if plan.act(StartContainer(spec=spec, reason=f"start {step}", failure_key=key,
+                                   failure_reason=failed_reason), snap):
+            plan.wait(type_, waiting, f"starting {step}.sh in {spec.name}")
+        else:
+            plan.wait(type_, waiting, f"{step}.sh finished; checking its outputs")
+    elif c.running or c.exit_code is None:
+        plan.wait(type_, waiting, f"{step}.sh running in container {spec.name}", requeue_after=JOB_RECHECK)
     else:
-        plan.wait(type_, f"WaitingFor{what}", f"{what} {name!r} is not ready yet ({dep.reason or 'pending'})")
+        plan.act(CollectJob(name=spec.name, run_dir=run_dir, exit_code=c.exit_code, expect=expect,
+                            step="load" if step == "load" else "train", failure_key=key,
+                            run_key=run_dir.name), snap)
+        plan.wait(type_, waiting, f"{step}.sh exited with {c.exit_code}; checking its outputs")
+    return False
+
+
+def waiting_on(plan: Plan, type_: str, dep: Dep, what: str, name: str) -> Plan:
+    waiting = Reason.WAITING_FOR_DATASET if what == "Dataset" else Reason.WAITING_FOR_MODEL
+    if not dep.exists:
+        return plan.wait(type_, waiting, f"{what} {name!r} does not exist; apply it")
+    if dep.current and dep.status.reason in {r.value for r in Reason if r.failed}:
+        message = (dep.status.condition("Ready") or Condition(type="Ready", status="False", reason="")).message
+        return plan.wait(type_, Reason.DEPENDENCY_FAILED, f"{what} {name!r} failed ({dep.reason}): {message}")
+    return plan.wait(type_, waiting, f"{what} {name!r} is not ready yet ({dep.reason})")
+
+
+def job_progress(plan: Plan, previous: Optional[Progress], phase: str) -> None:
+    """Keep the last progress of a finished job in status (its file is not read once it is done)."""
+    if plan.published.progress is None and previous is not None and previous.phase == phase:
+        plan.published.progress = previous
 
 
 # ---- Dataset --------------------------------------------------------------------------------
 
-def dataset_run(layout: Layout, obj: Dataset, tag: str) -> tuple[str, Path]:
-    key = naming.digest("load", tag, obj.spec.filename)
-    return key, layout.run_dir("Dataset", obj.namespace, obj.name, key)
+def dataset_run_key(tag: str, filename: str) -> str:
+    return naming.digest("load", tag, filename)
 
 
-def plan_dataset(obj: Dataset, memo: dict[str, Any], world: World, layout: Layout) -> Plan:
-    plan = Plan()
-    tag = ensure_source_image(plan, obj, memo, world, layout)
+def plan_dataset(obj: Dataset, state: DatasetState, snap: Snapshot, facts: Facts,
+                 previous: Optional[Progress] = None) -> Plan:
+    plan = Plan(state=state)
+    tag, verified = source_image(plan, obj, state, snap, facts)
     if tag is None:
         return plan
-    plan.container_image = tag
-    key, run_dir = dataset_run(layout, obj, tag)
-    plan.memo["current"] = {"image": tag, "runDir": str(run_dir)}
-    name = naming.container_name("Dataset", obj.namespace, obj.name, "load", key, instance=world.instance)
-    remove_stale(plan, world, {name}, "load")
-    spec = RunSpec(name=name, image=tag, command=["load.sh"],
-                   env={"LOAD_DATA_PATH": f"/data/{obj.spec.filename}"},
-                   mounts=[Mount(str(run_dir / "data"), "/data"), Mount(str(run_dir / "logs"), "/dataset/logs")],
-                   labels=naming.object_labels("Dataset", obj.namespace, obj.name, instance=world.instance, role="load", run=key[:16]),
+    plan.published.container_image = tag
+    key = dataset_run_key(tag, obj.spec.filename)
+    run_dir = facts.layout.run_dir("Dataset", obj.namespace, obj.name, key)
+    name = naming.container_name("Dataset", obj.namespace, obj.name, "load", key, instance=facts.instance)
+    remove_stale(plan, snap, {name}, "load")
+    spec = RunSpec(name=name, image=tag, command=["load.sh"], env=contract.load_env(obj.spec.filename),
+                   mounts=contract.load_mounts(str(run_dir / "data"), str(run_dir / "logs")),
+                   labels=naming.object_labels("Dataset", obj.namespace, obj.name, instance=facts.instance,
+                                               role="load", run=key[:16]),
                    limits=obj.spec.run_limits())
-    if not run_job(plan, name=name, spec=spec, run_dir=run_dir, expect=run_dir / "data" / obj.spec.filename,
-                   step="load", world=world, memo=memo, waiting_reason="Loading", failed_reason="LoadFailed"):
+    done = run_job(plan, spec=spec, run_dir=run_dir, expect=run_dir / "data" / obj.spec.filename, step="load",
+                   snap=snap, state=state, waiting=Reason.LOADING, failed_reason=Reason.LOAD_FAILED)
+    job_progress(plan, previous, "load")
+    if not done:
         return plan
-    plan.done("Loaded", "Loaded", f"load.sh wrote /data/{obj.spec.filename}")
-    plan.ready, plan.reason, plan.message = True, "Loaded", "data loaded"
-    plan.url = (run_dir / "data" / obj.spec.filename).as_uri()
-    return plan
+    if not verified:
+        return plan.wait("Loaded", Reason.BUILDING, f"load.sh finished; waiting for the contract check of {tag}")
+    plan.done("Loaded", Reason.LOADED, f"load.sh wrote {contract.DATA_DIR}/{obj.spec.filename}")
+    plan.published.url = facts.layout.artifact_url(run_dir / "data" / obj.spec.filename)
+    plan.published.digest = state.digests.get(run_dir.name)
+    return plan.finish(Reason.LOADED, "data loaded")
 
 
 # ---- Model ----------------------------------------------------------------------------------
 
-def plan_model(obj: Model, memo: dict[str, Any], world: World, layout: Layout,
-               base: Optional[Dep], dataset: Optional[Dep]) -> Plan:
-    plan = Plan()
-    src = obj.spec.source
-    if src.model_name is not None:
-        assert base is not None
-        if not (base.ready and base.container_image):
-            waiting_on(plan, "Built", base, "Model", src.model_name)
-            return plan
-        base_image: Optional[str] = base.container_image
-        plan.done("Built", "BaseModelReady", f"based on model {src.model_name!r} ({base_image})")
-    else:
-        base_image = ensure_source_image(plan, obj, memo, world, layout)
-        if base_image is None:
-            return plan
-    assert base_image is not None
+def plan_model(obj: Model, state: ModelState, snap: Snapshot, facts: Facts, base: Optional[Dep],
+               dataset: Optional[Dep], previous: Optional[Progress] = None) -> Plan:
+    plan = Plan(state=state)
+    base_image, verified = model_base(plan, obj, state, snap, facts, base)
+    if base_image is None:
+        return plan
     training = obj.spec.training
     if training is None:
-        plan.container_image = base_image
-        plan.ready, plan.reason, plan.message = True, "Ready", f"model image {base_image}"
-        return plan
+        if not verified:
+            return plan
+        plan.published.container_image = base_image
+        return plan.finish(Reason.READY, f"model image {base_image}")
     assert dataset is not None
-    if not dataset.ready:
-        waiting_on(plan, "Trained", dataset, "Dataset", training.dataset_name)
-        return plan
-    data_dir = Path(dataset.memo["current"]["runDir"]) / "data"
-    filename = dataset.spec["filename"]
-    params = training.params
-    key = naming.digest("train", base_image, str(data_dir), filename, params.wire())
-    run_dir = layout.run_dir("Model", obj.namespace, obj.name, key)
+    if not dataset.ready or not dataset.status.url:
+        return waiting_on(plan, "Trained", dataset, "Dataset", training.dataset_name)
+    return plan_training(plan, obj, state, snap, facts, base_image, verified, base, dataset, previous)
+
+
+def model_base(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, facts: Facts,
+               base: Optional[Dep]) -> tuple[Optional[str], bool]:
+    name = obj.spec.source.model_name
+    if name is None:
+        return source_image(plan, obj, state, snap, facts)
+    assert base is not None
+    if not (base.ready and base.status.container_image):
+        waiting_on(plan, "Built", base, "Model", name)
+        return None, False
+    plan.done("Built", Reason.BASE_MODEL_READY, f"based on model {name!r} ({base.status.container_image})")
+    return base.status.container_image, True
+
+
+def plan_training(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, facts: Facts, base_image: str,
+                  verified: bool, base: Optional[Dep], dataset: Dep, previous: Optional[Progress]) -> Plan:
+    training = obj.spec.training
+    assert training is not None and dataset.status.url is not None
+    data_file = facts.layout.artifact_path(dataset.status.url)
+    params = training.params.wire()
+    key = naming.digest("train", base_image, dataset.status.url, params)
+    run_dir = facts.layout.run_dir("Model", obj.namespace, obj.name, key)
     tag = naming.trained_image(obj.namespace, obj.name, key)
-    plan.memo["current"] = {"image": tag, "runDir": str(run_dir)}
-    name = naming.container_name("Model", obj.namespace, obj.name, "train", key, instance=world.instance)
-    remove_stale(plan, world, {name}, "train")
-    if tag in world.images:
-        plan.done("Trained", "Trained", f"trained on dataset {training.dataset_name!r} with {params.wire()}")
-        plan.container_image = tag
-        plan.ready, plan.reason, plan.message = True, "Trained", f"model image {tag}"
-        return plan
-    spec = RunSpec(
-        name=name, image=base_image, command=["train.sh"],
-        env={"TRAIN_DATA_PATH": f"/data/{filename}", "DATASET_PATH": f"/data/{filename}",
-             "TRAIN_DATA_LIMIT": str(params.data_limit), "TRAIN_BATCH_SIZE": str(params.batch_size),
-             "TRAIN_EPOCHS": str(params.epochs)},
-        mounts=[Mount(str(data_dir), "/data", read_only=True), Mount(str(run_dir / "trained"), "/model/trained"),
-                Mount(str(run_dir / "logs"), "/model/logs")],
-        labels=naming.object_labels("Model", obj.namespace, obj.name, instance=world.instance, role="train", run=key[:16]),
-        gpu=wants_gpu(obj, world), limits=obj.spec.run_limits(),
-    )
-    if not run_job(plan, name=name, spec=spec, run_dir=run_dir, expect=run_dir / "trained", step="train",
-                   world=world, memo=memo, waiting_reason="Training", failed_reason="TrainFailed"):
+    lineage = model_lineage(obj, state, snap, base_image, base, dataset, tag)
+    name = naming.container_name("Model", obj.namespace, obj.name, "train", key, instance=facts.instance)
+    remove_stale(plan, snap, {name}, "train")
+    if tag in snap.images and verified:
+        plan.done("Trained", Reason.TRAINED, f"trained on dataset {training.dataset_name!r} with {params}")
+        job_progress(plan, previous, "train")
+        plan.published.container_image, plan.published.lineage = tag, lineage
+        return plan.finish(Reason.TRAINED, f"model image {tag}")
+    spec = RunSpec(name=name, image=base_image, command=["train.sh"],
+                   env=contract.train_env(data_file.name, params),
+                   mounts=contract.train_mounts(str(data_file.parent), str(run_dir / "trained"),
+                                                str(run_dir / "logs")),
+                   labels=naming.object_labels("Model", obj.namespace, obj.name, instance=facts.instance,
+                                               role="train", run=key[:16]),
+                   gpu=wants_gpu(tuple(obj.spec.compute.types), facts.gpu), limits=obj.spec.run_limits())
+    done = run_job(plan, spec=spec, run_dir=run_dir, expect=run_dir / "trained", step="train", snap=snap,
+                   state=state, waiting=Reason.TRAINING, failed_reason=Reason.TRAIN_FAILED)
+    job_progress(plan, previous, "train")
+    if not done:
         return plan
     build = BuildTrained(tag=tag, base=base_image, run_dir=run_dir,
-                         labels=naming.object_labels("Model", obj.namespace, obj.name, role="trained"))
-    failed = failure(memo, build.key)
-    if failed:
-        return plan.wait("Trained", failed["reason"], failed["message"])
-    if build.key not in world.in_flight:
-        plan.actions.append(build)
-    return plan.wait("Trained", "Building", f"building {tag} with /model/trained copied into /model/saved")
+                         labels={**naming.object_labels("Model", obj.namespace, obj.name, role="trained"),
+                                 **lineage_labels(lineage)})
+    if build.key in state.failures:
+        return plan.wait("Trained", state.failures[build.key].reason, state.failures[build.key].message)
+    if tag in snap.images:
+        return plan.wait("Trained", Reason.BUILDING, f"trained; waiting for the contract check of {base_image}")
+    plan.act(build, snap)
+    return plan.wait("Trained", Reason.BUILDING, f"building {tag} with /model/trained copied into /model/saved")
 
 
-def wants_gpu(obj: Model, world: World) -> bool:
+def model_lineage(obj: Model, state: ModelState, snap: Snapshot, base_image: str, base: Optional[Dep],
+                  dataset: Dep, tag: str) -> Lineage:
+    training = obj.spec.training
+    assert training is not None
+    if base is not None:
+        base_source = base.status.lineage.base_model.source if base.status.lineage else base.status.source
+    else:
+        base_source = source_status(state.source) if state.source else None
+    return Lineage(
+        base_model=LineageModel(name=obj.spec.source.model_name or obj.name, image=base_image,
+                                image_id=snap.images.get(base_image), source=base_source),
+        dataset=LineageDataset(name=training.dataset_name, url=dataset.status.url, digest=dataset.status.digest,
+                               source=dataset.status.source),
+        params=training.params.wire(), trained_image=tag)
+
+
+def lineage_labels(lineage: Lineage) -> dict[str, str]:
+    """OCI annotations on the trained image, so lineage travels with it."""
+    labels = {"org.opencontainers.image.base.name": lineage.base_model.image,
+              "ai.substratus.dataset": lineage.dataset.name,
+              "ai.substratus.training.params": naming.canonical_json(lineage.params)}
+    if lineage.base_model.image_id:
+        labels["org.opencontainers.image.base.digest"] = lineage.base_model.image_id
+    if lineage.dataset.digest:
+        labels["ai.substratus.dataset.digest"] = lineage.dataset.digest
+    source = lineage.base_model.source
+    if source is not None and source.git_url:
+        labels["org.opencontainers.image.source"] = source.git_url
+        labels["org.opencontainers.image.revision"] = source.git_commit or source.revision
+    return labels
+
+
+def wants_gpu(types: tuple[str, ...], gpu_present: bool) -> bool:
     """GPU when preferred and present; CPU when allowed; GPU-only without one still tries (and says so)."""
-    types = obj.spec.compute.types
-    if types[0] == "GPU" and world.gpu:
+    if types and types[0] == "GPU" and gpu_present:
         return True
     return "CPU" not in types
 
-
-# ---- long-running containers (server, notebook) -------------------------------------------------
-
-def keep_running(plan: Plan, *, spec: RunSpec, world: World, memo: dict[str, Any], type_: str,
-                 probe_what: str, log_file: Optional[Path] = None) -> bool:
-    """Start, roll onto a new image, restart with backoff; True once the probe answers."""
-    state = world.containers.get(spec.name)
-    failed_reason = "ServeFailed" if type_ == "Serving" else "NotebookFailed"
-    failed = failure(memo, f"start:{spec.name}")
-    if failed and state is None:
-        plan.wait(type_, failed["reason"], failed["message"])
-        return False
-    image_label = naming.label("image")
-    if state is not None and state.labels.get(image_label) != spec.labels.get(image_label):
-        plan.actions.append(RemoveContainer(name=spec.name, reason="rolling onto a new image"))
-        plan.memo.update({"restarts": 0, "nextRestartAt": None, "startedAt": None})
-        plan.wait(type_, "Rolling", f"replacing the container with image {spec.image}")
-        return False
-    if state is None:
-        plan.actions.append(StartContainer(spec=spec, reason="start", failure_key=f"start:{spec.name}",
-                                           failure_reason=failed_reason))
-        plan.memo["startedAt"] = world.now
-        plan.wait(type_, "Starting", f"starting {spec.name}")
-        return False
-    if not state.running:
-        return restart_with_backoff(plan, spec=spec, state=state, world=world, memo=memo, type_=type_,
-                                    log_file=log_file)
-    if world.probes.get(spec.name):
-        plan.memo.update({"restarts": 0, "nextRestartAt": None})
-        return True
-    started = memo.get("startedAt")
-    waited = world.now - float(world.now if started is None else started)
-    if waited > world.ready_timeout:
-        tail = world.log_tails.get(spec.name, "")
-        plan.wait(type_, "ServeFailed", f"{probe_what} did not answer for {waited:.0f}s (limit "
-                  f"{world.ready_timeout:.0f}s); last log lines:\n{tail}")
-    else:
-        plan.wait(type_, "NotReady", f"waiting for {probe_what} (up to {world.ready_timeout:.0f}s)")
-    return False
-
-
-def restart_with_backoff(plan: Plan, *, spec: RunSpec, state: ContainerState, world: World,
-                         memo: dict[str, Any], type_: str, log_file: Optional[Path] = None) -> bool:
-    restarts = int(memo.get("restarts") or 0)
-    tail = world.log_tails.get(spec.name, "")
-    reason = "CrashLoopBackOff" if restarts >= CRASHLOOP_AFTER else "ServerExited"
-    message = f"{spec.command[0]} exited with code {state.exit_code} (restarts: {restarts}); last log lines:\n{tail}"
-    next_at = memo.get("nextRestartAt")
-    if next_at is None:
-        delay = RESTART_BACKOFF[min(restarts, len(RESTART_BACKOFF) - 1)]
-        plan.memo["nextRestartAt"] = world.now + delay
-    elif world.now >= float(next_at):
-        plan.actions.append(RemoveContainer(name=spec.name, reason="restart after exit", save_log_to=log_file))
-        plan.memo.update({"restarts": restarts + 1, "nextRestartAt": None, "startedAt": None})
-    plan.wait(type_, reason, message)
-    return False
-
-
-def host_port(memo: dict[str, Any], plan: Plan, world: World) -> int:
-    port = memo.get("port")
-    if not port:
-        port = world.free_port
-        plan.memo["port"] = port
-    return int(port)
-
-
-def plan_server(obj: ModelServer, memo: dict[str, Any], world: World, model: Dep,
-                layout: Optional[Layout] = None) -> Plan:
-    plan = Plan()
-    if not (model.ready and model.container_image):
-        waiting_on(plan, "Serving", model, "Model", obj.spec.model_name)
-        return plan
-    port = host_port(memo, plan, world)
-    name = naming.container_name("ModelServer", obj.namespace, obj.name, "server", instance=world.instance)
-    spec = RunSpec(name=name, image=model.container_image, command=["serve.sh"], ports={SERVER_PORT: port},
-                   labels=naming.object_labels("ModelServer", obj.namespace, obj.name, instance=world.instance, role="server",
-                                               image=model.container_image, port=str(port)),
-                   gpu=bool(model.spec.get("compute", {}).get("types", ["CPU"])[0] == "GPU" and world.gpu),
-                   limits=obj.spec.run_limits())
-    log_file = layout.object_dir("ModelServer", obj.namespace, obj.name) / "exited.log" if layout else None
-    if keep_running(plan, spec=spec, world=world, memo=memo, type_="Serving", probe_what="GET /docs on port 8080",
-                    log_file=log_file):
-        plan.url = f"http://127.0.0.1:{port}"
-        plan.done("Serving", "Serving", f"serve.sh answers GET /docs at {plan.url}/docs")
-        plan.ready, plan.reason, plan.message = True, "Serving", f"serving {model.container_image}"
-    return plan
-
-
-def plan_notebook(obj: Notebook, memo: dict[str, Any], world: World, target: Dep,
-                  layout: Optional[Layout] = None) -> Plan:
-    plan = Plan()
-    name = naming.container_name("Notebook", obj.namespace, obj.name, "notebook", instance=world.instance)
-    if obj.spec.suspend:
-        if name in world.containers:
-            plan.actions.append(RemoveContainer(name=name, reason="suspended"))
-        plan.steps.append(Step("Running", "False", "Suspended", "spec.suspend is true"))
-        plan.reason, plan.message = "Suspended", "suspended (set spec.suspend: false to start it)"
-        return plan
-    what = "Model" if obj.spec.model_name else "Dataset"
-    ref = obj.spec.model_name or obj.spec.dataset_name or ""
-    if not (target.ready and target.container_image):
-        waiting_on(plan, "Running", target, what, ref)
-        return plan
-    token = memo.get("token") or secrets.token_hex(16)
-    plan.memo["token"] = token
-    port = host_port(memo, plan, world)
-    mounts = []
-    if what == "Dataset":
-        mounts.append(Mount(str(Path(target.memo["current"]["runDir"]) / "data"), "/data", read_only=True))
-    spec = RunSpec(name=name, image=target.container_image, command=["notebook.sh"], ports={NOTEBOOK_PORT: port},
-                   secret_env={"JUPYTER_TOKEN": token}, mounts=mounts, limits=obj.spec.run_limits(),
-                   labels=naming.object_labels("Notebook", obj.namespace, obj.name, instance=world.instance, role="notebook",
-                                               image=target.container_image, port=str(port)))
-    log_file = layout.object_dir("Notebook", obj.namespace, obj.name) / "exited.log" if layout else None
-    if keep_running(plan, spec=spec, world=world, memo=memo, type_="Running", probe_what="notebook.sh on port 8888",
-                    log_file=log_file):
-        plan.url = f"http://127.0.0.1:{port}/?token={token}"
-        plan.done("Running", "Running", f"notebook answers on port {port}")
-        plan.ready, plan.reason, plan.message = True, "Running", f"notebook on {target.container_image}"
-    return plan

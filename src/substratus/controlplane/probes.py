@@ -1,33 +1,39 @@
-"""Small network helpers for the reconciler: readiness probes and free ports."""
+"""Readiness probes of servers and notebooks, by the contract's readiness rule.
+
+Plain `http.client` with a short timeout: probes run inside reconcile passes
+(a starting server is probed every 100 ms), so they must be cheap and bounded.
+"""
 
 from __future__ import annotations
 
-import socket
+import http.client
+from typing import Optional
 
-import httpx
+from substratus.build import contract
+
+PROBE_TIMEOUT = 1.0
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    """Readiness of what answers at `url`.
-
-    `.../docs` (a model server): the contract's GET /docs must answer 200; a
-    server that also offers GET /readyz (beyond the contract) must answer 200
-    there too, so that a server listening before its model is loaded is not
-    called ready. Anything else (a notebook): any answer below 500.
-    """
+def status_of(port: int, path: str, timeout: float = PROBE_TIMEOUT) -> Optional[int]:
+    """The HTTP status of GET 127.0.0.1:port/path, or None when nothing answered."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        resp = httpx.get(url, timeout=timeout, follow_redirects=True)
-        if not url.endswith("/docs"):
-            return resp.status_code < 500
-        if resp.status_code != 200:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read(65536)
+        return resp.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def http_probe(role: str, port: int) -> bool:
+    """A server: GET /docs answers 200 (and /readyz, when it has one); a notebook: anything below 500."""
+    if role == "server":
+        docs = status_of(port, contract.READY_PATH)
+        if docs != 200:
             return False
-        ready = httpx.get(url.removesuffix("/docs") + "/readyz", timeout=timeout)
-    except httpx.HTTPError:
-        return False
-    return ready.status_code in (200, 404, 405)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        return contract.server_ready(docs, status_of(port, contract.READYZ_PATH))
+    got = status_of(port, contract.NOTEBOOK_PATH)
+    return got is not None and contract.notebook_ready(got)

@@ -1,8 +1,8 @@
-"""What the API can ask of the control plane: apply, get, list, delete, logs.
+"""What the API asks of the control plane: apply, read, delete, logs.
 
-`apply` is all-or-nothing: every object is validated, every reference
-checked and every source fetched before anything is stored, so a bad manifest
-changes nothing.
+`apply` validates references and resolves sources *before* anything is
+stored (a bad manifest changes nothing), stores the whole batch at once, and
+hands the keys to the controller's queue. Reads come from the store's memory.
 """
 
 from __future__ import annotations
@@ -11,88 +11,93 @@ import asyncio
 import threading
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
 from substratus.build import baseimages, naming
 from substratus.controlplane import logfiles
+from substratus.controlplane import state as states
+from substratus.controlplane.controller import Controller, utcnow
 from substratus.controlplane.layout import Layout
-from substratus.controlplane.reconciler import Reconciler, utcnow
-from substratus.controlplane.store import Record, Store
-from substratus.errors import NotFoundError, SourceError, ValidationError
-from substratus.resources.schema import Dataset, Model, ModelServer, Notebook, Resource
+from substratus.controlplane.store import Key, Record, Store
+from substratus.errors import ConflictError, NotFoundError, SourceError, ValidationError
+from substratus.resources.references import references
+from substratus.resources.schema import Dataset, Model, Resource
 from substratus.runtimes.base import ContainerState, Runtime
 from substratus.sources import ResolvedSource, git, local
+
+SYSTEM_META = {"generation", "resourceVersion", "uid", "creationTimestamp"}
 
 
 CONTAINER_TAIL_LINES = 5000  # of a container's output: its end, not all of it
 
 
 class ControlPlane:
-    def __init__(self, store: Store, runtime: Runtime, layout: Layout, reconciler: Reconciler) -> None:
-        self.store, self.runtime, self.layout, self.reconciler = store, runtime, layout, reconciler
+    def __init__(self, store: Store, runtime: Runtime, layout: Layout, controller: Controller) -> None:
+        self.store, self.runtime, self.layout, self.controller = store, runtime, layout, controller
         self._apply_lock = threading.Lock()
 
     # -- apply --------------------------------------------------------------------------------
-    def apply(self, objects: list[Resource]) -> list[dict[str, Any]]:
+    def apply(self, objects: list[Resource], *, dry_run: bool = False) -> list[dict[str, Any]]:
         with self._apply_lock:
             self.check_references(objects)
             sources = {obj.key: self.resolve_source(obj) for obj in objects}
-            now = utcnow()
             records, results = [], []
             for obj in objects:
                 rec, result = self.next_record(obj, sources[obj.key])
                 current = rec or self.store.get(*obj.key)
-                results.append({"kind": obj.kind, "namespace": obj.namespace, "name": obj.name, "result": result,
+                results.append({"kind": obj.kind, "namespace": obj.namespace, "name": obj.name,
+                                "result": result + (" (dry run)" if dry_run else ""),
                                 "generation": current.generation if current else 0})
                 if rec is not None:
                     records.append(rec)
-            self.store.put_many(records, now)
-        self.reconciler.wake.set()
+            if not dry_run and records:
+                self.store.put_many(records, utcnow())
+                self.controller.queue.add_many([r.key for r in records])
         return results
 
     def next_record(self, obj: Resource, source: Optional[ResolvedSource]) -> tuple[Optional[Record], str]:
-        body = obj.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"status": True, "metadata": {"generation"}})
-        src_memo = ({"revision": source.revision, "context": str(source.context),
-                     "description": source.description} if source else None)
+        body = obj.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"status": True})
+        body["metadata"] = {k: v for k, v in body["metadata"].items() if k not in SYSTEM_META}
         old = self.store.get(*obj.key)
+        src = source_record(source)
         if old is None:
-            memo = {"source": src_memo} if src_memo else {}
-            return Record(obj.kind, obj.namespace, obj.name, 1, body, {"ready": False, "conditions": []}, memo), \
-                "created"
-        same_source = (old.memo.get("source") or {}).get("revision") == (src_memo or {}).get("revision")
+            state = states.load(obj.kind, {})
+            if src is not None and isinstance(state, states.BuildState):
+                state = state.model_copy(update={"source": src})
+            return Record(obj.kind, obj.namespace, obj.name, 1, body, {"ready": False, "conditions": []},
+                          states.dump(state)), "created"
+        if old.deleting:
+            raise ConflictError(f"{obj.ref} is being deleted", hint=f"wait until `sub get {obj.kind.lower()} "
+                                f"{obj.name}` says it is gone, then apply again")
+        state = states.load(obj.kind, old.state)
+        old_src = state.source if isinstance(state, states.BuildState) else None
+        same_source = (old_src.revision if old_src else None) == (src.revision if src else None)
         if old.body == body and same_source:
-            if old.memo.get("failed"):  # re-applying is how a person says "try again"
-                memo = {k: v for k, v in old.memo.items() if k != "failed"}
-                return Record(**{**old.__dict__, "memo": memo, "generation": old.generation + 1}), "retried"
-            return None, "unchanged"
-        memo = {k: v for k, v in old.memo.items() if k not in ("failed", "source")}
-        if src_memo:
-            memo["source"] = src_memo
-        return Record(**{**old.__dict__, "body": body, "memo": memo, "generation": old.generation + 1}), "configured"
+            if not state.failures:
+                return None, "unchanged"
+            result = "retried"  # re-applying is how a person says "try again"
+        else:
+            result = "configured"
+        update: dict[str, Any] = {"failures": {}}
+        if isinstance(state, states.BuildState):
+            update["source"] = src
+        new_state = states.dump(state.model_copy(update=update))
+        return replace(old, body=body, state=new_state, generation=old.generation + 1), result
 
     def check_references(self, objects: list[Resource]) -> None:
         batch = {o.key for o in objects}
         problems: list[tuple[str, str]] = []
-
-        def need(kind: str, ns: str, name: Optional[str], field: str, obj: Resource) -> None:
-            if name and (kind, ns, name) not in batch and self.store.get(kind, ns, name) is None:
-                problems.append((f"{obj.ref}: {field}",
-                                 f"{kind} {name!r} does not exist in namespace {ns!r}; apply it too (in the same "
-                                 f"`sub apply`) or fix the name (see `sub get {kind.lower()}s`)"))
-
         for o in objects:
-            if isinstance(o, Model):
-                need("Model", o.namespace, o.spec.source.model_name, "spec.source.modelName", o)
-                if o.spec.source.model_name == o.name:
-                    problems.append((f"{o.ref}: spec.source.modelName", "a model cannot be based on itself"))
-                if o.spec.training:
-                    need("Dataset", o.namespace, o.spec.training.dataset_name, "spec.training.datasetName", o)
-            elif isinstance(o, ModelServer):
-                need("Model", o.namespace, o.spec.model_name, "spec.modelName", o)
-            elif isinstance(o, Notebook):
-                need("Model", o.namespace, o.spec.model_name, "spec.modelName", o)
-                need("Dataset", o.namespace, o.spec.dataset_name, "spec.datasetName", o)
+            spec = o.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+            for kind, ns, name in sorted(references(o.kind, o.namespace, spec)):
+                if (kind, ns, name) == o.key:
+                    problems.append((f"{o.ref}: spec", f"{o.kind.lower()} {name!r} cannot refer to itself"))
+                elif (kind, ns, name) not in batch and self.store.get(kind, ns, name) is None:
+                    problems.append((f"{o.ref}: {reference_field(o, kind)}",
+                                     f"{kind} {name!r} does not exist in namespace {ns!r}; apply it too (in the "
+                                     f"same `sub apply`) or fix the name (see `sub get {kind.lower()}s`)"))
         if problems:
             raise ValidationError(problems, hint="nothing was applied")
 
@@ -100,11 +105,10 @@ class ControlPlane:
         resolved = self._fetch_source(obj)
         if resolved is None:
             return None
-        bases = baseimages.fingerprint(self.runtime, resolved.context)
+        bases = baseimages.fingerprint_with(self.controller.observer.images.id_of, resolved.context)
         if not bases:
             return resolved
-        return ResolvedSource(revision=naming.digest(resolved.revision, bases), context=resolved.context,
-                              description=resolved.description)
+        return replace(resolved, revision=naming.digest(resolved.revision, bases))
 
     def _fetch_source(self, obj: Resource) -> Optional[ResolvedSource]:
         if not isinstance(obj, (Dataset, Model)):
@@ -135,26 +139,57 @@ class ControlPlane:
         return self.store.records(kind, namespace)
 
     def containers(self, kind: str, namespace: str, name: str) -> list[ContainerState]:
-        return self.runtime.containers(naming.object_labels(kind, namespace, name, instance=self.layout.instance))
+        return list(self.controller.observer.containers.of((kind, namespace, name)).values())
+
+    def secrets(self, rec: Record) -> dict[str, str]:
+        """What `sub describe` may show its owner: a server's bearer token."""
+        state = states.load(rec.kind, rec.state)
+        if isinstance(state, states.ServerState) and state.token:
+            return {"serverToken": state.token}
+        return {}
 
     # -- delete -------------------------------------------------------------------------------
-    def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        self.get(kind, namespace, name)
-        removed = []
-        with self.reconciler.lock((kind, namespace, name)):
-            self.store.delete(kind, namespace, name)
-            for c in self.runtime.containers(naming.object_labels(kind, namespace, name,
-                                                                  instance=self.layout.instance)):
-                self.runtime.remove(c.name)
-                removed.append(c.name)
-        self.reconciler.wake.set()
-        return {"kind": kind, "namespace": namespace, "name": name, "result": "deleted", "containers": removed}
+    def delete(self, keys: list[Key], *, wait: float = 60.0) -> list[dict[str, Any]]:
+        """Delete objects (their containers are removed by the controller); waits until they are gone."""
+        missing = [k for k in keys if self.store.get(*k) is None]
+        if missing and len(missing) == len(keys) and len(keys) == 1:
+            self.get(*keys[0])  # raises NotFoundError with the usual hint
+        doomed = self.controller.delete([k for k in keys if k not in missing])
+        self.wait_gone(list(doomed), wait)
+        out = [{"kind": k[0], "namespace": k[1], "name": k[2], "result": "deleted", "containers": names}
+               for k, names in doomed.items()]
+        out += [{"kind": k[0], "namespace": k[1], "name": k[2], "result": "not found", "containers": []}
+                for k in missing]
+        return out
+
+    def wait_gone(self, keys: list[Key], timeout: float) -> None:
+        gone = threading.Event()
+        pending = {k for k in keys if self.store.get(*k) is not None}
+
+        def listener(event: Any) -> None:
+            if event.type == "DELETED":
+                pending.discard(event.record.key)
+            if not pending:
+                gone.set()
+
+        unsubscribe = self.store.subscribe(listener)
+        try:
+            pending = {k for k in pending if self.store.get(*k) is not None}
+            if pending:
+                gone.wait(timeout)
+        finally:
+            unsubscribe()
 
     # -- logs ---------------------------------------------------------------------------------
+    def current_run(self, rec: Record) -> Optional[Path]:
+        """The object's most recent load/train run directory."""
+        runs = [p for p in self.layout.object_dir(rec.kind, rec.namespace, rec.name).iterdir() if p.is_dir()] \
+            if self.layout.object_dir(rec.kind, rec.namespace, rec.name).is_dir() else []
+        return max(runs, key=lambda p: p.stat().st_mtime, default=None)
+
     def log_files(self, rec: Record) -> list[Path]:
-        run_dir = (rec.memo.get("current") or {}).get("runDir")
         return logfiles.list_files(self.layout.object_dir(rec.kind, rec.namespace, rec.name),
-                                   Path(run_dir) if run_dir else None)
+                                   self.current_run(rec))
 
     def file_log_lines(self, rec: Record) -> list[str]:
         """Each log file's tail under a header (see `logfiles`: no links followed, bounded)."""
@@ -177,3 +212,17 @@ class ControlPlane:
             async with aclosing(self.runtime.stream_logs(c.name, tail=CONTAINER_TAIL_LINES, follow=live)) as lines:
                 async for line in lines:
                     yield line
+
+
+def source_record(source: Optional[ResolvedSource]) -> Optional[states.Source]:
+    if source is None:
+        return None
+    return states.Source(revision=source.revision, context=str(source.context), description=source.description,
+                         git_url=source.git_url, git_commit=source.git_commit, git_path=source.git_path,
+                         dir=source.dir)
+
+
+def reference_field(obj: Resource, kind: str) -> str:
+    if obj.kind == "Model":
+        return "spec.source.modelName" if kind == "Model" else "spec.training.datasetName"
+    return "spec.modelName" if kind == "Model" else "spec.datasetName"

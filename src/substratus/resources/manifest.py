@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 
 from substratus.errors import ValidationError
+from substratus.resources.documents import Document, check_duplicates, read_path
 from substratus.resources.kinds import canonical_kind
 from substratus.resources.schema import API_VERSION, KINDS, Resource
-
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def _loc(loc: Iterable[Any]) -> str:
@@ -77,60 +75,29 @@ def _is_known_kind(value: Any) -> bool:
         return False
 
 
-def manifest_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
-        if not files:
-            raise ValidationError([("", f"no manifest files (*.yaml, *.yml, *.json) in directory {path}")])
-        return files
-    if not path.exists():
-        raise ValidationError([("", f"no such file or directory: {path}")], hint="check the path given to -f")
-    return [path]
-
-
-def load_documents(text: str, *, source: str) -> list[Any]:
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ValidationError([("", f"malformed YAML{where}: {problem}")], source=source,
-                              hint="fix the YAML syntax; `sub apply` stored nothing") from None
-
-
-def resolve_dirs(obj: Resource, base: Path) -> Resource:
-    """Make `spec.source.dir` absolute, relative to the manifest file's directory."""
-    source = getattr(obj.spec, "source", None)
-    if source is not None and getattr(source, "dir", None):
-        d = Path(source.dir).expanduser()
-        source.dir = str((base / d).resolve() if not d.is_absolute() else d)
-    return obj
-
-
 def load_path(path: Path) -> list[Resource]:
     """Every object in a file or a directory of files, validated, dirs resolved.
 
     All problems of all documents are collected into one ValidationError so a
     user fixes everything in one round.
     """
+    return validate_documents(read_path(path))
+
+
+def validate_documents(docs: list[Document]) -> list[Resource]:
     objects: list[Resource] = []
     errors: list[tuple[str, str]] = []
-    for file in manifest_files(path):
-        docs = load_documents(file.read_text(encoding="utf-8"), source=str(file))
-        for i, doc in enumerate(docs):
-            where = f"{file}" + (f" (document {i + 1})" if len(docs) > 1 else "")
-            try:
-                objects.append(resolve_dirs(parse_object(doc, source=where), file.parent.resolve()))
-            except ValidationError as err:
-                errors.extend((f"{where}: {p}" if p else where, m) for p, m in err.problems)
-    seen: set[tuple[str, str, str]] = set()
-    for obj in objects:
-        if obj.key in seen:
-            errors.append((obj.ref, "defined more than once in the applied manifests"))
-        seen.add(obj.key)
+    for doc in docs:
+        try:
+            objects.append(parse_object(doc.data, source=doc.source))
+        except ValidationError as err:
+            errors.extend((f"{doc.source}: {p}" if p else doc.source, m) for p, m in err.problems)
+    try:
+        check_duplicates(docs)
+    except ValidationError as err:
+        errors.extend(err.problems)
     if errors:
         raise ValidationError(errors, hint="fix the fields named above; nothing was applied")
     if not objects:
-        raise ValidationError([("", f"no objects found in {path}")])
+        raise ValidationError([("", "no objects found in the given manifests")])
     return objects

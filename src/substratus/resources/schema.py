@@ -7,6 +7,7 @@ are snake_case in Python and camelCase on the wire (`batch_size` <->
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal, Optional, Union
 
@@ -15,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from substratus.resources.giturl import check_branch, check_git_url
 from substratus.resources.limits import Quantity, RunLimits, cpu_cores, memory_bytes, run_limits
+from substratus.resources.status import Status
 
 API_VERSION = "substratus.ai/v1"
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -50,6 +52,9 @@ class ObjectMeta(Schema):
     namespace: str = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     generation: Optional[int] = Field(default=None, description="set by the control plane; ignored on input")
+    resource_version: Optional[str] = Field(default=None, description="set by the control plane; ignored on input")
+    uid: Optional[str] = Field(default=None, description="set by the control plane; ignored on input")
+    creation_timestamp: Optional[str] = Field(default=None, description="set by the control plane; ignored on input")
 
     _name_ok = field_validator("name")(lambda v: check_dns_label(v, "name"))
     _ns_ok = field_validator("namespace")(lambda v: check_dns_label(v, "namespace"))
@@ -139,26 +144,6 @@ class WithResources(Schema):
         return run_limits(lim.cpu, lim.memory) if lim else RunLimits()
 
 
-class Condition(Schema):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
-    last_transition_time: str = ""
-
-
-class Status(Schema):
-    ready: bool = False
-    conditions: list[Condition] = Field(default_factory=list)
-    url: Optional[str] = None
-    container_image: Optional[str] = None
-    observed_generation: int = 0
-    restarts: Optional[int] = None
-
-    def condition(self, type_: str) -> Optional[Condition]:
-        return next((c for c in self.conditions if c.type == type_), None)
-
-
 # ---- Dataset -------------------------------------------------------------------------
 
 
@@ -245,9 +230,21 @@ class ModelSpec(WithResources):
 
 class ModelServerSpec(WithResources):
     model_name: str
+    address: str = Field(default="127.0.0.1", description=(
+        "host address the server's port is published on; anything but loopback (127.0.0.1, ::1) makes the "
+        "control plane require a bearer token (see `sub describe`)"))
     resources: Optional[Resources] = None
 
     _m_ok = field_validator("model_name")(lambda v: check_dns_label(v, "modelName"))
+
+    @field_validator("address")
+    @classmethod
+    def _ip_address(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP address: use 127.0.0.1 (this machine only, the default) "
+                             "or 0.0.0.0 (every interface; a bearer token is then required)") from None
 
 
 class NotebookSpec(WithResources):

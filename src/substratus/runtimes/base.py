@@ -43,13 +43,14 @@ class RunSpec:
     entrypoint: Optional[list[str]] = None
     env: dict[str, str] = field(default_factory=dict)
     mounts: list[Mount] = field(default_factory=list)
-    ports: dict[int, int] = field(default_factory=dict)  # container port -> host port on 127.0.0.1
+    ports: dict[int, int] = field(default_factory=dict)  # container port -> host port on `publish_address`
     labels: dict[str, str] = field(default_factory=dict)
     gpu: bool = False
     workdir: Optional[str] = None
     # Secrets reach the container as `-e NAME` with the value in the engine process's own
     # environment, never on its argv (readable by anyone in /proc/*/cmdline). Not in repr.
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    publish_address: str = "127.0.0.1"
     limits: RunLimits = field(default_factory=RunLimits)  # from spec.resources.limits
 
 
@@ -87,6 +88,25 @@ class Completed:
 LogSink = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class EngineEvent:
+    """Something happened in the engine: a container started, died or was removed; an image changed."""
+
+    type: str                      # "container" or "image"
+    action: str                    # engine words: create, start, died, remove, tag, untag, build...
+    name: str                      # container name, or image reference
+    id: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class EventStream(Protocol):
+    """A blocking stream of engine events; `close()` (from any thread) ends the iteration."""
+
+    def __iter__(self) -> Iterator[EngineEvent]: ...
+
+    def close(self) -> None: ...
+
+
 class Runtime(Protocol):
     """What the rest of the system may ask of a container engine."""
 
@@ -97,6 +117,9 @@ class Runtime(Protocol):
 
     def image_info(self, ref: str) -> Optional[ImageInfo]:
         """The image's config, or None when it does not exist."""
+
+    def images(self) -> dict[str, str]:
+        """Every local image reference (repository:tag) and its image id."""
 
     def remove_image(self, ref: str) -> bool:
         """Remove an image; False when it did not exist."""
@@ -128,3 +151,6 @@ class Runtime(Protocol):
 
     def gpu_available(self) -> bool:
         """Whether containers can be given a GPU."""
+
+    def events(self, labels: dict[str, str]) -> EventStream:
+        """Container events of containers carrying all of `labels`, and every image event, as they happen."""

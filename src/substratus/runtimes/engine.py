@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Iterator
@@ -30,6 +32,7 @@ from substratus.runtimes.base import (
     BuildSpec,
     Completed,
     ContainerState,
+    EngineEvent,
     ImageInfo,
     LogSink,
     RunSpec,
@@ -97,11 +100,11 @@ def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) 
     for k in sorted(spec.secret_env):
         if not ENV_NAME.match(k):
             raise EngineError(f"secret environment variable name {k!r} is not valid")
-        argv += ["-e", k]
+        argv += ["-e", k]  # the value comes from the engine process's environment, not its argv
     for m in spec.mounts:
         argv += ["-v", f"{m.source}:{m.target}" + (":ro" if m.read_only else "")]
     for cport, hport in sorted(spec.ports.items()):
-        argv += ["-p", f"127.0.0.1:{hport}:{cport}"]
+        argv += ["-p", f"{spec.publish_address}:{hport}:{cport}"]
     argv += limit_args(spec)
     if spec.workdir:
         argv += ["-w", spec.workdir]
@@ -154,8 +157,8 @@ class EngineRuntime:
              env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
         argv = [self.engine, *args]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, **env} if env else None, stdin=subprocess.DEVNULL)
         except FileNotFoundError as err:
             raise EngineError(f"{self.engine} is not installed", hint="run `make setup`") from err
         except subprocess.TimeoutExpired as err:
@@ -169,6 +172,8 @@ class EngineRuntime:
         if not refs:
             return []
         proc = self._run([what, "inspect", "--", *refs], check=False)
+        if proc.returncode != 0 and "image not known" in proc.stderr and not proc.stdout.strip().startswith("["):
+            proc = self._run([what, "inspect", "--", *refs], check=False)  # a removal elsewhere raced the look
         if proc.returncode != 0 and not proc.stdout.strip().startswith("["):
             return []
         try:
@@ -208,21 +213,43 @@ class EngineRuntime:
             return None
         cfg = data[0].get("Config") or {}
         env = dict(e.split("=", 1) for e in (cfg.get("Env") or []) if "=" in e)
-        return ImageInfo(ref=ref, id=data[0].get("Id", ""), workdir=cfg.get("WorkingDir") or "",
+        return ImageInfo(ref=ref, id=normalise_id(data[0].get("Id", "")), workdir=cfg.get("WorkingDir") or "",
                          env=env, labels=cfg.get("Labels") or {}, entrypoint=cfg.get("Entrypoint") or [],
                          cmd=cfg.get("Cmd") or [])
 
     def remove_image(self, ref: str) -> bool:
         return self._run(["rmi", "-f", "--", ref], check=False).returncode == 0
 
+    def images(self) -> dict[str, str]:
+        # podman's listing can fail while another process removes an image ("image not known"): that race
+        # is transient, so look again a few times before calling it an error.
+        for attempt in range(4):
+            proc = self._run(["images", "--no-trunc", "--format", "{{json .}}"], timeout=60, check=False)
+            if proc.returncode == 0:
+                return parse_image_list(proc.stdout)
+            time.sleep(0.1 * (attempt + 1))
+        raise CommandError([self.engine, "images"], proc.returncode, proc.stderr or proc.stdout)
+
+    def events(self, labels: dict[str, str]) -> "EngineEvents":
+        # The engines OR several label filters on events: filter on one, and keep only events that
+        # carry all of `labels` (EngineEvents checks).
+        first = sorted(labels.items())[-1:]
+        return EngineEvents(self.engine, [[f"label={k}={v}" for k, v in first], ["type=image"]], labels)
+
     # -- containers ------------------------------------------------------------------
     def run(self, spec: RunSpec) -> ContainerState:
         argv = run_argv(self.engine, spec, detach=True)
-        self._run(argv[1:], timeout=300, env=run_env(spec))
-        state = self.container(spec.name)
-        if state is None:
-            raise EngineError(f"container {spec.name} vanished right after it was started")
-        return state
+        container_id = self._run(argv[1:], timeout=300, env=spec.secret_env).stdout.strip().splitlines()[-1:]
+        for attempt in range(3):
+            state = self.container(spec.name)
+            if state is not None:
+                return state
+            time.sleep(0.1 * (attempt + 1))
+        # Started (the engine said so and printed its id) but not inspectable right now: an engine busy
+        # with other work can fail a look; the engine's events will tell the rest.
+        return ContainerState(name=spec.name, id=container_id[0] if container_id else "", image=spec.image,
+                              labels=dict(spec.labels), running=True, exit_code=None, status="started",
+                              ports=dict(spec.ports))
 
     def run_once(self, spec: RunSpec, timeout: float) -> Completed:
         labels = {MANAGED: "true", LABEL_PREFIX + "role": "once", **spec.labels}
@@ -250,7 +277,8 @@ class EngineRuntime:
         for k, v in sorted(labels.items()):
             args += ["--filter", f"label={k}={v}"]
         ids = self._run(args).stdout.split()
-        return [_state(d) for d in self._inspect("container", ids)]
+        found = [_state(d) for d in self._inspect("container", ids)]
+        return [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
 
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
         proc = subprocess.Popen(logs_argv(self.engine, name, tail, follow), stdout=subprocess.PIPE,
@@ -283,8 +311,9 @@ class EngineRuntime:
         return self._run(["stop", "-t", str(timeout), "--", name], check=False, timeout=timeout + 60).returncode == 0
 
     def remove(self, name: str) -> bool:
-        # `rm -f` of a missing container succeeds on podman; only a printed name means one was removed.
-        grace = ["-t", "5"] if self.engine.endswith("podman") else []
+        """Stop and remove; True when a container of that name existed (podman's `rm -f` exits 0 either
+        way, so the removed name it prints is what tells)."""
+        grace = ["-t", "5"] if Path(self.engine).name == "podman" else []
         proc = self._run(["rm", "-f", *grace, "--", name], check=False, timeout=90)
         return proc.returncode == 0 and bool(proc.stdout.strip())
 
@@ -358,6 +387,91 @@ async def reap(proc: asyncio.subprocess.Process) -> None:
     except asyncio.CancelledError:
         pass  # the shielded wait still completes; asyncio's child watcher reaps the process
     # (re-raising is left to the caller's own cancellation, which is already under way)
+
+
+def parse_image_list(text: str) -> dict[str, str]:
+    """`images --format '{{json .}}'`: podman prints one array, docker one object a line."""
+    text = text.strip()
+    if not text:
+        return {}
+    try:
+        docs = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()]
+    except json.JSONDecodeError:
+        return {}
+    out: dict[str, str] = {}
+    for d in docs:
+        image_id = normalise_id(str(d.get("Id") or d.get("ID") or ""))
+        names = d.get("Names") or ([f"{d['Repository']}:{d['Tag']}"] if d.get("Repository") not in (None, "<none>")
+                                   and d.get("Tag") not in (None, "<none>") else [])
+        for name in names:
+            out[str(name)] = image_id
+    return out
+
+
+def normalise_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")
+
+
+def parse_event(line: str) -> Optional[EngineEvent]:
+    """One line of `events --format '{{json .}}'` from podman or docker."""
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(d, dict):
+        return None
+    if "Actor" in d:  # docker: {"Type", "Action", "Actor": {"ID", "Attributes": {name, labels...}}}
+        actor = d.get("Actor") or {}
+        attrs = dict(actor.get("Attributes") or {})
+        name = attrs.pop("name", "") if d.get("Type") == "container" else attrs.get("name", actor.get("ID", ""))
+        action = str(d.get("Action", "")).split(":")[0]
+        return EngineEvent(type=str(d.get("Type", "")), action="died" if action == "die" else action,
+                           name=str(name), id=str(actor.get("ID", "")), labels=attrs)
+    return EngineEvent(type=str(d.get("Type", "")), action=str(d.get("Status", "")), name=str(d.get("Name", "")),
+                       id=str(d.get("ID", "")), labels=dict(d.get("Attributes") or {}))
+
+
+class EngineEvents:
+    """`podman|docker events` processes merged into one blocking stream; `close()` kills them."""
+
+    def __init__(self, engine: str, filter_sets: list[list[str]], labels: dict[str, str]) -> None:
+        self.labels = labels
+        self._queue: "queue.Queue[Optional[EngineEvent]]" = queue.Queue()
+        self._procs: list[subprocess.Popen[str]] = []
+        self._closed = threading.Event()
+        for filters in filter_sets:
+            argv = [engine, "events", "--format", "{{json .}}"]
+            for f in filters:
+                argv += ["--filter", f]
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                    errors="replace", bufsize=1, stdin=subprocess.DEVNULL)
+            self._procs.append(proc)
+            threading.Thread(target=self._pump, args=(proc,), daemon=True, name="engine-events").start()
+
+    def _pump(self, proc: "subprocess.Popen[str]") -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = parse_event(line)
+            if event is not None and (event.type != "container" or
+                                      all(event.labels.get(k) == v for k, v in self.labels.items())):
+                self._queue.put(event)
+        self._queue.put(None)  # this process ended: the stream ends (the caller reconnects and relists)
+
+    def __iter__(self) -> Iterator[EngineEvent]:
+        while not self._closed.is_set():
+            event = self._queue.get()
+            if event is None:
+                break
+            yield event
+        self.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        self._queue.put(None)
 
 
 def _state(d: dict[str, Any]) -> ContainerState:

@@ -9,9 +9,10 @@ replace. Every call is recorded in `calls` so tests can assert what happened.
 from __future__ import annotations
 
 import asyncio
+import queue
 import re
 from collections.abc import AsyncGenerator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from substratus.errors import BuildError
@@ -19,6 +20,7 @@ from substratus.runtimes.base import (
     BuildSpec,
     Completed,
     ContainerState,
+    EngineEvent,
     ImageInfo,
     LogSink,
     RunSpec,
@@ -36,11 +38,44 @@ def _default_once(spec: RunSpec) -> Completed:
     return Completed(exit_code=0, output="")
 
 
+class FakeEvents:
+    """An event stream a test (or the fake itself) feeds; `close()` ends the iteration."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self._queue: "queue.Queue[Optional[EngineEvent]]" = queue.Queue()
+
+    def emit(self, event: EngineEvent) -> None:
+        if event.type == "image" or all(event.labels.get(k) == v for k, v in self.labels.items()):
+            self._queue.put(event)
+
+    def __iter__(self) -> Iterator[EngineEvent]:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            yield event
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def pending(self) -> list[EngineEvent]:
+        """What has been emitted and not read yet, without blocking (tests pump events by hand)."""
+        out: list[EngineEvent] = []
+        while True:
+            try:
+                event = self._queue.get_nowait()
+            except queue.Empty:
+                return out
+            if event is not None:
+                out.append(event)
+
+
 class FakeRuntime:
     engine = "fake"
 
     def __init__(self) -> None:
-        self.images: dict[str, ImageInfo] = {}
+        self.image_store: dict[str, ImageInfo] = {}
         self.items: dict[str, FakeContainer] = {}
         self.calls: list[tuple[str, str]] = []
         self.fail_builds: set[str] = set()
@@ -50,6 +85,11 @@ class FakeRuntime:
         self.followers = 0  # stream_logs iterators open right now (a test checks they close)
         # What a started container prints at once (the fake runs no command); a test may replace it.
         self.prints: Callable[[RunSpec], list[str]] = lambda spec: []
+        self.streams: list[FakeEvents] = []
+
+    def _emit(self, type_: str, action: str, name: str, labels: Optional[dict[str, str]] = None) -> None:
+        for stream in list(self.streams):
+            stream.emit(EngineEvent(type=type_, action=action, name=name, labels=dict(labels or {})))
 
     # -- images ------------------------------------------------------------------------
     def build(self, spec: BuildSpec, log: LogSink) -> None:
@@ -63,15 +103,23 @@ class FakeRuntime:
         if dockerfile.exists():
             for m in re.finditer(r"^\s*WORKDIR\s+(\S+)", dockerfile.read_text(), re.M):
                 workdir = m.group(1)
-        self.images[spec.tag] = ImageInfo(ref=spec.tag, id=f"sha256:{len(self.images):064d}", workdir=workdir,
+        self._seq += 1
+        self.image_store[spec.tag] = ImageInfo(ref=spec.tag, id=f"{self._seq:064d}", workdir=workdir,
                                           env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, labels=dict(spec.labels),
                                           entrypoint=[], cmd=[])
+        self._emit("image", "build", spec.tag)
 
     def image_info(self, ref: str) -> Optional[ImageInfo]:
-        return self.images.get(ref)
+        return self.image_store.get(ref)
 
     def remove_image(self, ref: str) -> bool:
-        return self.images.pop(ref, None) is not None
+        gone = self.image_store.pop(ref, None) is not None
+        if gone:
+            self._emit("image", "remove", ref)
+        return gone
+
+    def images(self) -> dict[str, str]:
+        return {tag: info.id for tag, info in self.image_store.items()}
 
     # -- containers --------------------------------------------------------------------
     def run(self, spec: RunSpec) -> ContainerState:
@@ -82,7 +130,8 @@ class FakeRuntime:
         state = ContainerState(name=spec.name, id=f"c{self._seq}", image=spec.image, labels=dict(spec.labels),
                                running=True, exit_code=None, status="running", ports=dict(spec.ports))
         self.items[spec.name] = FakeContainer(spec=spec, state=state, output=list(self.prints(spec)))
-        return state
+        self._emit("container", "start", spec.name, spec.labels)
+        return replace(state, labels=dict(state.labels))
 
     def run_once(self, spec: RunSpec, timeout: float) -> Completed:
         self.calls.append(("run_once", " ".join(spec.command)))
@@ -93,13 +142,14 @@ class FakeRuntime:
         c = self.items[name]
         c.output.extend(output.splitlines())
         c.state.running, c.state.exit_code, c.state.status = False, code, "exited"
+        self._emit("container", "died", name, c.state.labels)
 
     def container(self, name: str) -> Optional[ContainerState]:
         c = self.items.get(name)
-        return c.state if c else None
+        return replace(c.state, labels=dict(c.state.labels)) if c else None  # a copy, as an engine answers
 
     def containers(self, labels: dict[str, str]) -> list[ContainerState]:
-        return [c.state for c in self.items.values()
+        return [replace(c.state, labels=dict(c.state.labels)) for c in self.items.values()
                 if all(c.state.labels.get(k) == v for k, v in labels.items())]
 
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
@@ -132,11 +182,20 @@ class FakeRuntime:
         if c is None:
             return False
         c.state.running, c.state.exit_code, c.state.status = False, 137, "exited"
+        self._emit("container", "died", name, c.state.labels)
         return True
 
     def remove(self, name: str) -> bool:
         self.calls.append(("remove", name))
-        return self.items.pop(name, None) is not None
+        c = self.items.pop(name, None)
+        if c is not None:
+            self._emit("container", "remove", name, c.state.labels)
+        return c is not None
 
     def gpu_available(self) -> bool:
         return self.gpu
+
+    def events(self, labels: dict[str, str]) -> FakeEvents:
+        stream = FakeEvents(labels)
+        self.streams.append(stream)
+        return stream

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 
 @dataclass(frozen=True)
 class ResolvedSource:
-    revision: str      # git commit, or a content digest for a local dir
+    revision: str      # git tree of `path` (or commit), or a content digest for a local dir
     context: Path      # directory holding the Dockerfile
     description: str   # for people: "git file:///x @ main (abc1234) path p"
+    git_url: Optional[str] = None     # credentials removed
+    git_commit: Optional[str] = None
+    git_path: Optional[str] = None
+    dir: Optional[str] = None

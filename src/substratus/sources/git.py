@@ -163,4 +163,5 @@ def fetch(url: str, branch: str, path: str, cache: Path, field: str = "spec.sour
     context = _export(repo, tree, cache, field, shown)
     require_dockerfile(context, f"{field}.path", f"{path or '(repository root)'} in {_redact(url)}")
     desc = f"git {_redact(url)} @ {branch or 'HEAD'} ({commit[:7]})" + (f" path {path}" if path else "")
-    return ResolvedSource(revision=tree, context=context, description=desc)
+    return ResolvedSource(revision=tree, context=context, description=desc, git_url=_redact(url),
+                          git_commit=commit, git_path=path)

@@ -117,4 +117,4 @@ def snapshot(directory: str, cache: Path, field: str = "spec.source.dir") -> Res
         else:
             os.replace(tmp / "ctx", target)
             shutil.rmtree(tmp, ignore_errors=True)
-    return ResolvedSource(revision=rev, context=target, description=f"dir {root} ({rev[:7]})")
+    return ResolvedSource(revision=rev, context=target, description=f"dir {root} ({rev[:7]})", dir=str(root))

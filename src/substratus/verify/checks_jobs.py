@@ -12,8 +12,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from substratus.build import contract
 from substratus.errors import tail
-from substratus.runtimes.base import Completed, Mount, Runtime, RunSpec
+from substratus.runtimes.base import Completed, Runtime, RunSpec
 from substratus.verify.clauses import Outcome
 from substratus.verify.options import Options
 from substratus.verify.sample import FILENAME as SAMPLE_NAME
@@ -58,21 +59,19 @@ def prepare_training_data(options: Options, data_dir: Path) -> str:
 def run_train(runtime: Runtime, image: str, options: Options, data_dir: Path, trained: Path,
               logs: Path) -> JobRun:
     filename = prepare_training_data(options, data_dir)
-    env = {"TRAIN_DATA_PATH": f"/data/{filename}", "DATASET_PATH": f"/data/{filename}",
-           "TRAIN_DATA_LIMIT": str(options.data_limit), "TRAIN_BATCH_SIZE": str(options.batch_size),
-           "TRAIN_EPOCHS": str(options.epochs)}
+    env = contract.train_env(filename, {"dataLimit": options.data_limit, "batchSize": options.batch_size,
+                                        "epochs": options.epochs})
     spec = RunSpec(name="", image=image, command=["train.sh"], env=env,
-                   mounts=[Mount(str(data_dir), "/data", read_only=True), Mount(str(trained), "/model/trained"),
-                           Mount(str(logs), "/model/logs")])
+                   mounts=contract.train_mounts(str(data_dir), str(trained), str(logs)))
     done = runtime.run_once(spec, timeout=options.train_timeout)
     return JobRun("train.sh", env, done, trained, logs, list_files(trained))
 
 
 def run_load(runtime: Runtime, image: str, options: Options, data_dir: Path, logs: Path,
              filename: str) -> JobRun:
-    env = {"LOAD_DATA_PATH": f"/data/{filename}"}
+    env = contract.load_env(filename)
     spec = RunSpec(name="", image=image, command=["load.sh"], env=env,
-                   mounts=[Mount(str(data_dir), "/data"), Mount(str(logs), "/dataset/logs")])
+                   mounts=contract.load_mounts(str(data_dir), str(logs)))
     done = runtime.run_once(spec, timeout=options.load_timeout)
     return JobRun("load.sh", env, done, data_dir, logs, list_files(data_dir))
 

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Optional
 
+from substratus.build import contract
+from substratus.build.contract import free_port
 from substratus.runtimes.base import Runtime, RunSpec
 from substratus.verify.clauses import Outcome
-from substratus.verify.probe import Clock, HttpProbe, ProbeError, free_port, wait_for_http
+from substratus.verify.probe import Clock, HttpProbe, ProbeError, wait_for_http
 
-SERVE_PORT = 8080
-NOTEBOOK_PORT = 8888
+SERVE_PORT = contract.SERVER_PORT
+NOTEBOOK_PORT = contract.NOTEBOOK_PORT
 MALFORMED_BODY = b'{"prompt": "unterminated'
 
 

@@ -60,6 +60,7 @@ class Options:
     prompt: str = "Shall I compare thee"
     max_new_tokens: int = 8
     build_log: bool = True
+    strict: bool = False  # a broken check beyond the written contract fails the run
 
 
 def verify_image_tag(kind: str, revision: str, path: str = "") -> str:

@@ -15,7 +15,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
-_COLOURS = {Status.PASS: "32", Status.FAIL: "31", Status.SKIP: "33"}
+_COLOURS = {Status.PASS: "32", Status.FAIL: "31", Status.WARN: "35", Status.SKIP: "33"}
 
 
 @dataclass
@@ -57,6 +57,10 @@ def render_result(result: Result, *, color: bool = False, id_width: int = 16) ->
         lines += _indent(result.log_tail, pad + "  | ")
     if result.fix:
         lines.append(pad + "fix: " + result.fix)
+    if result.status is Status.FAIL and result.clause.written:
+        lines.append(pad + "contract: " + result.clause.contract)
+    elif result.status in (Status.FAIL, Status.WARN):
+        lines.append(pad + "beyond the written contract: a WARN unless --strict")
     return lines
 
 
@@ -71,7 +75,7 @@ def render_text(report: Report, *, color: bool = False) -> str:
         lines += render_result(r, color=color, id_width=width)
     c = counts(report)
     verdict = "INTERRUPTED" if report.interrupted else ("FAILED" if c["fail"] else "OK")
-    lines += ["", f"{verdict}: {c['pass']} passed, {c['fail']} failed, {c['skip']} skipped"]
+    lines += ["", f"{verdict}: {c['pass']} passed, {c['fail']} failed, {c['warn']} warnings, {c['skip']} skipped"]
     return "\n".join(lines) + "\n"
 
 
@@ -83,11 +87,13 @@ def to_dict(report: Report) -> dict[str, Any]:
         "image": report.image,
         "ok": exit_code(report) == EXIT_OK,
         "interrupted": report.interrupted,
+        "strict": report.checklist.strict,
         "summary": {"passed": counts(report)["pass"], "failed": counts(report)["fail"],
-                    "skipped": counts(report)["skip"]},
+                    "warnings": counts(report)["warn"], "skipped": counts(report)["skip"]},
         "clauses": [
             {"id": r.clause.id, "title": r.clause.title, "group": r.clause.group, "status": r.status.value,
-             "evidence": r.evidence, "fix": r.fix, "logTail": r.log_tail, "seconds": round(r.seconds, 2)}
+             "contract": r.clause.contract, "evidence": r.evidence, "fix": r.fix, "logTail": r.log_tail,
+             "seconds": round(r.seconds, 2)}
             for r in results
         ],
     }

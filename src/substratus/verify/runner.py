@@ -56,7 +56,7 @@ class Verifier:
         self.session = Session(runtime, run_id=deps.run_id)
         self.rt = self.session.runtime
         waived = frozenset({"dockerfile"}) if target.image else frozenset()
-        self.checklist = Checklist(target.kind, options.skip, waived)
+        self.checklist = Checklist(target.kind, options.skip, waived, strict=options.strict)
         self.image = ""
         self.source = ci.Source()
 

@@ -29,6 +29,7 @@ from substratus.runtimes.base import (
     BuildSpec,
     Completed,
     ContainerState,
+    EventStream,
     ImageInfo,
     LogSink,
     Runtime,
@@ -75,6 +76,12 @@ class TrackedRuntime:
 
     def remove_image(self, ref: str) -> bool:
         return self.inner.remove_image(ref)
+
+    def images(self) -> dict[str, str]:
+        return self.inner.images()
+
+    def events(self, labels: dict[str, str]) -> EventStream:
+        return self.inner.events(labels)
 
     def container(self, name: str) -> Optional[ContainerState]:
         return self.inner.container(name)

@@ -1,0 +1,55 @@
+"""The web dashboard at /ui/ on the control plane's TCP port (127.0.0.1).
+
+`api.app.create_app` calls `mount_dashboard` once. Three groups of routes:
+
+- `codes`: `POST /api/v1/dashboard/codes`, with the API token, hands `sub
+  dashboard` a one-time login code (`auth`);
+- `pages`: the login page, the single-page app's HTML, its static assets (plain
+  ES modules and CSS shipped in this package, nothing fetched from elsewhere),
+  the notebook open redirect;
+- `data`: JSON, server-sent events and the playground's NDJSON stream under
+  /ui/api, for a logged-in browser only.
+
+Every /ui response carries a strict Content-Security-Policy (same origin
+only), so a page cannot load anything from another host even by mistake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import FastAPI
+
+from substratus.api.dashboard.auth import LoginCodes, Sessions
+from substratus.api.dashboard.links import MetricsProbe
+from substratus.api.watch import Hub
+from substratus.controlplane.service import ControlPlane
+
+
+@dataclass
+class Dashboard:
+    """What the dashboard's routes share: the control plane, the change feed, logins, an HTTP client."""
+
+    cp: ControlPlane
+    hub: Hub
+    token: str
+    codes: LoginCodes = field(default_factory=LoginCodes)
+    sessions: Sessions = field(default_factory=Sessions)
+    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(trust_env=False))
+    probe: MetricsProbe = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.probe = MetricsProbe(self.http)
+
+
+def mount_dashboard(app: FastAPI, cp: ControlPlane, hub: Hub, token: str) -> Dashboard:
+    """Add the dashboard's routes to the control plane's app; returns the shared state (for tests)."""
+    from substratus.api.dashboard import codes, data, pages
+
+    dash = Dashboard(cp=cp, hub=hub, token=token)
+    app.state.dashboard = dash
+    app.include_router(codes.router(dash))
+    app.include_router(pages.router(dash))
+    app.include_router(data.router(dash))
+    return dash

@@ -1,0 +1,93 @@
+"""The links an object's page offers: a server's API docs and own /metrics, a notebook's open button.
+
+A server's `/metrics` is linked only where it has one: `probe_metrics` asks
+it (with its bearer token when it has one) and remembers the answer for a
+while, so a page view costs at most one small request. A notebook's
+`status.url` carries its token, so the page never shows it: the open button
+points at the dashboard's `/ui/open/...`, which redirects a logged-in
+browser there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+METRICS_PATH = "/metrics"
+PROBE_TTL = 30.0
+
+
+def open_path(kind: str, namespace: str, name: str) -> str:
+    return f"/ui/open/{kind}/{namespace}/{name}"
+
+
+def object_links(doc: dict[str, Any], has_metrics: bool) -> list[dict[str, str]]:
+    """Named links for one object (wire form), in the order the page shows them."""
+    kind, status = doc.get("kind"), doc.get("status") or {}
+    meta = doc.get("metadata") or {}
+    url = status.get("url")
+    if kind == "ModelServer" and url and status.get("ready"):
+        links = [{"name": "API docs", "href": f"{url}/docs", "rel": "docs"},
+                 {"name": "OpenAPI", "href": f"{url}/openapi.json", "rel": "openapi"}]
+        if has_metrics:
+            links.append({"name": "Metrics", "href": f"{url}{METRICS_PATH}", "rel": "metrics"})
+        return links
+    if kind == "Notebook" and url and status.get("ready"):
+        return [{"name": "Open notebook", "href": open_path("Notebook", meta.get("namespace", "default"),
+                                                             meta.get("name", "")), "rel": "open"}]
+    return []
+
+
+def without_query(url: str) -> str:
+    """A URL with its query and fragment dropped (a notebook's token lives in its query)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def redact(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as the browser may see it: a notebook's URL without its token."""
+    status = doc.get("status") or {}
+    if doc.get("kind") == "Notebook" and status.get("url"):
+        return {**doc, "status": {**status, "url": without_query(str(status["url"]))}}
+    return doc
+
+
+class MetricsProbe:
+    """Whether a server answers GET /metrics with Prometheus text, remembered for PROBE_TTL seconds."""
+
+    def __init__(self, client: httpx.AsyncClient, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client, self.clock = client, clock
+        self._seen: dict[str, tuple[float, bool]] = {}
+
+    async def has_metrics(self, base_url: str, token: Optional[str]) -> bool:
+        cached = self._seen.get(base_url)
+        if cached and cached[0] > self.clock():
+            return cached[1]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            resp = await self.client.get(f"{base_url}{METRICS_PATH}", headers=headers, timeout=3)
+            found = resp.status_code == 200 and looks_like_prometheus(resp.text)
+        except httpx.HTTPError:
+            found = False
+        self._seen[base_url] = (self.clock() + PROBE_TTL, found)
+        return found
+
+
+def looks_like_prometheus(text: str) -> bool:
+    """The text exposition format: `# HELP`/`# TYPE` lines or `name value` samples."""
+    for raw in text.splitlines()[:50]:
+        line = raw.strip()
+        if line.startswith("# TYPE ") or line.startswith("# HELP "):
+            return True
+        if line and not line.startswith("#"):
+            parts = line.rsplit(" ", 1)
+            try:
+                float(parts[-1])
+                return len(parts) == 2 and parts[0][:1].isalpha()
+            except ValueError:
+                return False
+    return False

@@ -1,0 +1,223 @@
+"""Seeing the world: caches kept current by engine events, and per-object snapshots.
+
+The engine is the source of truth for what runs. `ContainerCache` lists this
+instance's containers once, then follows `events()` (re-inspecting a
+container when it starts, dies or goes), so a reconcile pass reads memory,
+not the engine. `ImageCache` knows every local image (tag -> id) and is
+re-listed after an image event it did not cause. Both are relisted when the
+event stream breaks, as an informer resyncs.
+
+`Observer.snapshot` gathers what one object's planner needs: its containers,
+the images, its run directories' success markers and progress files, and
+readiness probes of its running servers and notebooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Optional
+
+from substratus.build import contract, naming
+from substratus.controlplane.layout import Layout
+from substratus.controlplane.plan import Snapshot
+from substratus.resources import progress
+from substratus.resources.status import Progress
+from substratus.runtimes.base import MANAGED, ContainerState, EngineEvent, Runtime
+
+log = logging.getLogger("substratus.observe")
+Key = tuple[str, str, str]
+Prober = Callable[[str, int], bool]      # (role, host port) -> answered
+PROGRESS_TAIL = 256 * 1024
+
+
+def owner_of(labels: dict[str, str]) -> Optional[Key]:
+    kind, ns, name = (labels.get(naming.label(k)) for k in ("kind", "namespace", "name"))
+    return (kind, ns, name) if kind and ns and name else None
+
+
+class ContainerCache:
+    """This instance's containers by owner, kept current from engine events."""
+
+    def __init__(self, runtime: Runtime, instance: str) -> None:
+        self.runtime = runtime
+        self.selector = {MANAGED: "true", naming.label("instance"): instance}
+        self._lock = threading.Lock()
+        self._by_owner: dict[Key, dict[str, ContainerState]] = defaultdict(dict)
+
+    def relist(self) -> set[Key]:
+        """Read every container again; returns the owners seen (before and now)."""
+        fresh: dict[Key, dict[str, ContainerState]] = defaultdict(dict)
+        for c in self.runtime.containers(self.selector):
+            owner = owner_of(c.labels)
+            if owner and self.mine(c.labels):
+                fresh[owner][c.name] = c
+        with self._lock:
+            touched = set(self._by_owner) | set(fresh)
+            self._by_owner = fresh
+        return touched
+
+    def mine(self, labels: dict[str, str]) -> bool:
+        """Carries every label of this instance's selector. Engines OR several label filters on
+        events, so another control plane's containers can come through: they must never be touched."""
+        return all(labels.get(k) == v for k, v in self.selector.items())
+
+    def on_event(self, event: EngineEvent) -> Optional[Key]:
+        """Update from one container event; returns the owner to wake (None for foreign containers)."""
+        if not self.mine(event.labels):
+            return None
+        owner = owner_of(event.labels)
+        if owner is None or event.action in ("attach", "init", "cleanup", "exec_died", "exec"):
+            return owner
+        state = None if event.action == "remove" else self.runtime.container(event.name)
+        if state is None:
+            self.drop(owner, event.name, event.id)
+        else:
+            self.put(owner, state)
+        return owner
+
+    def put(self, owner: Key, state: ContainerState) -> None:
+        """Record what was seen, unless something newer about the same container is known already: the
+        executor's look after `run` and the event thread's looks race, and a container only moves
+        forward (created -> running -> exited)."""
+        with self._lock:
+            known = self._by_owner[owner].get(state.name)
+            if known is not None and known.id == state.id and _phase(known) > _phase(state):
+                return
+            self._by_owner[owner][state.name] = state
+
+    def drop(self, owner: Key, name: str, container_id: str = "") -> None:
+        """Forget a removed container; a late remove event of an older container of the same name
+        (its id differs) leaves the new one alone."""
+        with self._lock:
+            known = self._by_owner[owner].get(name)
+            if known is not None and (not container_id or not known.id or known.id.startswith(container_id)
+                                      or container_id.startswith(known.id)):
+                del self._by_owner[owner][name]
+
+    def of(self, owner: Key) -> dict[str, ContainerState]:
+        with self._lock:
+            return dict(self._by_owner.get(owner, {}))
+
+    def owners(self) -> set[Key]:
+        with self._lock:
+            return {k for k, v in self._by_owner.items() if v}
+
+
+class ImageCache:
+    """Every local image reference and its id; relisted lazily after a foreign image event."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._lock = threading.Lock()
+        self._images: dict[str, str] = {}
+        self._stale = True
+
+    def all(self) -> dict[str, str]:
+        with self._lock:
+            if self._stale:
+                self._images, self._stale = self.runtime.images(), False
+            return self._images
+
+    def id_of(self, ref: str) -> Optional[str]:
+        images = self.all()
+        return images.get(ref) or images.get(f"localhost/{ref}")
+
+    def added(self, ref: str) -> None:
+        """An image we built ourselves: record it without asking the engine."""
+        info = self.runtime.image_info(ref)
+        with self._lock:
+            if info is not None:
+                self._images = {**self._images, ref: info.id}
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._stale = True
+
+
+class Observer:
+    def __init__(self, runtime: Runtime, layout: Layout, prober: Prober) -> None:
+        self.runtime, self.layout, self.prober = runtime, layout, prober
+        self.containers = ContainerCache(runtime, layout.instance)
+        self.images = ImageCache(runtime)
+
+    def snapshot(self, key: Key, now: float, in_flight: frozenset[str]) -> Snapshot:
+        kind, ns, name = key
+        containers = self.containers.of(key)
+        probes, tails = self.probe(containers)
+        object_dir = self.layout.object_dir(kind, ns, name)
+        return Snapshot(now=now, images=self.images.all(), containers=containers,
+                        succeeded=succeeded_runs(object_dir), in_flight=in_flight, probes=probes,
+                        log_tails=tails, progress=self.job_progress(containers, object_dir))
+
+    def probe(self, containers: dict[str, ContainerState]) -> tuple[dict[str, bool], dict[str, str]]:
+        probes: dict[str, bool] = {}
+        tails: dict[str, str] = {}
+        for cname, c in containers.items():
+            role = c.labels.get(naming.label("role"), "")
+            if role not in ("server", "notebook"):
+                continue
+            port = c.ports.get(contract.SERVER_PORT if role == "server" else contract.NOTEBOOK_PORT)
+            if c.running and port:
+                probes[cname] = self.prober(role, port)
+            if not probes.get(cname):
+                tails[cname] = self.log_tail(cname)
+        return probes, tails
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.runtime.logs(name, tail=lines))
+        except Exception as err:  # noqa: BLE001 - a tail is a courtesy; never fail a pass for it
+            return f"(could not read the container's log: {err})"
+
+    def job_progress(self, containers: dict[str, ContainerState], object_dir: Path) -> dict[str, Progress]:
+        """Progress of this object's load/train runs that have a container (running or just exited)."""
+        out: dict[str, Progress] = {}
+        for c in containers.values():
+            role = c.labels.get(naming.label("role"), "")
+            run = c.labels.get(naming.label("run"), "")
+            if role not in ("load", "train") or not run:
+                continue
+            run_dir = object_dir / run
+            text = read_tail(run_dir / "logs" / progress.PROGRESS_FILE, PROGRESS_TAIL)
+            summary = progress.summarise(progress.parse(text), role) if text else None
+            if summary is not None:
+                out[str(run_dir)] = summary
+        return out
+
+
+def _phase(c: ContainerState) -> int:
+    return 2 if (not c.running and c.exit_code is not None) else 1 if c.running else 0
+
+
+def succeeded_runs(object_dir: Path) -> frozenset[str]:
+    """Run directories of one object that hold the `.succeeded` marker the executor writes."""
+    try:
+        entries = list(os.scandir(object_dir))
+    except OSError:
+        return frozenset()
+    return frozenset(e.path for e in entries
+                     if e.is_dir(follow_symlinks=False) and os.path.isfile(os.path.join(e.path, ".succeeded")))
+
+
+def read_tail(path: Path, limit: int) -> str:
+    """At most the last `limit` bytes of a regular file, never following a link a container planted."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        st = os.fstat(fd)
+        if not (st.st_mode & 0o170000 == 0o100000):  # regular files only
+            return ""
+        start = max(0, st.st_size - limit)
+        os.lseek(fd, start, os.SEEK_SET)
+        data = os.read(fd, limit)
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", errors="replace")
+    return text.split("\n", 1)[1] if start and "\n" in text else text

@@ -1,0 +1,515 @@
+"""The whole control plane (service + controller + executor) against the fake runtime.
+
+The controller runs synchronously here: no threads, a fake clock, engine
+events pumped by hand, so every test says exactly what happened and in what
+order, without waiting on real time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from substratus.controlplane.controller import Controller
+from substratus.controlplane.layout import Layout
+from substratus.controlplane.service import ControlPlane
+from substratus.controlplane.store import Store
+from substratus.errors import EngineError, ValidationError
+from substratus.resources.manifest import load_path
+from substratus.runtimes.base import Completed, EngineEvent, RunSpec
+from substratus.runtimes.fake import FakeRuntime
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def contract_ok(spec: RunSpec) -> Completed:
+    """Answer the contract probe: every script asked for is found."""
+    probe = spec.command[0]
+    names = [w for w in probe.replace(";", " ").split() if w.endswith(".sh") and "$" not in w]
+    return Completed(0, "\n".join(f"found {n} /usr/local/bin/{n}" for n in dict.fromkeys(names)))
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        for name, workdir in (("ds", "/dataset"), ("model", "/model")):
+            (tmp / name).mkdir(exist_ok=True)
+            (tmp / name / "Dockerfile").write_text(f"FROM scratch\nWORKDIR {workdir}\n")
+        self.rt = FakeRuntime()
+        self.rt.once = contract_ok
+        self.layout = Layout(tmp / "home")
+        self.store = Store(self.layout.db)
+        self.clock = Clock()
+        self.probes: dict[int, bool] = {}
+        self.ports = iter(range(20000, 30000))
+        self.ctl = self.controller()
+        self.cp = ControlPlane(self.store, self.rt, self.layout, self.ctl)
+
+    def controller(self) -> Controller:
+        ctl = Controller(self.store, self.rt, self.layout, clock=self.clock,
+                         prober=lambda role, port: self.probes.get(port, False), workers=0, executor_workers=0,
+                         port_finder=lambda: next(self.ports), token_maker=lambda: "t" * 32)
+        ctl.observer.containers.relist()
+        self.events = self.rt.events(ctl.observer.containers.selector)
+        return ctl
+
+    def drain(self, limit: int = 500) -> int:
+        """Process everything due now (engine events included); returns the passes made."""
+        passes = 0
+        while passes < limit:
+            for event in self.events.pending():
+                self.ctl.on_engine_event(event)
+            key = self.ctl.queue.get(block=False)
+            if key is None:
+                return passes
+            try:
+                self.ctl.process(key)
+            finally:
+                self.ctl.queue.done(key)
+            passes += 1
+        raise AssertionError("the queue never settled")
+
+    def advance(self, seconds: float) -> None:
+        self.clock.t += seconds
+        self.drain()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return Env(tmp_path)
+
+
+MANIFEST = """
+apiVersion: substratus.ai/v1
+kind: Dataset
+metadata: {name: ds}
+spec: {filename: data.jsonl, source: {dir: ds}}
+---
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: base}
+spec: {source: {dir: model}}
+---
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: tuned}
+spec: {source: {modelName: base}, training: {datasetName: ds, params: {epochs: 2}}}
+---
+apiVersion: substratus.ai/v1
+kind: Server
+metadata: {name: tuned}
+spec: {modelName: tuned}
+"""
+
+
+def apply(e: Env, text: str = MANIFEST) -> list[dict[str, str]]:
+    f = e.tmp / "m.yaml"
+    f.write_text(text)
+    results = e.cp.apply(load_path(f))
+    e.drain()
+    return results
+
+
+def status(e: Env, kind: str, name: str) -> dict[str, Any]:
+    rec = e.store.get(kind, "default", name)
+    assert rec is not None, (kind, name)
+    return rec.status
+
+
+def ready_condition(e: Env, kind: str, name: str) -> dict[str, Any]:
+    return next(c for c in status(e, kind, name)["conditions"] if c["type"] == "Ready")
+
+
+def reason(e: Env, kind: str, name: str) -> str:
+    return str(ready_condition(e, kind, name)["reason"])
+
+
+def finish_jobs(e: Env, code: int = 0, output: str = "job output line", role: str = "") -> None:
+    """Make running load/train containers exit, writing what the real scripts would."""
+    for c in list(e.rt.items.values()):
+        r = c.state.labels.get("substratus.ai/role")
+        if not c.state.running or r not in ("load", "train") or (role and r != role):
+            continue
+        if code == 0:
+            for m in c.spec.mounts:
+                if m.target == "/data" and not m.read_only:
+                    Path(m.source, c.spec.env["LOAD_DATA_PATH"].removeprefix("/data/")).write_text('{"text":"x"}\n')
+                if m.target == "/model/trained" and "empty" not in output:
+                    Path(m.source, "weights.bin").write_text("w")
+        e.rt.exit(c.spec.name, code, output)
+    e.drain()
+
+
+def settle(e: Env, rounds: int = 4) -> None:
+    for _ in range(rounds):
+        e.drain()
+        finish_jobs(e)
+
+
+def server(e: Env, name: str = "tuned") -> Any:
+    return next(c for c in e.rt.items.values() if c.state.labels.get("substratus.ai/role") == "server"
+                and c.state.labels.get("substratus.ai/name") == name)
+
+
+def serve_ready(e: Env) -> int:
+    port = server(e).spec.ports[8080]
+    e.probes[port] = True
+    e.advance(0.2)
+    return int(port)
+
+
+# ---- the pipeline ------------------------------------------------------------------------------
+
+def test_full_pipeline_becomes_ready(env: Env) -> None:
+    assert [r["result"] for r in apply(env)] == ["created"] * 4
+    settle(env)
+    port = serve_ready(env)
+    for kind, name in (("Dataset", "ds"), ("Model", "base"), ("Model", "tuned"), ("ModelServer", "tuned")):
+        assert status(env, kind, name)["ready"], (kind, name, status(env, kind, name))
+    tuned = status(env, "Model", "tuned")["containerImage"]
+    assert server(env).spec.image == tuned and "trained-" in tuned
+    assert status(env, "ModelServer", "tuned")["url"] == f"http://127.0.0.1:{port}"
+
+
+def test_dataset_publishes_its_data_and_digest(env: Env) -> None:
+    apply(env)
+    settle(env)
+    st = status(env, "Dataset", "ds")
+    assert st["url"].startswith("file://") and st["url"].endswith("/data/data.jsonl")
+    assert st["digest"].startswith("sha256:") and len(st["digest"]) == 71
+    assert st["containerImage"].startswith("localhost/substratus/dataset-default-ds:")
+
+
+def test_trained_model_publishes_lineage_and_labels_its_image(env: Env) -> None:
+    apply(env)
+    settle(env)
+    st = status(env, "Model", "tuned")
+    lineage = st["lineage"]
+    assert lineage["baseModel"]["name"] == "base" and lineage["baseModel"]["imageId"]
+    assert lineage["dataset"] == {"name": "ds", "url": status(env, "Dataset", "ds")["url"],
+                                  "digest": status(env, "Dataset", "ds")["digest"],
+                                  "source": status(env, "Dataset", "ds")["source"]}
+    assert lineage["params"] == {"epochs": 2, "dataLimit": 1000000000000, "batchSize": 1}
+    labels = env.rt.image_store[st["containerImage"]].labels
+    assert labels["ai.substratus.dataset.digest"] == lineage["dataset"]["digest"]
+    assert json.loads(labels["ai.substratus.training.params"]) == lineage["params"]
+
+
+def test_training_progress_is_published(env: Env) -> None:
+    apply(env)
+    settle(env, 1)
+    for _ in range(3):
+        finish_jobs(env, role="load")
+    train = next(c for c in env.rt.items.values() if c.state.labels.get("substratus.ai/role") == "train")
+    logs = next(m.source for m in train.spec.mounts if m.target == "/model/logs")
+    Path(logs, "progress.jsonl").write_text(
+        '{"step": 10, "total_steps": 40, "epoch": 0.5, "loss": 3.2, "time": 100}\nnot json\n'
+        '{"step": 20, "total_steps": 40, "epoch": 1.0, "loss": 2.5, "time": 110, "lr": 0.001}\n')
+    env.ctl.queue.add(("Model", "default", "tuned"))
+    env.drain()
+    progress = status(env, "Model", "tuned")["progress"]
+    assert progress == {"phase": "train", "step": 20, "totalSteps": 40, "percent": 50.0, "epoch": 1.0,
+                        "loss": 2.5, "etaSeconds": 20.0, "updatedAt": 110.0, "metrics": {"lr": 0.001}}
+    settle(env)
+    assert status(env, "Model", "tuned")["progress"]["step"] == 20, "the last progress stays once trained"
+
+
+def test_reapplying_unchanged_does_nothing(env: Env) -> None:
+    apply(env)
+    settle(env)
+    calls = list(env.rt.calls)
+    assert [r["result"] for r in apply(env)] == ["unchanged"] * 4
+    settle(env)
+    assert env.rt.calls == calls
+
+
+def test_changed_source_rebuilds_retrains_and_rolls_the_server(env: Env) -> None:
+    apply(env)
+    settle(env)
+    serve_ready(env)
+    before = status(env, "Model", "tuned")["containerImage"]
+    (env.tmp / "model" / "serve.sh").write_text("#!/bin/sh\n")
+    results = {r["name"] + r["kind"]: r["result"] for r in apply(env)}
+    assert results["baseModel"] == "configured" and results["dsDataset"] == "unchanged"
+    settle(env)
+    after = status(env, "Model", "tuned")["containerImage"]
+    assert after != before
+    assert server(env).spec.image == after
+
+
+# ---- failures ----------------------------------------------------------------------------------
+
+def test_failed_training_reports_log_tail_and_reapply_retries(env: Env) -> None:
+    apply(env)
+    finish_jobs(env, role="load")
+    env.drain()
+    finish_jobs(env, code=2, output="CUDA out of memory", role="train")
+    assert reason(env, "Model", "tuned") == "TrainFailed"
+    msg = ready_condition(env, "Model", "tuned")["message"]
+    assert "exited with code 2" in msg and "CUDA out of memory" in msg
+    assert reason(env, "ModelServer", "tuned") == "DependencyFailed"
+    assert {r["name"] + r["kind"]: r["result"] for r in apply(env)}["tunedModel"] == "retried"
+    settle(env)
+    assert status(env, "Model", "tuned")["ready"]
+
+
+def test_contract_violation_is_a_failed_condition_naming_the_clause(env: Env) -> None:
+    (env.tmp / "model" / "Dockerfile").write_text("FROM scratch\nWORKDIR /app\n")
+    apply(env)
+    settle(env)
+    assert reason(env, "Model", "base") == "ContractViolation"
+    msg = ready_condition(env, "Model", "base")["message"]
+    assert "working directory is /model" in msg and "WORKDIR /model" in msg
+    assert not status(env, "Model", "tuned")["ready"]
+
+
+def test_job_started_before_the_check_counts_only_once_checked(env: Env) -> None:
+    """Load starts beside the contract check (speed); a violation still fails the dataset."""
+    (env.tmp / "ds" / "Dockerfile").write_text("FROM scratch\nWORKDIR /wrong\n")
+    apply(env)
+    settle(env)
+    assert reason(env, "Dataset", "ds") == "ContractViolation"
+    assert not status(env, "Dataset", "ds")["ready"]
+
+
+def test_empty_training_output_fails(env: Env) -> None:
+    apply(env)
+    finish_jobs(env, role="load")
+    env.drain()
+    finish_jobs(env, output="done, saved nothing (empty)", role="train")
+    assert "/model/trained empty" in ready_condition(env, "Model", "tuned")["message"]
+
+
+def test_reference_to_missing_dataset_stores_nothing(env: Env) -> None:
+    text = MANIFEST.replace("datasetName: ds", "datasetName: nope")
+    with pytest.raises(ValidationError) as e:
+        apply(env, text)
+    assert "spec.training.datasetName" in str(e.value) and "'nope' does not exist" in str(e.value)
+    assert env.store.records() == []
+
+
+def test_missing_dockerfile_stores_nothing(env: Env) -> None:
+    (env.tmp / "ds" / "Dockerfile").unlink()
+    with pytest.raises(ValidationError) as e:
+        apply(env)
+    assert "spec.source.dir" in str(e.value) and "no Dockerfile" in str(e.value)
+    assert env.store.records() == []
+
+
+def test_container_that_cannot_start_is_a_failed_condition(env: Env) -> None:
+    def refuse(spec: RunSpec) -> Any:
+        raise EngineError("Error: unresolvable CDI devices nvidia.com/gpu=all")
+
+    apply(env)
+    settle(env)
+    env.rt.run = refuse  # type: ignore[method-assign]
+    env.rt.remove(server(env).spec.name)
+    env.drain()
+    assert reason(env, "ModelServer", "tuned") == "ServeFailed"
+    msg = ready_condition(env, "ModelServer", "tuned")["message"]
+    assert "could not start" in msg and "CDI" in msg
+
+
+def test_one_objects_crash_does_not_stop_another_and_is_retried(env: Env, monkeypatch: Any) -> None:
+    import substratus.controlplane.controller as controller
+
+    real = controller.plan_dataset
+    crashes = []
+
+    def crash_once(*args: Any, **kw: Any) -> Any:
+        if not crashes:
+            crashes.append(1)
+            raise RuntimeError("planner bug")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(controller, "plan_dataset", crash_once)
+    apply(env)
+    assert status(env, "Model", "base")["conditions"], "the model went on while the dataset crashed"
+    assert env.ctl.queue.failures(("Dataset", "default", "ds")) == 1
+    env.advance(1.0)  # the backoff passed: the dataset is retried and proceeds
+    settle(env)
+    assert status(env, "Dataset", "ds")["ready"]
+
+
+# ---- health --------------------------------------------------------------------------------------
+
+def test_server_becomes_not_ready_after_missed_probes_and_heals(env: Env) -> None:
+    apply(env)
+    settle(env)
+    port = serve_ready(env)
+    assert status(env, "ModelServer", "tuned")["ready"]
+    env.probes[port] = False
+    env.advance(10)
+    assert status(env, "ModelServer", "tuned")["ready"], "one missed probe is tolerated"
+    for _ in range(3):
+        env.advance(10)
+    assert reason(env, "ModelServer", "tuned") == "NotReady"
+    env.probes[port] = True
+    env.advance(10)
+    assert status(env, "ModelServer", "tuned")["ready"] and reason(env, "ModelServer", "tuned") == "Serving"
+
+
+def test_server_late_past_the_ready_timeout_heals(env: Env) -> None:
+    apply(env)
+    settle(env)
+    env.advance(601)
+    env.advance(1)
+    assert reason(env, "ModelServer", "tuned") == "ServeFailed"
+    serve_ready(env)
+    env.advance(10)
+    assert status(env, "ModelServer", "tuned")["ready"]
+
+
+def test_exited_server_restarts_with_backoff(env: Env) -> None:
+    apply(env)
+    settle(env)
+    serve_ready(env)
+    name = server(env).spec.name
+    runs = sum(1 for c in env.rt.calls if c == ("run", name))
+    env.rt.exit(name, 1, "boom")
+    env.drain()
+    assert reason(env, "ModelServer", "tuned") == "ServerExited" and "boom" in \
+        ready_condition(env, "ModelServer", "tuned")["message"]
+    env.advance(1.5)
+    assert sum(1 for c in env.rt.calls if c == ("run", name)) == runs + 1
+
+
+def test_a_taken_port_is_chosen_again(env: Env) -> None:
+    real_run = env.rt.run
+    taken = {20000}
+
+    def run(spec: RunSpec) -> Any:
+        if set(spec.ports.values()) & taken:
+            raise EngineError("Error: cannot listen on the TCP port: listen tcp4 127.0.0.1:20000: bind: "
+                              "address already in use")
+        return real_run(spec)
+
+    env.rt.run = run  # type: ignore[method-assign]
+    apply(env)
+    settle(env)
+    assert server(env).spec.ports[8080] != 20000
+    assert reason(env, "ModelServer", "tuned") != "ServeFailed"
+
+
+def test_vanished_image_is_rebuilt(env: Env) -> None:
+    apply(env)
+    settle(env)
+    image = status(env, "Model", "base")["containerImage"]
+    builds = sum(1 for c in env.rt.calls if c == ("build", image))
+    env.rt.remove_image(image)
+    env.drain()
+    settle(env)
+    assert sum(1 for c in env.rt.calls if c == ("build", image)) == builds + 1
+    assert status(env, "Model", "base")["ready"]
+
+
+# ---- restart, delete -----------------------------------------------------------------------------
+
+def test_restart_adopts_running_containers(env: Env) -> None:
+    apply(env)
+    settle(env)
+    serve_ready(env)
+    started = [c for c in env.rt.calls if c[0] == "run"]
+    env.ctl = env.controller()
+    env.ctl.queue.add_many([r.key for r in env.store.records()])
+    env.drain()
+    assert [c for c in env.rt.calls if c[0] == "run"] == started  # nothing started twice
+    assert status(env, "ModelServer", "tuned")["ready"]
+
+
+def test_delete_removes_containers_then_the_object(env: Env) -> None:
+    apply(env)
+    settle(env)
+    name = server(env).spec.name
+    doomed = env.ctl.delete([("ModelServer", "default", "tuned")])
+    assert doomed == {("ModelServer", "default", "tuned"): [name]}
+    assert env.store.get("ModelServer", "default", "tuned").deleting  # type: ignore[union-attr]
+    env.drain()
+    assert name not in env.rt.items
+    assert env.store.get("ModelServer", "default", "tuned") is None
+
+
+def test_orphans_of_a_deleted_object_are_removed(env: Env) -> None:
+    apply(env)
+    settle(env)
+    name = server(env).spec.name
+    env.store.delete_many([("ModelServer", "default", "tuned")])  # as if deleted while we were down
+    env.ctl = env.controller()
+    env.ctl.queue.add_many(sorted(env.ctl.observer.containers.owners()))
+    env.drain()
+    assert name not in env.rt.items
+
+
+def test_reapply_of_an_object_being_deleted_is_refused(env: Env) -> None:
+    from substratus.errors import ConflictError
+
+    apply(env)
+    settle(env)
+    env.store.update_many([("ModelServer", "default", "tuned")], lambda r: replace(r, deleting=True), "now")
+    with pytest.raises(ConflictError):
+        apply(env)
+
+
+# ---- garbage collection ----------------------------------------------------------------------
+
+def test_gc_keeps_current_and_recent_runs_and_images_and_removes_superseded_ones(env: Env) -> None:
+    import os
+
+    apply(env)
+    settle(env)
+    serve_ready(env)
+    images_v1 = set(env.rt.image_store)
+    for i in range(3):  # three changes of the model: three new source images and trainings
+        (env.tmp / "model" / "serve.sh").write_text(f"#!/bin/sh\n# v{i}\n")
+        apply(env)
+        settle(env)
+        serve_ready(env)
+    tuned_dir = env.layout.object_dir("Model", "default", "tuned")
+    runs = sorted((p for p in tuned_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    assert len(runs) == 4
+    for i, run in enumerate(runs):  # make their ages unambiguous
+        os.utime(run, (1000 + i, 1000 + i))
+    current = status(env, "Model", "tuned")["containerImage"]
+    garbage = env.ctl.collect_garbage()
+    left = sorted(p.name for p in tuned_dir.iterdir() if p.is_dir())
+    assert len(left) == 2 and runs[-1].name in left and runs[0].name not in left
+    assert current in env.rt.image_store and status(env, "Model", "base")["containerImage"] in env.rt.image_store
+    assert garbage.images and not set(garbage.images) & {current}
+    assert images_v1 - set(env.rt.image_store), "some first-version images were superseded and removed"
+    env.drain()
+    assert status(env, "ModelServer", "tuned")["ready"], "collecting garbage disturbed nothing in use"
+
+
+def test_gc_leaves_objects_on_their_way_alone(env: Env) -> None:
+    apply(env)
+    env.drain()  # building, nothing ready yet
+    images = set(env.rt.image_store)
+    garbage = env.ctl.collect_garbage()
+    assert garbage.images == [] and garbage.run_dirs == [] and set(env.rt.image_store) == images
+
+
+def test_another_control_planes_containers_are_never_touched(env: Env) -> None:
+    """Same object names, another $SUBSTRATUS_HOME: its containers carry another instance label."""
+    apply(env)
+    settle(env)
+    serve_ready(env)
+    mine = server(env)
+    foreign = replace(mine.spec, name=mine.spec.name.replace(env.layout.instance, "other0"),
+                      labels={**mine.spec.labels, "substratus.ai/instance": "other0", "substratus.ai/image": "old"})
+    env.rt.run(foreign)
+    env.ctl.on_engine_event(EngineEvent(type="container", action="start", name=foreign.name,
+                                        labels=foreign.labels))
+    env.ctl.queue.add(("ModelServer", "default", "tuned"))
+    env.advance(10)
+    assert foreign.name in env.rt.items, "a foreign container was removed"
+    assert env.ctl.observer.containers.of(("ModelServer", "default", "tuned")).keys() == {mine.spec.name}
