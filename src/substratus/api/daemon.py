@@ -69,10 +69,12 @@ class Settings:
                         build_timeout=_number("SUBSTRATUS_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT, float,
                                               positive=True),
                         keep_runs=int(keep_runs),
-                        gc_period=_number("SUBSTRATUS_GC_PERIOD", 600.0, float, positive=True))
+                        gc_period=_number("SUBSTRATUS_GC_PERIOD", 600.0, float, non_negative=True))
 
 
-def _number(name: str, default: float, kind: type[int] | type[float], positive: bool = False) -> float:
+def _number(name: str, default: float, kind: type[int] | type[float], positive: bool = False,
+            non_negative: bool = False) -> float:
+    """A numeric setting from the environment; SettingsError naming the variable when it is not one."""
     raw = os.environ.get(name, "")
     if not raw:
         return default
@@ -80,8 +82,12 @@ def _number(name: str, default: float, kind: type[int] | type[float], positive: 
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name}={raw!r} is not a finite number")
     if positive and not value > 0:
         raise SettingsError(f"{name}={raw!r} must be greater than 0 (seconds)")
+    if non_negative and value < 0:
+        raise SettingsError(f"{name}={raw!r} must be 0 or more")
     return value
 
 
