@@ -121,11 +121,10 @@ def _tree(repo: Path, path: str) -> str:
 
 def _export(repo: Path, tree: str, cache: Path, field: str, shown: str) -> Path:
     """`git archive` of `tree` unpacked (links kept inside, no special bits) under the cache."""
-    target = cache / "trees" / tree
+    target = cache / f"tree-{tree}"  # one entry per export, so garbage collection can take each alone
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tree-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=".tree-", dir=cache))
     try:
         proc = subprocess.Popen(["git", *GIT_CONFIG, "archive", "--format=tar", tree], cwd=repo,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
