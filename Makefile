@@ -1,7 +1,8 @@
 # Substratus for Python: set-up, demo and tests.
 #   make setup   install what the project needs (engine, .venv, base images); quick when done
 #   make demo    the main job: dataset -> model -> fine-tune -> serve -> notebook
-#   make test    unit, integration (real podman/docker), reliability, end-to-end and browser tiers
+#   make test    unit, integration (real podman/docker), reliability, engines, end-to-end, Kubernetes and browser tiers
+#   make wheel   dist/substratus_py-*.whl (and the sdist): `pipx install` it, then `sub`
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +15,9 @@ VENV_ML := .venv-ml
 ML_STAMP := $(VENV_ML)/.installed-stamp
 TORCH_INDEX ?=
 
-.PHONY: setup engine venv venv-ml base-images demo test test-unit test-ml test-integration test-reliability test-e2e test-browser test-heavy bench bench-controlplane lint clean-demo
+.PHONY: setup engine venv venv-ml base-images operator-image demo test test-unit test-ml test-integration test-reliability \
+	test-e2e test-kubernetes test-kubernetes-real test-browser test-heavy bench bench-controlplane lint clean-demo \
+	wheel rootless-user test-engines test-docker test-rootless test-wheel
 
 setup: engine venv base-images
 
@@ -26,7 +29,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) with the substratus package and its test tools" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test,test-kubernetes]'
 	@touch $@
 
 venv-ml: $(ML_STAMP)
@@ -38,13 +41,18 @@ $(ML_STAMP): images/ml/pyproject.toml
 	@$(VENV_ML)/bin/pip install -q --disable-pip-version-check -e 'images/ml[test]'
 	@touch $@
 
-base-images: engine
-	@bash scripts/build-base-images.sh
+# One implementation: `sub images build` (scripts/build-base-images.sh calls it too).
+base-images: engine venv
+	@$(BIN)/sub images build
+
+# The Kubernetes operator image, FROM python-base (images/operator/build.sh; quick when unchanged).
+operator-image: base-images
+	@bash images/operator/build.sh >/dev/null
 
 demo: setup
 	@$(BIN)/python scripts/demo.py
 
-test: setup test-unit test-ml test-integration test-reliability test-e2e test-browser
+test: setup test-unit test-ml test-integration test-reliability test-engines test-e2e test-kubernetes test-browser
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit -p no:cacheprovider
@@ -61,6 +69,30 @@ test-integration: venv engine
 # the README's "Guarantees" section quotes.
 test-reliability: venv engine
 	$(BIN)/pytest -q -m reliability tests/reliability -p no:cacheprovider
+# Where users are (tests/engines): the docker runtime against podman's Docker API, rootless
+# podman as a user made by scripts/setup-rootless-user.sh, and the wheel installed with pipx.
+# One pytest run, so the wheel is built once.
+ENGINES_PYTEST = $(BIN)/pytest -q -m engines -p no:cacheprovider --durations=10
+
+test-engines: venv engine rootless-user
+	$(ENGINES_PYTEST) tests/engines
+
+test-docker: venv engine
+	$(ENGINES_PYTEST) tests/engines/test_docker.py
+
+test-rootless: venv engine rootless-user
+	$(ENGINES_PYTEST) tests/engines/test_rootless.py
+
+test-wheel: venv engine
+	$(ENGINES_PYTEST) tests/engines/test_wheel.py
+
+# Needs root (creates a user); without root the rootless tier says so and skips (fails in CI).
+rootless-user:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/setup-rootless-user.sh; \
+	 else echo "rootless-user: not root, so no test user is made; the rootless tier will skip" >&2; fi
+
+wheel: venv
+	$(BIN)/python -m build --outdir dist .
 
 test-e2e: setup
 	$(BIN)/pytest -q -m e2e tests/e2e -p no:cacheprovider
@@ -69,6 +101,20 @@ test-e2e: setup
 test-browser: venv engine
 	@bash scripts/setup-browser.sh
 	$(BIN)/pytest -q -m browser tests/browser -p no:cacheprovider
+
+# CRDs, generators, strict schema validation (several Kubernetes versions), the artifact
+# store against moto's S3 server, the runtime and operator on the emulated API server,
+# and the generated pods under `podman kube play`.
+test-kubernetes: venv engine operator-image
+	$(BIN)/pytest -q -m "kubernetes and not kubereal" tests/kubernetes -p no:cacheprovider
+
+# Opt-in: a real cluster (kind, k3s, GKE...) named by SUBSTRATUS_KUBECONFIG.
+test-kubernetes-real: venv
+	@if [ -z "$${SUBSTRATUS_KUBECONFIG:-}" ]; then \
+	  echo "test-kubernetes-real: NOT RUN: SUBSTRATUS_KUBECONFIG is not set (point it at a kubeconfig of a real cluster)" >&2; \
+	else \
+	  $(BIN)/pytest -q -m kubereal tests/kubernetes -p no:cacheprovider -rs; \
+	fi
 
 test-heavy: setup
 	SUBSTRATUS_HEAVY=1 $(BIN)/pytest -q -m heavy tests -p no:cacheprovider

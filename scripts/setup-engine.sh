@@ -6,7 +6,7 @@
 # one line to stderr; a failure exits non-zero with what to do next.
 #
 # What it may change:
-#   - apt-get install podman runc uidmap slirp4netns busybox-static debootstrap git
+#   - apt-get install podman runc uidmap slirp4netns busybox-static debootstrap git catatonit
 #     (only the ones missing)
 #   - /etc/containers/containers.conf: written only when absent, or when a trial
 #     `podman run` fails with the known crun ("cgroups in hybrid mode") or ulimit
@@ -132,8 +132,9 @@ main() {
   fi
 
   # The tests build FROM scratch images with a static busybox, and the offline base
-  # image is made with debootstrap; git is used for git-sourced resources.
-  apt_install busybox-static debootstrap git
+  # image is made with debootstrap; git is used for git-sourced resources; catatonit
+  # is the pause process `podman kube play` needs (the Kubernetes tier plays generated pods).
+  apt_install busybox-static debootstrap git catatonit
   [ -x /bin/busybox ] || die "/bin/busybox missing after installing busybox-static"
 
   if [ "$have_engine" = podman ]; then

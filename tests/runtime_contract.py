@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from substratus.errors import BuildError
+from substratus.errors import BuildError, EngineError
 from substratus.runtimes.base import BuildSpec, Runtime, RunSpec
 
 LABELS = {"substratus.ai/managed": "true", "substratus.ai/role": "contract-test"}
@@ -184,3 +184,28 @@ class RuntimeContract:
         stream.close()
         reader.join(10)
         assert ours in seen and theirs not in seen, seen
+
+    def test_exec_runs_in_the_workdir_feeds_stdin_and_returns_exit_code_and_output(self, runtime: Runtime,
+                                                                                    image: str) -> None:
+        name = unique("sub-contract")
+        runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=LABELS))
+        try:
+            wrote = runtime.exec(name, ["sh", "-c", "mkdir -p sub && cat > sub/note.txt && echo done; exit 3"],
+                                 stdin=b"hello\n", workdir="/model")
+            assert wrote.exit_code == 3 and wrote.stdout == b"done\n"
+            read = runtime.exec(name, ["cat", "sub/note.txt"], workdir="/model")
+            assert (read.exit_code, read.stdout) == (0, b"hello\n"), "the file stays in the container"
+            missing = runtime.exec(name, ["cat", "no-such-file"], workdir="/model")
+            assert missing.exit_code != 0 and "no-such-file" in missing.stderr
+        finally:
+            runtime.remove(name)
+
+    def test_exec_in_a_stopped_container_raises_engine_error(self, runtime: Runtime, image: str) -> None:
+        name = unique("sub-contract")
+        runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=LABELS))
+        try:
+            runtime.stop(name, timeout=1)
+            with pytest.raises(EngineError):
+                runtime.exec(name, ["true"])
+        finally:
+            runtime.remove(name)

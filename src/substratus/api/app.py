@@ -32,6 +32,11 @@ from substratus.controlplane.store import Record
 from substratus.errors import SubstratusError, ValidationError
 from substratus.resources.kinds import canonical_kind
 from substratus.resources.manifest import parse_object
+from substratus.resources.selectors import Selector
+from substratus.resources.selectors import parse as parse_selector
+
+SELECTOR_DOC = ("Only objects whose metadata.labels match, as kubectl writes it: `app=web`, `tier!=db`, "
+                "`env in (a,b)`, `env notin (a)`, `gpu`, `!legacy`; requirements separated by ','.")
 
 
 MIN_TOKEN_LENGTH = 32
@@ -59,7 +64,8 @@ class ObjectRef(BaseModel):
 
 
 class DeleteRequest(BaseModel):
-    objects: list[ObjectRef]
+    objects: list[ObjectRef] = Field(default_factory=list, description="Objects to delete; with `labelSelector`, "
+                                                                       "also every object it selects")
 
 
 class ObjectList(BaseModel):
@@ -129,11 +135,16 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
             raise ValidationError(problems, hint="nothing was applied")
         return json_response(cp.apply(objects, dry_run=dry_run))
 
+    def selected(kind: Optional[str], namespace: Optional[str], selector: Selector) -> list[Record]:
+        return [r for r in cp.records(kind, namespace) if selector.matches(r.labels)]
+
     @app.get("/api/v1/objects", response_model=ObjectList, dependencies=[Depends(authorised)])
-    def list_objects(kind: Optional[str] = None, namespace: Optional[str] = None) -> Response:
+    def list_objects(kind: Optional[str] = None, namespace: Optional[str] = None,
+                     label_selector: str = Query("", alias="labelSelector", description=SELECTOR_DOC)) -> Response:
         k = canonical_kind(kind) if kind else None
+        selector = parse_selector(label_selector)
         version = cp.store.resource_version
-        return json_response({"items": [r.document() for r in cp.records(k, namespace)],
+        return json_response({"items": [r.document() for r in selected(k, namespace, selector)],
                               "resourceVersion": str(version)})
 
     @app.get("/api/v1/watch", dependencies=[Depends(authorised)], response_class=StreamingResponse,
@@ -142,8 +153,10 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
                                              "BOOKMARK with a resourceVersion, ERROR (410: list again)."}})
     async def watch(request: Request, kind: Optional[str] = None, namespace: Optional[str] = None,
                     resource_version: Optional[int] = Query(None, alias="resourceVersion", ge=0),
-                    timeout_seconds: Optional[int] = Query(None, alias="timeoutSeconds", ge=1, le=86400)) -> Response:
+                    timeout_seconds: Optional[int] = Query(None, alias="timeoutSeconds", ge=1, le=86400),
+                    label_selector: str = Query("", alias="labelSelector", description=SELECTOR_DOC)) -> Response:
         k = canonical_kind(kind) if kind else None
+        selector = parse_selector(label_selector)
         if resource_version is not None and resource_version < cp.store.resource_version:
             try:
                 hub.check(resource_version)
@@ -152,7 +165,8 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
                                                "the list's resourceVersion"}}, status_code=410)
 
         def keep(rec: Record) -> bool:
-            return (k is None or rec.kind == k) and (namespace is None or rec.namespace == namespace)
+            return (k is None or rec.kind == k) and (namespace is None or rec.namespace == namespace) \
+                and selector.matches(rec.labels)
 
         async def lines() -> AsyncIterator[bytes]:
             deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
@@ -185,8 +199,17 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
         return json_response(result)
 
     @app.post("/api/v1/delete", dependencies=[Depends(authorised)])
-    def delete_objects(req: DeleteRequest) -> Response:
+    def delete_objects(req: DeleteRequest, kind: Optional[str] = None, namespace: Optional[str] = None,
+                       label_selector: Optional[str] = Query(None, alias="labelSelector", description=SELECTOR_DOC)
+                       ) -> Response:
         keys = [(canonical_kind(o.kind), o.namespace, o.name) for o in req.objects]
+        if label_selector is not None:
+            selector = parse_selector(label_selector)
+            if selector.empty:
+                raise ValidationError([("labelSelector", "an empty selector would delete every object")],
+                                      hint="name at least one label, e.g. labelSelector=app=demo")
+            k = canonical_kind(kind) if kind else None
+            keys += [r.key for r in selected(k, namespace, selector) if r.key not in keys]
         return json_response({"items": cp.delete(keys)})
 
     @app.get("/api/v1/objects/{kind}/{namespace}/{name}/logs", dependencies=[Depends(authorised)],

@@ -55,6 +55,7 @@ class Settings:
     build_timeout: float = DEFAULT_BUILD_TIMEOUT
     keep_runs: int = 2
     gc_period: float = 600.0
+    build_workers: int = 1
 
     @staticmethod
     def from_env() -> "Settings":
@@ -64,12 +65,16 @@ class Settings:
         keep_runs = _number("SUBSTRATUS_KEEP_RUNS", 2, int)
         if keep_runs < 1:
             raise SettingsError(f"SUBSTRATUS_KEEP_RUNS={keep_runs} must be at least 1")
+        build_workers = _number("SUBSTRATUS_BUILD_WORKERS", 1, int)
+        if build_workers < 1:
+            raise SettingsError(f"SUBSTRATUS_BUILD_WORKERS={build_workers} must be at least 1")
         return Settings(home=default_home(), engine=os.environ.get("SUBSTRATUS_ENGINE") or None, port=int(port),
                         ready_timeout=_number("SUBSTRATUS_READY_TIMEOUT", 600.0, float, positive=True),
                         build_timeout=_number("SUBSTRATUS_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT, float,
                                               positive=True),
                         keep_runs=int(keep_runs),
-                        gc_period=_number("SUBSTRATUS_GC_PERIOD", 600.0, float, non_negative=True))
+                        gc_period=_number("SUBSTRATUS_GC_PERIOD", 600.0, float, non_negative=True),
+                        build_workers=int(build_workers))
 
 
 def _number(name: str, default: float, kind: type[int] | type[float], positive: bool = False,
@@ -164,10 +169,11 @@ def serve(settings: Settings, layout: Layout) -> int:
     port = int(tcp.getsockname()[1])
     store = Store(layout.db)
     controller = Controller(store, runtime, layout, ready_timeout=settings.ready_timeout,
-                            keep_runs=settings.keep_runs, gc_period=settings.gc_period)
+                            keep_runs=settings.keep_runs, gc_period=settings.gc_period,
+                            build_workers=settings.build_workers)
     app = create_app(ControlPlane(store, runtime, layout, controller), token)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=5))
+                                           timeout_graceful_shutdown=2))
     log.info("control plane for %s on %s and 127.0.0.1:%d using %s", layout.home, layout.socket, port,
              runtime.engine)
     write_endpoint(layout, port)  # only now: both sockets are bound and listening

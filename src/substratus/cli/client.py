@@ -84,7 +84,7 @@ class Client:
             # Exit 1: another daemon holds the lock (it answers soon). Anything else: it refused to start.
             if proc.poll() not in (None, 1):
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         tail = (self.home / "controlplane.log").read_text(errors="replace").splitlines()[-10:]
         code = proc.poll()
         what = "did not start within 30s" if code is None else f"exited with code {code}"
@@ -179,3 +179,35 @@ class Client:
 
     def logs(self, kind: str, namespace: str, name: str, follow: bool) -> Iterator[str]:
         return self.stream(f"/api/v1/objects/{kind}/{namespace}/{name}/logs", {"follow": str(follow).lower()})
+
+    # -- selectors, dry runs, quick lookups (issue 13) -------------------------------------------
+    def apply_dry_run(self, objects: List[dict[str, Any]]) -> List[dict[str, str]]:
+        """Validate, resolve references and sources; nothing is stored or run."""
+        return list(self.request("POST", "/api/v1/apply", json_body={"objects": objects},
+                                 params={"dryRun": "true"}))
+
+    def list_selected(self, kind: Optional[str], namespace: Optional[str],
+                      selector: str) -> tuple[List[dict[str, Any]], str]:
+        """Objects whose labels match `selector` ('' selects all), and the list's resourceVersion."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace), ("labelSelector", selector)) if v}
+        data = self.request("GET", "/api/v1/objects", params=params)
+        return list(data["items"]), str(data.get("resourceVersion", ""))
+
+    def watch_selected(self, kind: Optional[str], namespace: Optional[str], selector: str,
+                       resource_version: Optional[str] = None) -> Iterator[dict[str, Any]]:
+        """Watch events of the selected objects, resuming after `resource_version` when given."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace), ("labelSelector", selector),
+                                    ("resourceVersion", resource_version)) if v}
+        for line in self.stream("/api/v1/watch", params, read_timeout=60.0):
+            if line:
+                yield dict(json.loads(line))
+
+    def delete_selected(self, kind: Optional[str], namespace: Optional[str], selector: str) -> List[dict[str, Any]]:
+        """Delete every object whose labels match `selector` (the server refuses an empty one)."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace)) if v}
+        params["labelSelector"] = selector
+        return list(self.request("POST", "/api/v1/delete", json_body={"objects": []}, params=params)["items"])
+
+    def running(self) -> bool:
+        """Whether a control plane answers now; never starts one (shell completion must stay fast)."""
+        return self.healthy() is not None

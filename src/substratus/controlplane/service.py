@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import defaultdict
 from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
@@ -37,12 +39,13 @@ class ControlPlane:
     def __init__(self, store: Store, runtime: Runtime, layout: Layout, controller: Controller) -> None:
         self.store, self.runtime, self.layout, self.controller = store, runtime, layout, controller
         self._apply_lock = threading.Lock()
+        self._fetch_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
     # -- apply --------------------------------------------------------------------------------
     def apply(self, objects: list[Resource], *, dry_run: bool = False) -> list[dict[str, Any]]:
         with self._apply_lock:
             self.check_references(objects)
-            sources = {obj.key: self.resolve_source(obj) for obj in objects}
+            sources = self.resolve_sources(objects)
             records, results = [], []
             for obj in objects:
                 rec, result = self.next_record(obj, sources[obj.key])
@@ -101,6 +104,24 @@ class ControlPlane:
         if problems:
             raise ValidationError(problems, hint="nothing was applied")
 
+    def resolve_sources(self, objects: list[Resource]) -> dict[tuple[str, str, str], Optional[ResolvedSource]]:
+        """Every object's source, fetched side by side (git ls-remote/clone wait on I/O); all problems of
+        all objects are reported together."""
+        with ThreadPoolExecutor(max_workers=min(8, max(1, len(objects)))) as pool:
+            futures = {obj.key: pool.submit(self.resolve_source, obj) for obj in objects}
+        out: dict[tuple[str, str, str], Optional[ResolvedSource]] = {}
+        problems: list[tuple[str, str]] = []
+        hints: list[str] = []
+        for key, fut in futures.items():
+            try:
+                out[key] = fut.result()
+            except ValidationError as err:
+                problems += err.problems
+                hints.append(err.hint)
+        if problems:
+            raise ValidationError(problems, hint=next((h for h in hints if h), "nothing was applied"))
+        return out
+
     def resolve_source(self, obj: Resource) -> Optional[ResolvedSource]:
         resolved = self._fetch_source(obj)
         if resolved is None:
@@ -117,7 +138,8 @@ class ControlPlane:
         try:
             if src.git is not None:
                 url = git.normalise_url(src.git.url)
-                return git.fetch(url, src.git.branch, src.git.path, self.layout.git_cache)
+                with self._fetch_locks[url]:  # objects from one repository: one clone, the others reuse it
+                    return git.fetch(url, src.git.branch, src.git.path, self.layout.git_cache)
             if src.dir is not None:
                 return local.snapshot(src.dir, self.layout.dir_cache)
         except SourceError as err:

@@ -85,6 +85,15 @@ class Completed:
     output: str  # stdout and stderr, interleaved
 
 
+@dataclass
+class ExecResult:
+    """What a command run inside a container gave back; stdout stays bytes (file contents travel in it)."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: str
+
+
 LogSink = Callable[[str], None]
 
 
@@ -148,6 +157,12 @@ class Runtime(Protocol):
 
     def remove(self, name: str) -> bool:
         """Remove a container (stopping it first); False when there was none."""
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        """Run argv inside the running container `name` (as its image's user, in `workdir`), feeding `stdin`.
+        The command's own failure is an exit code in the result; raises EngineError when the container is
+        missing or not running, or the command outlives `timeout`. `sub notebook` syncs files with it."""
 
     def gpu_available(self) -> bool:
         """Whether containers can be given a GPU."""

@@ -33,6 +33,7 @@ from substratus.runtimes.base import (
     Completed,
     ContainerState,
     EngineEvent,
+    ExecResult,
     ImageInfo,
     LogSink,
     RunSpec,
@@ -52,6 +53,9 @@ DEFAULT_BUILD_TIMEOUT = 3600.0
 LOGS_TIMEOUT = 120.0          # reading a finished container's output
 MAX_LINE = 64 * 1024          # a longer log line is cut (one line must not hold the whole log)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# What podman and docker say when `exec` cannot start (not the command's own failure).
+EXEC_UNAVAILABLE = re.compile(r"no such container|not running|state improper|is paused|no container with name",
+                              re.I)
 
 
 def detect_engine(preferred: Optional[str] = None) -> str:
@@ -64,15 +68,19 @@ def detect_engine(preferred: Optional[str] = None) -> str:
     for name in ENGINES:
         if shutil.which(name) and _engine_answers(name):
             return name
-    raise EngineError("no working container engine: neither `podman info` nor `docker info` succeeded",
+    raise EngineError("no working container engine: neither `podman version` nor `docker version` answered",
                       hint="run `make setup` (installs podman), or start Docker, or set SUBSTRATUS_ENGINE")
 
 
 def _engine_answers(name: str) -> bool:
+    """Whether the engine's server side answers. `version` with the server's field does that in a tenth
+    of the time `info` takes (the control plane's start-up waits on it)."""
     try:
-        return subprocess.run([name, "info"], capture_output=True, timeout=30).returncode == 0
+        proc = subprocess.run([name, "version", "--format", "{{.Server.Version}}" if name == "docker"
+                               else "{{.Client.Version}}"], capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return False
+    return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
 def gpu_run_args(engine: str) -> list[str]:
@@ -80,6 +88,16 @@ def gpu_run_args(engine: str) -> list[str]:
     if Path(engine).name == "docker":
         return ["--gpus", "all"]
     return ["--device", "nvidia.com/gpu=all"]
+
+
+# Where podman (rootful and rootless alike) reads CDI specs; `nvidia-ctk cdi generate
+# --output=/etc/cdi/nvidia.yaml` writes NVIDIA's.
+CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+
+
+def cdi_has_nvidia(dirs: tuple[Path, ...]) -> bool:
+    """Whether a CDI spec for NVIDIA GPUs (nvidia*.yaml or .json) lies in one of `dirs`."""
+    return any(any(d.glob("nvidia*.yaml")) or any(d.glob("nvidia*.json")) for d in dirs if d.is_dir())
 
 
 def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) -> list[str]:
@@ -220,6 +238,43 @@ class EngineRuntime:
     def remove_image(self, ref: str) -> bool:
         return self._run(["rmi", "-f", "--", ref], check=False).returncode == 0
 
+    # -- base images (`sub images build`; not part of the Runtime protocol) ------------
+    def pull(self, ref: str, timeout: float) -> bool:
+        """Try to pull `ref`; False when it cannot be had (no registry, offline, timeout)."""
+        try:
+            return self._run(["pull", "-q", ref], check=False, timeout=timeout).returncode == 0
+        except EngineError:  # timed out
+            return False
+
+    def tag(self, source: str, target: str) -> None:
+        self._run(["tag", source, target])
+
+    def server_components(self) -> list[str]:
+        """Names in `version`'s Server.Components: "Engine" for Docker, "Podman Engine" for podman's API."""
+        proc = self._run(["version", "--format", "{{json .Server}}"], check=False, timeout=30)
+        try:
+            server = json.loads(proc.stdout or "{}")
+        except json.JSONDecodeError:
+            return []
+        components = server.get("Components") if isinstance(server, dict) else None
+        return [str(c.get("Name", "")) for c in components or [] if isinstance(c, dict)]
+
+    def import_rootfs(self, rootfs: Path, ref: str, changes: list[str]) -> None:
+        """`tar -C rootfs -c . | ENGINE import --change ... - ref`: a root filesystem as an image."""
+        argv = [self.engine, "import", *[a for c in changes for a in ("--change", c)], "-", ref]
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            proc = subprocess.run(argv, stdin=tar.stdout, capture_output=True, text=True, timeout=1800)
+        finally:
+            assert tar.stdout is not None
+            tar.stdout.close()
+            tar_err = tar.communicate()[1].decode(errors="replace")
+        if tar.returncode != 0:
+            raise CommandError(["tar", "-C", str(rootfs), "-c", "."], tar.returncode, tar_err)
+        if proc.returncode != 0:
+            raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
+
     def images(self) -> dict[str, str]:
         # podman's listing can fail while another process removes an image ("image not known"): that race
         # is transient, so look again a few times before calling it an error.
@@ -317,14 +372,31 @@ class EngineRuntime:
         proc = self._run(["rm", "-f", *grace, "--", name], check=False, timeout=90)
         return proc.returncode == 0 and bool(proc.stdout.strip())
 
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        cmd = [self.engine, "exec"] + (["-i"] if stdin is not None else []) + (["-w", workdir] if workdir else [])
+        try:
+            # A session of its own: a Ctrl-C meant for `sub notebook` must not cut a file copy in half.
+            proc = subprocess.run(cmd + ["--", name, *argv], input=stdin if stdin is not None else b"",
+                                  capture_output=True, timeout=timeout, start_new_session=True)
+        except FileNotFoundError as err:
+            raise EngineError(f"{self.engine} is not installed", hint="run `make setup`") from err
+        except subprocess.TimeoutExpired as err:
+            raise EngineError(f"`{self.engine} exec {name} {argv[0] if argv else ''}` did not finish in "
+                              f"{timeout:.0f}s", hint=f"check the container with `{self.engine} ps`") from err
+        stderr = proc.stderr.decode(errors="replace")
+        if proc.returncode != 0 and EXEC_UNAVAILABLE.search(stderr):
+            raise EngineError(f"cannot run a command in container {name}: {stderr.strip()[:300]}",
+                              hint=f"is it running? see `{self.engine} ps -a --filter name={name}`")
+        return ExecResult(exit_code=proc.returncode, stdout=proc.stdout, stderr=stderr)
+
     def gpu_available(self) -> bool:
         if shutil.which("nvidia-smi") is None:
             return False
         if Path(self.engine).name == "docker":
             info = self._run(["info", "--format", "{{json .Runtimes}}"], check=False).stdout
             return "nvidia" in info
-        return any(Path(d).glob("nvidia*.yaml") for d in ("/etc/cdi", "/var/run/cdi")
-                   if os.path.isdir(d))
+        return cdi_has_nvidia(CDI_SPEC_DIRS)
 
 
 def logs_argv(engine: str, name: str, tail: Optional[int], follow: bool) -> list[str]:

@@ -4,6 +4,12 @@ Images come into being when built (their WORKDIR is read from the Dockerfile
 so contract checks can pass or fail); containers run until a test ends them
 with `exit()`. `run_once` answers from `once_results`, a function a test can
 replace. Every call is recorded in `calls` so tests can assert what happened.
+
+`exec` is the one verb that runs something real: the argv runs on the host
+with a scratch directory (`filesystem(name)`) standing for the container's
+filesystem and `workdir` inside it, so the file-sync transport's find, stat
+and tar are really executed in unit tests. Only relative paths stay inside
+that scratch directory; callers of `exec` use relative paths for that reason.
 """
 
 from __future__ import annotations
@@ -11,16 +17,21 @@ from __future__ import annotations
 import asyncio
 import queue
 import re
+import shutil
+import subprocess
+import tempfile
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Optional
 
-from substratus.errors import BuildError
+from substratus.errors import BuildError, EngineError
 from substratus.runtimes.base import (
     BuildSpec,
     Completed,
     ContainerState,
     EngineEvent,
+    ExecResult,
     ImageInfo,
     LogSink,
     RunSpec,
@@ -32,6 +43,7 @@ class FakeContainer:
     spec: RunSpec
     state: ContainerState
     output: list[str] = field(default_factory=list)
+    root: Optional[Path] = None  # scratch directory standing for its filesystem (made by the first exec)
 
 
 def _default_once(spec: RunSpec) -> Completed:
@@ -189,8 +201,33 @@ class FakeRuntime:
         self.calls.append(("remove", name))
         c = self.items.pop(name, None)
         if c is not None:
+            if c.root is not None:
+                shutil.rmtree(c.root, ignore_errors=True)
             self._emit("container", "remove", name, c.state.labels)
         return c is not None
+
+    def filesystem(self, name: str) -> Path:
+        """Test hook: the scratch directory standing for a container's filesystem root."""
+        c = self.items[name]
+        if c.root is None:
+            c.root = Path(tempfile.mkdtemp(prefix="fake-container-"))
+        return c.root
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        self.calls.append(("exec", " ".join(argv)))
+        c = self.items.get(name)
+        if c is None or not c.state.running:
+            raise EngineError(f"cannot run a command in container {name}: it is not running")
+        cwd = self.filesystem(name) / (workdir or c.spec.workdir or "/").lstrip("/")
+        cwd.mkdir(parents=True, exist_ok=True)
+        try:
+            proc = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout, cwd=cwd)
+        except FileNotFoundError:
+            return ExecResult(exit_code=127, stdout=b"", stderr=f"{argv[0]}: not found")
+        except subprocess.TimeoutExpired as err:
+            raise EngineError(f"exec in {name} did not finish in {timeout:.0f}s") from err
+        return ExecResult(exit_code=proc.returncode, stdout=proc.stdout, stderr=proc.stderr.decode(errors="replace"))
 
     def gpu_available(self) -> bool:
         return self.gpu

@@ -103,11 +103,20 @@ def _clone(url: str, branch: str, commit: str, cache: Path, field: str) -> tuple
                               field=f"{field}.url", hint="check the URL and branch")
         got = _git(["rev-parse", "HEAD"], cwd=tmp / "repo.git").stdout.strip() or commit
         repo = cache / f"{key}-{got[:16]}.git"  # the branch may have moved: the clone is the truth
-        if not repo.exists():
-            os.replace(tmp / "repo.git", repo)
+        settle(tmp / "repo.git", repo)
         return repo, got
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def settle(made: Path, target: Path) -> None:
+    """Move a finished clone or export into place; a twin fetched at the same moment (same content,
+    same name) may have got there first, which is fine."""
+    try:
+        os.replace(made, target)
+    except OSError:
+        if not target.is_dir():
+            raise
 
 
 def _tree(repo: Path, path: str) -> str:
@@ -140,8 +149,7 @@ def _export(repo: Path, tree: str, cache: Path, field: str, shown: str) -> Path:
             proc.wait(GIT_TIMEOUT)
         (tmp / "ctx").mkdir(exist_ok=True)  # an empty tree archives to nothing
         check_tree(tmp / "ctx", f"{field}.path", shown)
-        if not target.exists():
-            os.replace(tmp / "ctx", target)
+        settle(tmp / "ctx", target)
         return target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -112,9 +112,11 @@ def snapshot(directory: str, cache: Path, field: str = "spec.source.dir") -> Res
         cache.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".snap-", dir=cache))
         shutil.copytree(root, tmp / "ctx", symlinks=True, ignore=shutil.ignore_patterns(*SKIP_DIRS))
-        if target.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
+        try:
             os.replace(tmp / "ctx", target)
+        except OSError:
+            if not target.is_dir():  # not a twin fetched at the same moment (same content): a real error
+                raise
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return ResolvedSource(revision=rev, context=target, description=f"dir {root} ({rev[:7]})", dir=str(root))

@@ -30,6 +30,7 @@ from substratus.runtimes.base import (
     Completed,
     ContainerState,
     EventStream,
+    ExecResult,
     ImageInfo,
     LogSink,
     Runtime,
@@ -103,6 +104,10 @@ class TrackedRuntime:
 
     def gpu_available(self) -> bool:
         return self.inner.gpu_available()
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        return self.inner.exec(name, argv, stdin=stdin, workdir=workdir, timeout=timeout)
 
 
 class _Terminated(KeyboardInterrupt):
