@@ -48,8 +48,9 @@ PIDS_LIMIT = 4096
 # a non-root user. Dropped: NET_BIND_SERVICE (the contract ports are 8080/8888), NET_RAW,
 # MKNOD, SYS_CHROOT, SETFCAP, SETPCAP, FSETID, AUDIT_WRITE. Nothing is ever added.
 KEPT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
-HARDENING = ["--security-opt", "no-new-privileges", "--pids-limit", str(PIDS_LIMIT),
-             "--cap-drop", "ALL", "--cap-add", ",".join(KEPT_CAPABILITIES)]
+# One --cap-add per capability: docker reads "A,B" as one (unknown) name, podman splits it.
+HARDENING = ["--security-opt", "no-new-privileges", "--pids-limit", str(PIDS_LIMIT), "--cap-drop", "ALL",
+             *[arg for cap in KEPT_CAPABILITIES for arg in ("--cap-add", cap)]]
 DEFAULT_BUILD_TIMEOUT = 3600.0
 LOGS_TIMEOUT = 120.0          # reading a finished container's output
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
