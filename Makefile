@@ -1,7 +1,7 @@
 # Substratus for Python: set-up, demo and tests.
 #   make setup   install what the project needs (engine, .venv, base images); quick when done
 #   make demo    the main job: dataset -> model -> fine-tune -> serve -> notebook
-#   make test    unit, integration (real podman/docker), engines, end-to-end, Kubernetes and browser tiers
+#   make test    unit, integration (real podman/docker), reliability, engines, end-to-end, Kubernetes and browser tiers
 #   make wheel   dist/substratus_py-*.whl (and the sdist): `pipx install` it, then `sub`
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,8 +15,8 @@ VENV_ML := .venv-ml
 ML_STAMP := $(VENV_ML)/.installed-stamp
 TORCH_INDEX ?=
 
-.PHONY: setup engine venv venv-ml base-images operator-image demo test test-unit test-ml test-integration test-e2e \
-	test-kubernetes test-kubernetes-real test-browser test-heavy bench bench-gpu bench-controlplane demo-gemma \
+.PHONY: setup engine venv venv-ml base-images operator-image demo test test-unit test-ml test-integration test-reliability \
+	test-e2e test-kubernetes test-kubernetes-real test-browser test-heavy bench bench-gpu bench-controlplane demo-gemma \
 	lint clean-demo wheel rootless-user test-engines test-docker test-rootless test-wheel
 
 setup: engine venv base-images
@@ -57,7 +57,7 @@ demo: setup
 demo-gemma: setup
 	@$(BIN)/python scripts/demo.py --example gemma
 
-test: setup test-unit test-ml test-integration test-engines test-e2e test-kubernetes test-browser
+test: setup test-unit test-ml test-integration test-reliability test-engines test-e2e test-kubernetes test-browser
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit -p no:cacheprovider
@@ -70,6 +70,10 @@ test-ml: venv-ml
 test-integration: venv engine
 	$(BIN)/pytest -q -m integration tests/integration -p no:cacheprovider
 
+# Bad inputs, kill -9 trials, concurrent applies, schemathesis; prints the four figures
+# the README's "Guarantees" section quotes.
+test-reliability: venv engine
+	$(BIN)/pytest -q -m reliability tests/reliability -p no:cacheprovider
 # Where users are (tests/engines): the docker runtime against podman's Docker API, rootless
 # podman as a user made by scripts/setup-rootless-user.sh, and the wheel installed with pipx.
 # One pytest run, so the wheel is built once.

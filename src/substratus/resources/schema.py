@@ -14,12 +14,15 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from substratus.resources.giturl import check_branch, check_git_url
+from substratus.resources.limits import Quantity, RunLimits, cpu_cores, memory_bytes, run_limits
 from substratus.resources import labels as label_rules
 from substratus.resources.status import Status
 
 API_VERSION = "substratus.ai/v1"
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DEFAULT_DATA_LIMIT = 1_000_000_000_000
+MAX_LABELS = 64
 
 
 class Schema(BaseModel):
@@ -68,19 +71,32 @@ class ObjectMeta(Schema):
 
     _name_ok = field_validator("name")(lambda v: check_dns_label(v, "name"))
     _ns_ok = field_validator("namespace")(lambda v: check_dns_label(v, "namespace"))
+    _labels_ok = field_validator("labels")(lambda v: check_label_count(v))
+
+
+def check_label_count(labels: dict[str, str]) -> dict[str, str]:
+    """A bound on how many labels one object carries (their syntax: resources.labels)."""
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels, got {len(labels)}")
+    return labels
 
 
 class GitSource(Schema):
     """A directory in a git repository holding a Dockerfile that keeps the container contract."""
 
-    url: str = Field(min_length=1, description="The repository to clone: https://, ssh://, git@host:path or "
-                                                "file://. It is checked when applied: a URL that does not clone "
-                                                "is refused.")
+    url: str = Field(min_length=1, description="The repository to clone: https://, http://, ssh://, git://, "
+                                                "file://, git@host:path or an absolute path; never a password or "
+                                                "token (use a credential helper or an ssh key), never an option "
+                                                "('-...') or a remote helper ('ext::'). A URL that does not clone "
+                                                "is refused when applied.")
     path: str = Field(default="", description="The directory inside the repository with the Dockerfile; '' is "
                                               "the repository root. '..' is not allowed.")
     branch: str = Field(default="", description="The branch (or tag) to build; '' is the repository's default "
                                                 "branch. A new commit under `path` rebuilds the image at the next "
                                                 "apply.")
+
+    _url_ok = field_validator("url")(lambda v: check_git_url(v))
+    _branch_ok = field_validator("branch")(lambda v: check_branch(v))
 
     @field_validator("path")
     @classmethod
@@ -88,7 +104,62 @@ class GitSource(Schema):
         parts = [p for p in v.strip("/").split("/") if p not in ("", ".")]
         if ".." in parts:
             raise ValueError("must stay inside the repository: '..' is not allowed")
+        if any(ord(c) < 32 or c == "\x7f" for c in v):
+            raise ValueError("must not contain control characters")
         return "/".join(parts)
+
+
+# ---- spec.resources (Kubernetes-shaped) -----------------------------------------------------
+
+
+class ResourceList(Schema):
+    """CPU and memory, as Kubernetes writes them."""
+
+    cpu: Optional[Quantity] = Field(default=None, description="CPU cores: '500m', '2'")
+    memory: Optional[Quantity] = Field(default=None, description="bytes: '512Mi', '4Gi'")
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu_ok(cls, v: Any) -> Any:
+        if v is not None:
+            cpu_cores(v)  # raises ValueError naming the accepted forms
+        return v
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_ok(cls, v: Any) -> Any:
+        if v is not None:
+            memory_bytes(v)
+        return v
+
+
+class Resources(Schema):
+    """`limits` are enforced by the engine (--cpus, --memory); `requests` must not exceed them."""
+
+    limits: Optional[ResourceList] = Field(default=None, description="Enforced by the engine: cpu -> --cpus, "
+                                                                   "memory -> --memory (swap is not extra memory).")
+    requests: Optional[ResourceList] = Field(default=None, description="Checked (never above the limit) and kept "
+                                                                     "for Kubernetes; one machine does not "
+                                                                     "schedule with them.")
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> "Resources":
+        if self.limits is None or self.requests is None:
+            return self
+        for name, parse in (("cpu", cpu_cores), ("memory", memory_bytes)):
+            lim, req = getattr(self.limits, name), getattr(self.requests, name)
+            if lim is not None and req is not None and parse(req) > parse(lim):
+                raise ValueError(f"requests.{name} ({req}) must not exceed limits.{name} ({lim})")
+        return self
+
+
+class WithResources(Schema):
+    """A spec whose containers may be bounded by `spec.resources.limits` (each declares the field last)."""
+
+    def run_limits(self) -> RunLimits:
+        resources: Optional[Resources] = getattr(self, "resources", None)
+        lim = resources.limits if resources else None
+        return run_limits(lim.cpu, lim.memory) if lim else RunLimits()
 
 
 # ---- Dataset -------------------------------------------------------------------------
@@ -109,13 +180,16 @@ class DatasetSource(Schema):
         return self
 
 
-class DatasetSpec(Schema):
+class DatasetSpec(WithResources):
     """A dataset: an image whose load.sh writes one data file."""
 
     filename: str = Field(description="The name of the file load.sh writes (LOAD_DATA_PATH=/data/<filename>): a "
                                       "plain file name such as 'data.jsonl', no '/' and no '..'.")
     source: DatasetSource = Field(description="Where the loader image (Dockerfile, load.sh, notebook.sh) comes "
                                               "from.")
+    resources: Optional[Resources] = Field(default=None, description=(
+        "Bounds on this object's containers: limits (cpu, memory) become --cpus/--memory; requests must not "
+        "exceed them. Kubernetes quantities: '500m', '2', '512Mi', '4Gi'."))
 
     @field_validator("filename")
     @classmethod
@@ -185,7 +259,7 @@ class Compute(Schema):
         "Preference order: the first type the machine has is used (GPU needs the engine to pass one through)."))
 
 
-class ModelSpec(Schema):
+class ModelSpec(WithResources):
     """A model: an image with serve.sh, train.sh and notebook.sh and its artifacts in /model/saved."""
 
     source: ModelSource = Field(description="Where the model image comes from.")
@@ -193,12 +267,15 @@ class ModelSpec(Schema):
                                                                    "the result is a new image.")
     size: Optional[Size] = Field(default=None, description="How big the model is; informational.")
     compute: Compute = Field(default_factory=Compute, description="What the model's containers may run on.")
+    resources: Optional[Resources] = Field(default=None, description=(
+        "Bounds on this object's containers: limits (cpu, memory) become --cpus/--memory; requests must not "
+        "exceed them. Kubernetes quantities: '500m', '2', '512Mi', '4Gi'."))
 
 
 # ---- ModelServer / Notebook ------------------------------------------------------------
 
 
-class ModelServerSpec(Schema):
+class ModelServerSpec(WithResources):
     """A server: runs the model image's serve.sh and publishes port 8080."""
 
     model_name: str = Field(description="The Model (same namespace) to serve; the server waits until it is "
@@ -206,6 +283,9 @@ class ModelServerSpec(Schema):
     address: str = Field(default="127.0.0.1", description=(
         "host address the server's port is published on; anything but loopback (127.0.0.1, ::1) makes the "
         "control plane require a bearer token (see `sub describe`)"))
+    resources: Optional[Resources] = Field(default=None, description=(
+        "Bounds on this object's containers: limits (cpu, memory) become --cpus/--memory; requests must not "
+        "exceed them. Kubernetes quantities: '500m', '2', '512Mi', '4Gi'."))
 
     _m_ok = field_validator("model_name")(lambda v: check_dns_label(v, "modelName"))
 
@@ -219,7 +299,7 @@ class ModelServerSpec(Schema):
                              "or 0.0.0.0 (every interface; a bearer token is then required)") from None
 
 
-class NotebookSpec(Schema):
+class NotebookSpec(WithResources):
     """A notebook: runs notebook.sh of a model or dataset image and publishes port 8888."""
 
     model_name: Optional[str] = Field(default=None, description="Open a notebook on this Model's image (set "
@@ -228,6 +308,9 @@ class NotebookSpec(Schema):
                                                                   "with its data at /data (read-only).")
     suspend: bool = Field(default=False, description="true stops the notebook's container and keeps the object; "
                                                      "false starts it again.")
+    resources: Optional[Resources] = Field(default=None, description=(
+        "Bounds on this object's containers: limits (cpu, memory) become --cpus/--memory; requests must not "
+        "exceed them. Kubernetes quantities: '500m', '2', '512Mi', '4Gi'."))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "NotebookSpec":

@@ -14,12 +14,13 @@ that scratch directory; callers of `exec` use relative paths for that reason.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -93,6 +94,9 @@ class FakeRuntime:
         self.once: Callable[[RunSpec], Completed] = _default_once
         self.gpu = False
         self._seq = 0
+        self.followers = 0  # stream_logs iterators open right now (a test checks they close)
+        # What a started container prints at once (the fake runs no command); a test may replace it.
+        self.prints: Callable[[RunSpec], list[str]] = lambda spec: []
         self.streams: list[FakeEvents] = []
 
     def _emit(self, type_: str, action: str, name: str, labels: Optional[dict[str, str]] = None) -> None:
@@ -137,7 +141,7 @@ class FakeRuntime:
         self._seq += 1
         state = ContainerState(name=spec.name, id=f"c{self._seq}", image=spec.image, labels=dict(spec.labels),
                                running=True, exit_code=None, status="running", ports=dict(spec.ports))
-        self.items[spec.name] = FakeContainer(spec=spec, state=state)
+        self.items[spec.name] = FakeContainer(spec=spec, state=state, output=list(self.prints(spec)))
         self._emit("container", "start", spec.name, spec.labels)
         return replace(state, labels=dict(state.labels))
 
@@ -163,6 +167,27 @@ class FakeRuntime:
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
         lines = self.items[name].output if name in self.items else []
         yield from (lines[-tail:] if tail else lines)
+
+    async def stream_logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> AsyncGenerator[str, None]:
+        """Like `podman logs [-f]`: with `follow`, waits for new output until the container ends."""
+        self.followers += 1
+        try:
+            c = self.items.get(name)
+            lines = c.output if c else []
+            sent = max(0, len(lines) - tail) if tail else 0
+            while True:
+                while sent < len(lines):
+                    sent += 1
+                    yield lines[sent - 1]
+                if not (follow and c is not None and c.state.running and self.items.get(name) is c):
+                    return
+                await asyncio.sleep(0.02)
+        finally:
+            self.followers -= 1
+
+    def say(self, name: str, line: str) -> None:
+        """Test hook: the running container prints a line."""
+        self.items[name].output.append(line)
 
     def stop(self, name: str, timeout: int = 10) -> bool:
         c = self.items.get(name)

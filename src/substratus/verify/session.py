@@ -17,7 +17,7 @@ import signal
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -92,6 +92,9 @@ class TrackedRuntime:
 
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
         return self.inner.logs(name, tail=tail, follow=follow)
+
+    def stream_logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> AsyncGenerator[str, None]:
+        return self.inner.stream_logs(name, tail=tail, follow=follow)
 
     def stop(self, name: str, timeout: int = 10) -> bool:
         return self.inner.stop(name, timeout)

@@ -16,11 +16,14 @@ truth: objects are found again by name and labels.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
+import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -200,6 +203,41 @@ class KubernetesRuntime:
         container = pod["spec"]["containers"][0]["name"]
         yield from self.api.log_lines(_meta(pod)["name"], _meta(pod)["namespace"], container=container,
                                       tail=tail, follow=follow)
+
+    async def stream_logs(self, name: str, *, tail: Optional[int] = None,
+                          follow: bool = False) -> AsyncGenerator[str, None]:
+        """`logs` for an event loop. The API client is synchronous, so one thread of its own (never a
+        worker of the HTTP server) reads the stream; closing this iterator stops it at its next line
+        or when the pod's stream ends (the client's read cannot be interrupted)."""
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[Optional[str]] = asyncio.Queue(maxsize=256)
+        stop = threading.Event()
+
+        def hand_over(item: Optional[str]) -> bool:
+            while not stop.is_set():
+                try:
+                    asyncio.run_coroutine_threadsafe(lines.put(item), loop).result(timeout=1)
+                    return True
+                except concurrent.futures.TimeoutError:  # the reader is slow: the queue is full
+                    continue
+                except RuntimeError:  # the loop is gone
+                    return False
+            return False
+
+        def pump() -> None:
+            try:
+                for line in self.logs(name, tail=tail, follow=follow):
+                    if not hand_over(line):
+                        return
+            finally:
+                hand_over(None)
+
+        threading.Thread(target=pump, name=f"logs-{name}", daemon=True).start()
+        try:
+            while (line := await lines.get()) is not None:
+                yield line
+        finally:
+            stop.set()
 
     def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
              timeout: float = 60) -> ExecResult:
