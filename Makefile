@@ -1,7 +1,8 @@
 # Substratus for Python: set-up, demo and tests.
 #   make setup   install what the project needs (engine, .venv, base images); quick when done
 #   make demo    the main job: dataset -> model -> fine-tune -> serve -> notebook
-#   make test    unit, integration (real podman/docker), end-to-end, Kubernetes and browser tiers
+#   make test    unit, integration (real podman/docker), reliability, engines, end-to-end, Kubernetes and browser tiers
+#   make wheel   dist/substratus_py-*.whl (and the sdist): `pipx install` it, then `sub`
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,8 +15,9 @@ VENV_ML := .venv-ml
 ML_STAMP := $(VENV_ML)/.installed-stamp
 TORCH_INDEX ?=
 
-.PHONY: setup engine venv venv-ml base-images operator-image demo test test-unit test-ml test-integration test-e2e \
-	test-kubernetes test-kubernetes-real test-browser test-heavy bench bench-controlplane lint clean-demo
+.PHONY: setup engine venv venv-ml base-images operator-image demo test test-unit test-ml test-integration test-reliability \
+	test-e2e test-kubernetes test-kubernetes-real test-browser test-heavy bench bench-gpu bench-controlplane demo-gemma \
+	lint clean-demo wheel rootless-user test-engines test-docker test-rootless test-wheel
 
 setup: engine venv base-images
 
@@ -39,8 +41,9 @@ $(ML_STAMP): images/ml/pyproject.toml
 	@$(VENV_ML)/bin/pip install -q --disable-pip-version-check -e 'images/ml[test]'
 	@touch $@
 
-base-images: engine
-	@bash scripts/build-base-images.sh
+# One implementation: `sub images build` (scripts/build-base-images.sh calls it too).
+base-images: engine venv
+	@$(BIN)/sub images build
 
 # The Kubernetes operator image, FROM python-base (images/operator/build.sh; quick when unchanged).
 operator-image: base-images
@@ -49,7 +52,12 @@ operator-image: base-images
 demo: setup
 	@$(BIN)/python scripts/demo.py
 
-test: setup test-unit test-ml test-integration test-e2e test-kubernetes test-browser
+# The real model: Gemma 3 270M fine-tuned with LoRA on the Shakespeare dataset
+# (downloads 253 MB of weights; about 15 minutes on 2 cores).
+demo-gemma: setup
+	@$(BIN)/python scripts/demo.py --example gemma
+
+test: setup test-unit test-ml test-integration test-reliability test-engines test-e2e test-kubernetes test-browser
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit -p no:cacheprovider
@@ -61,6 +69,35 @@ test-ml: venv-ml
 
 test-integration: venv engine
 	$(BIN)/pytest -q -m integration tests/integration -p no:cacheprovider
+
+# Bad inputs, kill -9 trials, concurrent applies, schemathesis; prints the four figures
+# the README's "Guarantees" section quotes.
+test-reliability: venv engine
+	$(BIN)/pytest -q -m reliability tests/reliability -p no:cacheprovider
+# Where users are (tests/engines): the docker runtime against podman's Docker API, rootless
+# podman as a user made by scripts/setup-rootless-user.sh, and the wheel installed with pipx.
+# One pytest run, so the wheel is built once.
+ENGINES_PYTEST = $(BIN)/pytest -q -m engines -p no:cacheprovider --durations=10
+
+test-engines: venv engine rootless-user
+	$(ENGINES_PYTEST) tests/engines
+
+test-docker: venv engine
+	$(ENGINES_PYTEST) tests/engines/test_docker.py
+
+test-rootless: venv engine rootless-user
+	$(ENGINES_PYTEST) tests/engines/test_rootless.py
+
+test-wheel: venv engine
+	$(ENGINES_PYTEST) tests/engines/test_wheel.py
+
+# Needs root (creates a user); without root the rootless tier says so and skips (fails in CI).
+rootless-user:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/setup-rootless-user.sh; \
+	 else echo "rootless-user: not root, so no test user is made; the rootless tier will skip" >&2; fi
+
+wheel: venv
+	$(BIN)/python -m build --outdir dist .
 
 test-e2e: setup
 	$(BIN)/pytest -q -m e2e tests/e2e -p no:cacheprovider
@@ -87,8 +124,15 @@ test-kubernetes-real: venv
 test-heavy: setup
 	SUBSTRATUS_HEAVY=1 $(BIN)/pytest -q -m heavy tests -p no:cacheprovider
 
-bench: setup
-	$(BIN)/python bench/serve_bench.py
+# CPU goals of the serving engine (continuous batching vs one at a time, Poisson arrivals).
+bench: venv-ml
+	OMP_WAIT_POLICY=PASSIVE $(VENV_ML)/bin/python bench/serve_bench.py
+
+# The engine against transformers' generate on a GPT-2-small-shaped model (needs CUDA;
+# BENCH_GPU_ARGS="--device cpu --model tiny" runs it on the CPU).
+BENCH_GPU_ARGS ?=
+bench-gpu: venv-ml
+	OMP_WAIT_POLICY=PASSIVE $(VENV_ML)/bin/python bench/gpu_bench.py $(BENCH_GPU_ARGS)
 
 bench-controlplane: setup
 	$(BIN)/python bench/controlplane_bench.py

@@ -1,20 +1,25 @@
-"""One behavioural suite for every Runtime: the fake (unit tier) and podman/docker (integration tier).
+"""One behavioural suite for every Runtime: the fake (unit tier, tests/unit/test_runtime_fake.py)
+and podman/docker (integration tier, tests/integration/test_runtime_engine.py).
 
-Each test module that imports `RuntimeContract` provides a `runtime` fixture
-and an `image_dir` fixture (a build context whose Dockerfile sets WORKDIR
-/model and whose image can run `sleep`).
+Each test module that imports `RuntimeContract` provides a `runtime` fixture,
+an `image_dir` fixture (a build context whose Dockerfile sets WORKDIR /model
+and whose image can run `sh -c` and `sleep`) and `open_follows`, the number of
+log follows the runtime still holds open for a container (engine: `logs`
+processes; fake: its counter).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from substratus.errors import BuildError
+from substratus.errors import BuildError, EngineError
 from substratus.runtimes.base import BuildSpec, Runtime, RunSpec
 
 LABELS = {"substratus.ai/managed": "true", "substratus.ai/role": "contract-test"}
@@ -74,6 +79,61 @@ class RuntimeContract:
         finally:
             runtime.remove(name)
 
+    # -- stream_logs: the async verb the API's `logs -f` uses ----------------------------------
+    PRINTS = ["sh", "-c", "echo hello-contract; exec sleep 60"]
+
+    def started(self, runtime: Runtime, image: str) -> str:
+        name = unique("sub-contract")
+        runtime.run(RunSpec(name=name, image=image, command=self.PRINTS, labels=LABELS))
+        deadline = time.monotonic() + 20
+        while "hello-contract" not in "\n".join(runtime.logs(name)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return name
+
+    def test_stream_logs_without_follow_returns_the_output(self, runtime: Runtime, image: str) -> None:
+        name = self.started(runtime, image)
+        try:
+            async def read() -> list[str]:
+                return [line async for line in runtime.stream_logs(name, tail=10)]
+
+            assert "hello-contract" in asyncio.run(asyncio.wait_for(read(), 30))
+        finally:
+            runtime.remove(name)
+
+    def test_a_follow_waits_for_lines_and_closing_it_ends_it(self, runtime: Runtime, image: str,
+                                                            open_follows: Callable[[str], int]) -> None:
+        name = self.started(runtime, image)
+        try:
+            async def follow() -> tuple[str, bool, int]:
+                lines = runtime.stream_logs(name, follow=True)
+                first = await asyncio.wait_for(lines.__anext__(), 30)
+                try:
+                    await asyncio.wait_for(lines.__anext__(), 1.5)
+                    still_waiting = False
+                except asyncio.TimeoutError:  # cancelling the read closes the iterator, as a disconnect does
+                    still_waiting = True
+                await lines.aclose()
+                return first, still_waiting, open_follows(name)
+
+            first, still_waiting, left_open = asyncio.run(follow())
+            assert first == "hello-contract" and still_waiting
+            assert left_open == 0, "closing a follow must end it at once"
+        finally:
+            runtime.remove(name)
+
+    def test_a_follow_ends_when_its_container_goes(self, runtime: Runtime, image: str) -> None:
+        name = self.started(runtime, image)
+
+        async def follow() -> list[str]:
+            async def drain() -> list[str]:
+                return [line async for line in runtime.stream_logs(name, follow=True)]
+
+            task = asyncio.ensure_future(drain())
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(runtime.remove, name)
+            return await asyncio.wait_for(task, 30)
+
+        assert "hello-contract" in asyncio.run(follow())
     def test_images_lists_what_was_built(self, runtime: Runtime, image: str) -> None:
         info = runtime.image_info(image)
         assert info is not None and runtime.images().get(image) == info.id
@@ -124,3 +184,28 @@ class RuntimeContract:
         stream.close()
         reader.join(10)
         assert ours in seen and theirs not in seen, seen
+
+    def test_exec_runs_in_the_workdir_feeds_stdin_and_returns_exit_code_and_output(self, runtime: Runtime,
+                                                                                    image: str) -> None:
+        name = unique("sub-contract")
+        runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=LABELS))
+        try:
+            wrote = runtime.exec(name, ["sh", "-c", "mkdir -p sub && cat > sub/note.txt && echo done; exit 3"],
+                                 stdin=b"hello\n", workdir="/model")
+            assert wrote.exit_code == 3 and wrote.stdout == b"done\n"
+            read = runtime.exec(name, ["cat", "sub/note.txt"], workdir="/model")
+            assert (read.exit_code, read.stdout) == (0, b"hello\n"), "the file stays in the container"
+            missing = runtime.exec(name, ["cat", "no-such-file"], workdir="/model")
+            assert missing.exit_code != 0 and "no-such-file" in missing.stderr
+        finally:
+            runtime.remove(name)
+
+    def test_exec_in_a_stopped_container_raises_engine_error(self, runtime: Runtime, image: str) -> None:
+        name = unique("sub-contract")
+        runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=LABELS))
+        try:
+            runtime.stop(name, timeout=1)
+            with pytest.raises(EngineError):
+                runtime.exec(name, ["true"])
+        finally:
+            runtime.remove(name)

@@ -28,6 +28,10 @@ def test_demo_prints_urls_and_both_generations(demo: Demo) -> None:
     assert "Fine-tuned model server: http://127.0.0.1:" in out
     assert "base (fortunes)" in out and "fine-tuned (Shakespeare)" in out
     assert re.search(r"Notebook: http://127\.0\.0\.1:\d+/\?token=\w+", out)
+    link = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/ui/login#code=\S+)", out)
+    assert link, out
+    login_page = httpx.get(link.group(1).split("#")[0], timeout=30)
+    assert login_page.status_code == 200 and "text/html" in login_page.headers["content-type"]
 
 
 SHAKESPEARE_WORDS = {"thou", "thee", "thy", "thine", "lord", "sir", "king", "hath", "doth", "art", "shall",
@@ -78,6 +82,42 @@ def test_openai_sdk_completions_and_streaming(demo: Demo) -> None:
     assert "".join(c.choices[0].text for c in chunks if c.choices)
 
 
+def test_openai_sdk_chat_and_streaming(demo: Demo) -> None:
+    url = demo.status("server", "tiny-gpt-shakespeare")["url"]
+    client = OpenAI(base_url=f"{url}/v1", api_key="not-needed")
+    messages = [{"role": "user", "content": "Speak, Romeo."}]
+    done = client.chat.completions.create(model="tiny-gpt-shakespeare", messages=messages,  # type: ignore[arg-type]
+                                          max_tokens=16, temperature=0)
+    assert done.choices[0].message.role == "assistant" and done.usage is not None
+    chunks = list(client.chat.completions.create(model="tiny-gpt-shakespeare", messages=messages,  # type: ignore[arg-type]
+                                                 max_tokens=16, temperature=0, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == done.choices[0].message.content
+
+
+def test_metrics_count_what_was_served(demo: Demo) -> None:
+    url = demo.status("server", "tiny-gpt-shakespeare")["url"]
+    gen(url)
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    served = sum(float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith("substratus_requests_total{"))
+    assert served >= 1
+    for name in ("substratus_time_to_first_token_seconds_bucket", "substratus_num_requests_waiting",
+                 "substratus_num_requests_running", "substratus_generation_tokens_total"):
+        assert name in text, name
+
+
+def test_the_demo_prints_words_not_noise(demo: Demo) -> None:
+    """Each generation the demo printed has words, and not one word repeated over and over."""
+    blocks = re.findall(r"((?:    \| .*\n?)+)", demo.output)
+    assert len(blocks) == 4, demo.output
+    for block in blocks:
+        words = re.findall(r"[A-Za-z']+", block.replace("    | ", " "))
+        print(" ".join(words))
+        assert len(words) >= 6, block
+        assert len(set(w.lower() for w in words)) >= 0.5 * len(words), block
+
+
 def test_bad_bodies_get_422_not_500(demo: Demo) -> None:
     url = demo.status("server", "tiny-gpt-shakespeare")["url"]
     for body in ({}, {"prompt": 3}, {"prompt": "x", "max_new_tokens": -1}, {"prompt": "x", "max_new_tokens": 10**9}):
@@ -123,3 +163,20 @@ def test_second_run_is_fast_because_nothing_changed(demo: Demo) -> None:
                        for f in (REPO / "examples" / "demo").glob("*.yaml"))
     assert demo_objects >= 6 and len(lines) == demo_objects, out
     assert all(line.endswith(" unchanged") for line in lines), out
+
+
+def test_the_shakespeare_loader_writes_progress_lines(tmp_path: Path) -> None:
+    """load.py as load.sh runs it, on two small works: progress.jsonl, one line per work and one at the end."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "metadata.txt").write_text("[a_gut]\ntitle = A\n\n[b_gut]\ntitle = B\n")
+    for name in ("a_gut", "b_gut"):
+        (corpus / f"{name}.txt").write_text("Title\n\n" + "\n\n".join(f"Speech {i} of {name}." for i in range(50)))
+    progress = tmp_path / "logs" / "progress.jsonl"
+    loader = REPO / "examples" / "datasets" / "shakespeare" / "src" / "load.py"
+    subprocess.run([sys.executable, str(loader), "--corpus", str(corpus), "--out", str(tmp_path / "out.jsonl"),
+                    "--progress", str(progress)], check=True, capture_output=True)
+    lines = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert [(line["step"], line["total_steps"]) for line in lines] == [(1, 3), (2, 3), (3, 3)]
+    assert lines[-1]["records"] == len((tmp_path / "out.jsonl").read_text().splitlines())
+    assert lines[-1]["bytes"] == (tmp_path / "out.jsonl").stat().st_size and lines[-1]["time"] > 1.7e9

@@ -1,29 +1,115 @@
-"""The runtime contract suite (tests/runtime_contract.py) against the real engine (podman or docker).
-
-The same behaviours the unit tier checks on the fake: if the fake and the
-engine ever disagree, one of these two modules fails.
-"""
+"""The runtime contract suite (tests/runtime_contract.py) against the real engine (podman or docker):
+the same behaviours the unit tier checks on the fake, so if the two ever disagree one of these
+modules fails. Plus what only a real engine can show (issue 7, holes 3 and 8): hardening seen
+from inside the container, limits applied by the kernel, and a secret that reaches the container
+but no process's argv."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from substratus.runtimes.engine import EngineRuntime
-from tests.runtime_contract import RuntimeContract
+from substratus.resources.limits import RunLimits
+from substratus.runtimes.base import BuildSpec, RunSpec
+from substratus.runtimes.engine import PIDS_LIMIT, EngineRuntime
+from tests.runtime_contract import LABELS, RuntimeContract, unique
+
+BUSYBOX_DOCKERFILE = ('FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+                      "ENV PATH=/bin\nRUN mkdir -p /tmp /model && chmod 1777 /tmp\nWORKDIR /model\n")
+# CHOWN, DAC_OVERRIDE, FOWNER, KILL, SETGID, SETUID: bits 0, 1, 3, 5, 6, 7
+KEPT_MASK = 0b11101011
+
+
+def processes_with(*words: str) -> list[list[str]]:
+    """argv of every process on the machine whose command line holds all `words`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = [a.decode(errors="replace") for a in argv if a]
+        if all(any(w in a for a in text) for w in words):
+            found.append(text)
+    return found
+
+
+@pytest.fixture(scope="module")
+def busybox_context(tmp_path_factory: pytest.TempPathFactory, busybox: Path) -> Path:
+    d = tmp_path_factory.mktemp("bb")
+    shutil.copy2(busybox, d / "busybox")
+    (d / "Dockerfile").write_text(BUSYBOX_DOCKERFILE)
+    return d
 
 
 class TestEngineRuntime(RuntimeContract):
     @pytest.fixture
-    def image_dir(self, tmp_path: Path, busybox: Path) -> Path:
-        shutil.copy2(busybox, tmp_path / "busybox")
-        (tmp_path / "Dockerfile").write_text(
-            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n"
-            "WORKDIR /model\n")
-        return tmp_path
+    def image_dir(self, busybox_context: Path) -> Path:
+        return busybox_context
 
     @pytest.fixture
-    def runtime(self, runtime: EngineRuntime) -> EngineRuntime:  # the session's engine (conftest)
-        return runtime
+    def open_follows(self, runtime: EngineRuntime) -> Callable[[str], int]:
+        def count(name: str) -> int:
+            deadline = time.monotonic() + 5  # the kill is sent at once; the exit takes a moment
+            while processes_with(runtime.engine, "logs", name) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            return len(processes_with(runtime.engine, "logs", name))
+
+        return count
+
+
+@pytest.fixture(scope="module")
+def bb_image(runtime: EngineRuntime, busybox_context: Path) -> Iterator[str]:
+    tag = f"localhost/substratus/trust-bb:{uuid.uuid4().hex[:8]}"
+    runtime.build(BuildSpec(context=busybox_context, tag=tag, labels={"substratus.ai/managed": "true"}),
+                  lambda _: None)
+    yield tag
+    runtime.remove_image(tag)
+
+
+def run_and_read(runtime: EngineRuntime, spec: RunSpec) -> str:
+    done = runtime.run_once(spec, timeout=60)
+    assert done.exit_code == 0, done.output
+    return done.output
+
+
+def test_containers_run_without_new_privileges_and_with_few_capabilities(runtime: EngineRuntime,
+                                                                         bb_image: str) -> None:
+    out = run_and_read(runtime, RunSpec(name=unique("sub-trust"), image=bb_image, labels=LABELS,
+                                        command=["sh", "-c", "grep -E 'NoNewPrivs|CapEff|CapBnd' /proc/self/status"]))
+    fields = dict(line.split(":\t") for line in out.strip().splitlines())
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert int(fields["CapEff"], 16) == KEPT_MASK and int(fields["CapBnd"], 16) == KEPT_MASK
+
+
+def test_pids_and_resource_limits_are_applied_by_the_kernel(runtime: EngineRuntime, bb_image: str) -> None:
+    script = ("cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory.max "
+              "/sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; true")
+    spec = RunSpec(name=unique("sub-trust"), image=bb_image, labels=LABELS, command=["sh", "-c", script],
+                   limits=RunLimits(cpus=0.5, memory=64 * 2**20))
+    values = run_and_read(runtime, spec).split()
+    assert str(PIDS_LIMIT) in values and str(64 * 2**20) in values, values
+
+
+def test_a_secret_reaches_the_container_but_no_argv(runtime: EngineRuntime, bb_image: str) -> None:
+    secret = f"secret-{uuid.uuid4().hex}"
+    name = unique("sub-trust")
+    spec = RunSpec(name=name, image=bb_image, labels=LABELS, secret_env={"JUPYTER_TOKEN": secret},
+                   command=["sh", "-c", 'echo "token=$JUPYTER_TOKEN"; exec sleep 60'])
+    runtime.run(spec)
+    try:
+        deadline = time.monotonic() + 20
+        while f"token={secret}" not in "\n".join(runtime.logs(name)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert f"token={secret}" in "\n".join(runtime.logs(name))
+        assert processes_with(secret) == [], "the secret is on some process's command line"
+    finally:
+        runtime.remove(name)

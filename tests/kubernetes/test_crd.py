@@ -68,12 +68,12 @@ INVALID = [
     ("filename-leading-space", "Dataset", "spec.filename", " data.jsonl", "filename"),
     ("filename-empty", "Dataset", "spec.filename", "", "filename"),
     ("filename-missing", "Dataset", "spec.filename", ..., "filename"),
-    ("dataset-two-sources", "Dataset", "spec.source", {"git": {"url": "u"}, "dir": "d"}, "source"),
+    ("dataset-two-sources", "Dataset", "spec.source", {"git": {"url": "https://h/r"}, "dir": "d"}, "source"),
     ("dataset-no-source", "Dataset", "spec.source", {}, "source"),
     ("dataset-unknown-field", "Dataset", "spec.format", "csv", "format"),
-    ("git-path-escapes", "Dataset", "spec.source", {"git": {"url": "u", "path": "a/../../etc"}}, "path"),
+    ("git-path-escapes", "Dataset", "spec.source", {"git": {"url": "https://h/r", "path": "a/../../etc"}}, "path"),
     ("git-url-empty", "Dataset", "spec.source", {"git": {"url": ""}}, "url"),
-    ("git-unknown-field", "Dataset", "spec.source", {"git": {"url": "u", "ref": "main"}}, "ref"),
+    ("git-unknown-field", "Dataset", "spec.source", {"git": {"url": "https://h/r", "ref": "main"}}, "ref"),
     ("model-two-sources", "Model", "spec.source", {"modelName": "a", "dir": "d"}, "source"),
     ("model-no-source", "Model", "spec.source", {}, "source"),
     ("model-bad-base-name", "Model", "spec.source", {"modelName": "Tiny_GPT"}, "modelName"),
@@ -94,22 +94,44 @@ INVALID = [
     ("notebook-both", "Notebook", "spec.modelName", "tiny", "spec"),
     ("notebook-neither", "Notebook", "spec", {"suspend": False}, "spec"),
     ("notebook-suspend-number", "Notebook", "spec.suspend", 7, "suspend"),
+    ("git-url-option", "Dataset", "spec.source", {"git": {"url": "--upload-pack=touch /tmp/x;://x"}}, "url"),
+    ("git-url-ext-helper", "Dataset", "spec.source", {"git": {"url": "ext::sh"}}, "url"),
+    ("git-url-password", "Dataset", "spec.source", {"git": {"url": "https://u:p@h/r"}}, "url"),
+    ("git-url-scp-password", "Dataset", "spec.source", {"git": {"url": "u:p@h:r"}}, "url"),
+    ("git-url-relative", "Dataset", "spec.source", {"git": {"url": "../r"}}, "url"),
+    ("git-url-ftp", "Dataset", "spec.source", {"git": {"url": "ftp://h/r"}}, "url"),
+    ("git-branch-option", "Dataset", "spec.source", {"git": {"url": "https://h/r", "branch": "-x"}}, "branch"),
+    ("git-branch-dotdot", "Dataset", "spec.source", {"git": {"url": "https://h/r", "branch": "a..b"}}, "branch"),
+    ("git-branch-space", "Dataset", "spec.source", {"git": {"url": "https://h/r", "branch": "a b"}}, "branch"),
+    ("memory-unit", "ModelServer", "spec.resources", {"limits": {"memory": "4GB"}}, "memory"),
+    ("cpu-word", "ModelServer", "spec.resources", {"limits": {"cpu": "two"}}, "cpu"),
+    ("requests-over-limits", "ModelServer", "spec.resources", {"limits": {"cpu": 1}, "requests": {"cpu": 2}},
+     "cpu"),
+    ("unknown-resource", "ModelServer", "spec.resources", {"limits": {"gpu": 1}}, "gpu"),
 ]
 # pydantic's lax mode turns these strings into numbers and booleans; the API server does not.
 # The CRD is stricter here, as Kubernetes always is; nothing valid on a cluster is refused locally.
 CRD_STRICTER = [
     ("suspend-as-text", "Notebook", "spec.suspend", "yes"),
     ("epochs-as-text", "Model", "spec.training.params", {"epochs": "2"}),
+    ("cpu-as-float", "ModelServer", "spec.resources", {"limits": {"cpu": 0.5}}),  # Kubernetes: "500m" or "0.5"
 ]
 
 VALID_EDGES = [
     ("filename-with-dots", "Dataset", "spec.filename", "data.v2..jsonl"),
     ("name-63-chars", "Notebook", "metadata.name", "n" * 63),
-    ("git-path-dotted-name", "Dataset", "spec.source", {"git": {"url": "u", "path": "a/..b/c"}}),
+    ("git-path-dotted-name", "Dataset", "spec.source", {"git": {"url": "https://h/r", "path": "a/..b/c"}}),
     ("model-dir-source", "Model", "spec.source", {"dir": "../models/tiny"}),
     ("cpu-only", "Model", "spec.compute", {"types": ["CPU"]}),
     ("server-every-interface", "ModelServer", "spec.address", "0.0.0.0"),
     ("server-ipv6-loopback", "ModelServer", "spec.address", "::1"),
+    ("git-ssh-user", "Dataset", "spec.source", {"git": {"url": "ssh://git@h/org/r", "branch": "release/v1"}}),
+    ("git-scp", "Dataset", "spec.source", {"git": {"url": "git@github.com:org/r.git"}}),
+    ("git-absolute-path", "Dataset", "spec.source", {"git": {"url": "/srv/repos/r"}}),
+    ("git-file-url", "Dataset", "spec.source", {"git": {"url": "file:///srv/repos/r"}}),
+    ("resources", "Notebook", "spec.resources", {"limits": {"cpu": "500m", "memory": "512Mi"},
+                                                 "requests": {"cpu": "250m", "memory": "256Mi"}}),
+    ("resources-integers", "ModelServer", "spec.resources", {"limits": {"cpu": 2, "memory": 1073741824}}),
 ]
 
 
@@ -232,10 +254,13 @@ def _assert_structural(node: Any, where: str) -> None:
     """Every node has a type (or is a pure value validation); no $ref, no nulls, no additionalProperties: false."""
     assert isinstance(node, dict)
     assert "$ref" not in node, where
+    int_or_string = node.get("x-kubernetes-int-or-string") is True  # a quantity, as Kubernetes writes one
     for option in node.get("anyOf", []):  # only value validations may sit under anyOf
-        assert set(option) <= {"format", "pattern", "enum", "minimum", "maximum"}, where
+        allowed = {"format", "pattern", "enum", "minimum", "maximum"} | ({"type"} if int_or_string else set())
+        assert set(option) <= allowed, where
     assert node.get("additionalProperties") is not False, where
-    assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), where
+    assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields") or int_or_string, where
+    assert not (int_or_string and node.get("x-kubernetes-preserve-unknown-fields")), where
     for key, sub in node.get("properties", {}).items():
         _assert_structural(sub, f"{where}.{key}")
     if "items" in node:

@@ -137,7 +137,7 @@ def sources(tmp: Path) -> tuple[Path, Path]:
 
 def manifests(data: Path, repo: Path) -> list[dict[str, Any]]:
     def m(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return {"apiVersion": CR, "kind": kind, "metadata": {"name": name}, "spec": spec}
+        return {"apiVersion": CR, "kind": kind, "metadata": {"name": name, "labels": {"app": "pipe"}}, "spec": spec}
     return [
         m("Dataset", "pipe-data", {"filename": "lines.jsonl", "source": {"dir": str(data)}}),
         m("Model", "pipe-base", {"source": {"git": {"url": str(repo), "path": "model", "branch": "main"}}}),
@@ -189,6 +189,10 @@ def test_pipeline_dataset_to_notebook_then_change_failure_suspend_delete(world: 
     data, repo = sources(w.tmp)
     manifest = w.tmp / "pipeline.yaml"
     manifest.write_text(yaml.safe_dump_all(manifests(data, repo)))
+    dry = w.sub("apply", "-f", str(manifest), "--dry-run=server")  # git resolved, dir packed, nothing written
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[0] == "dataset/pipe-data created (dry run)", dry.stdout
+    assert w.cluster.objects("substratus.ai/v1/datasets") == [] and w.store.list("sources") == [], dry
     applied = w.sub("apply", "-f", str(manifest))
     assert applied.returncode == 0, applied.stderr
     assert applied.stdout.splitlines() == ["dataset/pipe-data created", "model/pipe-base created",
@@ -340,14 +344,21 @@ def check_suspend_and_cli(w: World, data: Path, repo: Path) -> None:
     assert table.returncode == 0 and "pipe-notebook" in table.stdout and "Suspended" in table.stdout, table
     listed = json.loads(w.sub("get", "models", "-o", "json").stdout)
     assert sorted(o["metadata"]["name"] for o in listed["items"]) == ["pipe-bad", "pipe-base", "pipe-tuned"]
+    selected = json.loads(w.sub("get", "models", "-l", "app=pipe", "-o", "json").stdout)
+    assert sorted(o["metadata"]["name"] for o in selected["items"]) == ["pipe-base", "pipe-tuned"]
+    others = json.loads(w.sub("get", "models", "-l", "app notin (pipe)", "-o", "json").stdout)
+    assert [o["metadata"]["name"] for o in others["items"]] == ["pipe-bad"]
     described = w.sub("describe", "model", "pipe-tuned")
     assert "Conditions:" in described.stdout and "Trained" in described.stdout, described
     assert "build.log" in described.stdout
 
 
 def check_delete_cascades(w: World, manifest: Path) -> None:
-    deleted = w.sub("delete", "-f", str(manifest), timeout=180)
+    deleted = w.sub("delete", "-l", "app=pipe", timeout=180)  # the five of the manifest, by their label
     assert deleted.returncode == 0, deleted
+    assert len(deleted.stdout.splitlines()) == 5 and "pipe-bad" not in deleted.stdout, deleted
+    again = w.sub("delete", "-f", str(manifest))
+    assert again.returncode == 1 and "dataset/pipe-data: not found" in again.stderr, again
     assert w.sub("delete", "model", "pipe-bad").returncode == 0
     assert w.sub("delete", "server", "pipe-crash").stdout.startswith("modelserver/pipe-crash deleted")
     for plural in ("batch/v1/jobs", "apps/v1/deployments", "v1/pods", "v1/services", "v1/secrets"):

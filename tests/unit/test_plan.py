@@ -267,3 +267,33 @@ def test_a_container_being_removed_is_neither_alive_nor_started_again() -> None:
     assert not plan.ready and plan.actions == [] and plan.reason is Reason.STARTING
     gone = snap(now=1, in_flight=frozenset({f"remove:{c.name}"}))
     assert W.plan_server(SERVER, ServerState(port=5000), gone, FACTS, MODEL).actions == []
+
+
+def test_training_starts_beside_the_base_models_contract_check_and_counts_only_after_it() -> None:
+    from substratus.resources.status import Condition
+
+    checking = P.Dep(exists=True, current=True, status=Status(
+        container_image="base:1", conditions=[Condition(type="Ready", status="Unknown", reason="Building")]))
+    [start] = P.plan_model(TRAINED, ModelState(), snap(), FACTS, checking, READY_DS).actions
+    assert isinstance(start, StartContainer) and start.spec.image == "base:1"
+    run_dir = str(Path(start.spec.mounts[1].source).parent)
+    trained = P.plan_model(TRAINED, ModelState(), snap(succeeded=frozenset({run_dir})), FACTS, checking, READY_DS)
+    [build] = trained.actions
+    assert isinstance(build, BuildTrained)
+    built = P.plan_model(TRAINED, ModelState(), snap(images={build.tag: "t"}, succeeded=frozenset({run_dir})), FACTS,
+                         checking, READY_DS)
+    assert not built.ready and built.actions == [], "not trained until the base passed its check"
+    failed = failed_dep(Reason.CONTRACT_VIOLATION)
+    job = {start.spec.name: container(start.spec.name, role="train")}
+    plan = P.plan_model(TRAINED, ModelState(), snap(containers=job), FACTS, failed, READY_DS)
+    assert plan.reason is Reason.DEPENDENCY_FAILED
+    assert [type(a) for a in plan.actions] == [RemoveContainer], "the job on a base that failed is stopped"
+
+
+def test_a_model_publishes_its_image_while_it_is_checked() -> None:
+    m = obj("Model", {"source": {"dir": "/ctx"}}, "m")
+    state = ModelState(source=SRC)
+    [build] = P.plan_model(m, state, snap(), FACTS, None, None).actions
+    assert isinstance(build, BuildImage)
+    checking = P.plan_model(m, state, snap(images={build.tag: "i"}), FACTS, None, None)
+    assert checking.published.container_image == build.tag and not checking.ready

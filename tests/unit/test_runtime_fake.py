@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,12 @@ class TestFakeRuntime(RuntimeContract):
     def runtime(self) -> FakeRuntime:
         rt = FakeRuntime()
         rt.fail_builds.add("localhost/substratus/contract-fail:x")
+        rt.prints = lambda spec: ["hello-contract"] if "echo hello-contract" in " ".join(spec.command) else []
         return rt
+
+    @pytest.fixture
+    def open_follows(self, runtime: FakeRuntime) -> Callable[[str], int]:
+        return lambda name: runtime.followers
 
     @pytest.fixture
     def image_dir(self, tmp_path: Path) -> Path:

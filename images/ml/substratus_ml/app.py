@@ -1,4 +1,4 @@
-"""The model server's FastAPI app: contract endpoints, health, docs, OpenAI routes.
+"""The model server's FastAPI app: contract endpoints, health, docs, metrics, OpenAI routes.
 
 ``create_app`` takes the settings and a *loader* (a callable returning the
 loaded model) so tests can hand in a tiny in-memory model. The model is loaded
@@ -7,6 +7,8 @@ and the generation endpoints answer 503 until the model is ready.
 
 Errors map to HTTP status in one place (``ERROR_STATUS``); request validation
 failures are 422 with a readable ``message`` next to FastAPI's ``detail``.
+The body bound and the bearer token sit in front of everything
+(:mod:`substratus_ml.guard`).
 """
 
 import sys
@@ -16,16 +18,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from substratus_ml import __version__
 from substratus_ml.accesslog import AccessLog
-from substratus_ml.engine import BatchEngine, SamplingParams
-from substratus_ml.generation import GenerationError, Generator
+from substratus_ml.chat import ChatFormat, ChatTemplateError
+from substratus_ml.disconnect import ClientGone, until_disconnected
+from substratus_ml.engine import BatchEngine, EngineConfig, SamplingParams
+from substratus_ml.generation import (DeadlineExceeded, EngineUnavailable, GenerationError, Generator,
+                                      Overloaded, PromptTooLong)
+from substratus_ml.guard import Guard
 from substratus_ml.loading import LoadedModel
+from substratus_ml.metrics import CONTENT_TYPE, ServerMetrics
 from substratus_ml.offline_docs import add_offline_docs
 from substratus_ml.openai_api import add_openai_routes
 from substratus_ml.schemas import GenerateResponse, Health, Info, make_schemas
@@ -36,16 +43,25 @@ class ModelNotReady(Exception):
     """The model is still loading, or failed to load."""
 
 
-ERROR_STATUS: dict[type[Exception], int] = {ModelNotReady: 503, GenerationError: 500}
+ERROR_STATUS: dict[type[Exception], int] = {
+    ModelNotReady: 503, GenerationError: 500, PromptTooLong: 400, ChatTemplateError: 400,
+    Overloaded: 429, EngineUnavailable: 503, DeadlineExceeded: 504, ClientGone: 499,
+}
+REJECT_REASON: dict[type[Exception], str] = {
+    PromptTooLong: "prompt_too_long", Overloaded: "queue_full", ChatTemplateError: "bad_chat",
+}
+RETRY_AFTER_S = 1
 
 
 @dataclass
 class ModelSlot:
     """What the routes share: the engine once loaded, or why it is not there."""
 
+    metrics: ServerMetrics
     loaded: LoadedModel | None = None
     engine: BatchEngine | None = None
     generator: Generator | None = None
+    chat: ChatFormat | None = None
     error: str | None = None
     ready: threading.Event = field(default_factory=threading.Event)
 
@@ -55,16 +71,32 @@ class ModelSlot:
             raise ModelNotReady(f"{why}; poll GET /readyz until it returns 200")
         return self.generator
 
+    def require_chat(self) -> tuple[Generator, ChatFormat]:
+        generator = self.require()
+        assert self.chat is not None
+        return generator, self.chat
+
+
+def _start_engine(slot: ModelSlot, settings: ServeSettings, loaded: LoadedModel) -> None:
+    config = EngineConfig(max_batch=settings.max_batch, max_model_len=settings.max_model_len,
+                          max_queue=settings.max_queue, cuda_graphs=settings.cuda_graphs)
+    engine = BatchEngine(loaded, config, observer=slot.metrics)
+    prompt_limit = min(settings.max_prompt_tokens or engine.max_len - 1, engine.max_len - 1)
+    engine.start()
+    slot.chat = ChatFormat(loaded.tokenizer)
+    slot.loaded, slot.engine = loaded, engine
+    slot.generator = Generator(engine, loaded.tokenizer, prompt_limit, settings.request_timeout_s)
+
 
 def _load_into(slot: ModelSlot, settings: ServeSettings, loader: Callable[[], LoadedModel],
                on_failure: Callable[[str], None]) -> None:
     try:
         loaded = loader()
-        engine = BatchEngine(loaded, settings.max_batch, settings.batch_window_ms / 1000)
-        engine.start()
-        slot.loaded, slot.engine, slot.generator = loaded, engine, Generator(engine)
-        print(f"model loaded from {loaded.source} ({loaded.kind}); max batch {settings.max_batch}",
-              flush=True)
+        _start_engine(slot, settings, loaded)
+        assert slot.engine is not None
+        print(f"model loaded from {loaded.source} ({loaded.kind}, {loaded.model.dtype}, "
+              f"{loaded.model.device}); max batch {settings.max_batch}, "
+              f"max model len {slot.engine.max_len}", flush=True)
     except Exception as exc:  # reported by /readyz and the generation endpoints
         slot.error = f"{type(exc).__name__}: {exc}"
         print(f"model load failed: {slot.error}", file=sys.stderr, flush=True)
@@ -84,14 +116,19 @@ def _message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
-def _add_error_handlers(app: FastAPI) -> None:
+def _add_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        metrics.reject("invalid")
         return JSONResponse(status_code=422, content={
             "message": _message(exc), "detail": jsonable_encoder(exc.errors())})
 
     async def mapped(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=ERROR_STATUS[type(exc)], content={"detail": str(exc)})
+        if type(exc) in REJECT_REASON:
+            metrics.reject(REJECT_REASON[type(exc)])
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, Overloaded) else None
+        return JSONResponse(status_code=ERROR_STATUS[type(exc)], content={"detail": str(exc)},
+                            headers=headers)
 
     app.add_exception_handler(RequestValidationError, invalid)
     for error_type in ERROR_STATUS:
@@ -100,7 +137,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: ServeSettings, loader: Callable[[], LoadedModel],
                on_load_failure: Callable[[str], None] = lambda error: None) -> FastAPI:
-    slot = ModelSlot()
+    slot = ModelSlot(ServerMetrics(settings.model_name))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,25 +151,46 @@ def create_app(settings: ServeSettings, loader: Callable[[], LoadedModel],
                   docs_url=None, redoc_url=None,
                   description="Contract endpoints (`/generate`) plus an OpenAI-compatible "
                               f"`/v1` API. Requests may ask for 1..{settings.max_new_tokens} "
-                              "new tokens.")
+                              "new tokens. With SUBSTRATUS_SERVER_TOKEN set, every path but "
+                              "the docs, the health probes and /metrics needs "
+                              "`Authorization: Bearer <token>`.")
     app.state.slot = slot
-    _add_error_handlers(app)
+    _add_error_handlers(app, slot.metrics)
     add_offline_docs(app, "Substratus model server")
     _add_contract_routes(app, slot, settings)
-    add_openai_routes(app, slot.require, settings)
+    _add_metrics_route(app, slot)
+    add_openai_routes(app, slot.require, slot.require_chat, settings)
+    app.add_middleware(Guard, max_body_bytes=settings.max_body_bytes, token=settings.token,
+                       on_reject=slot.metrics.reject)
     app.add_middleware(AccessLog)
     return app
 
 
+def _add_metrics_route(app: FastAPI, slot: ModelSlot) -> None:
+    @app.get("/metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}},
+                              "description": "Prometheus text exposition format."}})
+    def metrics() -> Response:
+        """Requests, tokens, time to first token, per-token latency, queue depth, batch size."""
+        return Response(slot.metrics.exposition(), media_type=CONTENT_TYPE)
+
+
 def _add_contract_routes(app: FastAPI, slot: ModelSlot, settings: ServeSettings) -> None:
     GenerateRequest = make_schemas(settings.max_new_tokens).generate
-    not_ready: dict[int | str, dict[str, Any]] = {503: {"description": "The model is not loaded yet."}}
+    errors: dict[int | str, dict[str, Any]] = {
+        400: {"description": "The prompt has more tokens than the server accepts."},
+        429: {"description": "Too many requests are waiting; retry after `Retry-After` seconds."},
+        503: {"description": "The model is not loaded yet."},
+        504: {"description": "The request ran past SUBSTRATUS_REQUEST_TIMEOUT."}}
 
-    @app.post("/generate", response_model=GenerateResponse, responses=not_ready)
+    @app.post("/generate", response_model=GenerateResponse, responses=errors)
     async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:  # type: ignore[valid-type]
         """Continue `prompt`; the generation starts with the exact prompt string."""
-        params = SamplingParams(body.max_new_tokens, body.temperature, body.top_p)  # type: ignore[attr-defined]
-        result = await slot.require().complete(body.prompt, params)  # type: ignore[attr-defined]
+        generator = slot.require()
+        params = SamplingParams(body.max_new_tokens, body.temperature, body.top_p,  # type: ignore[attr-defined]
+                                repetition_penalty=body.repetition_penalty)  # type: ignore[attr-defined]
+        ids = await generator.encode(body.prompt)  # type: ignore[attr-defined]
+        result = await until_disconnected(request, generator.complete(ids, params))
         request.state.tokens = result.completion_tokens
         return GenerateResponse(generation=body.prompt + result.text)  # type: ignore[attr-defined]
 
@@ -141,7 +199,7 @@ def _add_contract_routes(app: FastAPI, slot: ModelSlot, settings: ServeSettings)
         """Liveness: 200 while the process serves HTTP."""
         return Health(status="ok")
 
-    @app.get("/readyz", response_model=Health, responses=not_ready)
+    @app.get("/readyz", response_model=Health, responses={503: errors[503]})
     def readyz() -> JSONResponse:
         """Readiness: 200 once the model is loaded, 503 before (or if loading failed)."""
         if slot.generator is not None:
@@ -151,10 +209,13 @@ def _add_contract_routes(app: FastAPI, slot: ModelSlot, settings: ServeSettings)
 
     @app.get("/info", response_model=Info)
     def info() -> Info:
-        """What is served, with the training parameters when the model was fine-tuned."""
-        loaded = slot.loaded
+        """What is served and its limits, with the training parameters when it was fine-tuned."""
+        loaded, engine, generator = slot.loaded, slot.engine, slot.generator
         return Info(model=settings.model_name, source=str(settings.model_dir),
                     kind=loaded.kind if loaded else None,
                     context_length=loaded.context_length if loaded else None,
                     max_new_tokens=settings.max_new_tokens, max_batch=settings.max_batch,
+                    max_model_len=engine.max_len if engine else None,
+                    max_prompt_tokens=generator.max_prompt_tokens if generator else None,
+                    chat_template=slot.chat.own_template if slot.chat else None,
                     training_params=loaded.training_params if loaded else None)

@@ -8,11 +8,12 @@ Sub-commands (options override environment variables, which override defaults)::
                             [--block-size 64] [--lr 0.003]
     substratus-ml train [--model-dir /model/saved] [--out /model/trained]
                         [--logs-dir /model/logs] [--lr 0.0005] [--block-size 128]
+                        [--lora [--lora-r 8] [--lora-alpha 16] [--lora-targets q_proj,v_proj]]
         (reads TRAIN_DATA_PATH, TRAIN_DATA_LIMIT, TRAIN_BATCH_SIZE, TRAIN_EPOCHS)
     substratus-ml serve [--model-dir /model/saved] [--host 0.0.0.0] [--port 8080]
                         [--model-name NAME] [--max-batch 16] [--max-new-tokens 512]
-        (reads SUBSTRATUS_MAX_BATCH, SUBSTRATUS_MAX_NEW_TOKENS, SUBSTRATUS_BATCH_WINDOW_MS)
-    substratus-ml init-gemma --out DIR
+        (reads SUBSTRATUS_MAX_BATCH, SUBSTRATUS_MAX_NEW_TOKENS and the other limits in settings.py)
+    substratus-ml init-gemma --out DIR [--keep-gguf]
 
 Exit codes: 0 ok, 1 failed (message on stderr), 2 usage or bad parameters.
 """
@@ -50,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--logs-dir", type=Path, default=Path("/model/logs"))
     train.add_argument("--lr", type=float, default=5e-4)
     train.add_argument("--block-size", type=int, default=128)
+    train.add_argument("--lora", action="store_true",
+                       help="train a LoRA adapter (peft) instead of every weight, then merge it")
+    train.add_argument("--lora-r", type=int, default=8)
+    train.add_argument("--lora-alpha", type=int, default=16)
+    train.add_argument("--lora-targets", default="q_proj,v_proj",
+                       help="comma-separated module names to adapt (default q_proj,v_proj)")
 
     serve = sub.add_parser("serve", help="serve the model over HTTP (serve.sh)")
     serve.add_argument("--model-dir", type=Path, default=Path("/model/saved"))
@@ -61,8 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-new-tokens", type=int, default=None,
                        help="upper bound per request (env SUBSTRATUS_MAX_NEW_TOKENS, default 512)")
 
-    gemma = sub.add_parser("init-gemma", help="copy the Gemma 3 270M GGUF into a model dir")
+    gemma = sub.add_parser("init-gemma", help="Gemma 3 270M into a model dir (converted from its GGUF)")
     gemma.add_argument("--out", type=Path, required=True)
+    gemma.add_argument("--keep-gguf", action="store_true",
+                       help="write the GGUF file itself instead of converting it once")
 
     notebook = sub.add_parser("notebook", help="the contract's notebook.sh: JupyterLab on 0.0.0.0:8888")
     notebook.add_argument("--root", type=Path, required=True, help="/model or /dataset")
@@ -82,10 +91,17 @@ def _init_tiny(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from substratus_ml.finetune import TrainDirs, params_from_env, run_train
+    from substratus_ml.finetune import LoraSpec, ParamError, TrainDirs, TrainOptions, params_from_env, run_train
 
     params = params_from_env(os.environ)
-    run_train(params, TrainDirs(args.model_dir, args.out, args.logs_dir), args.lr, args.block_size)
+    lora = None
+    if args.lora:
+        targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+        if args.lora_r < 1 or args.lora_alpha < 1 or not targets:
+            raise ParamError("--lora-r and --lora-alpha must be >= 1 and --lora-targets non-empty")
+        lora = LoraSpec(r=args.lora_r, alpha=args.lora_alpha, targets=targets)
+    options = TrainOptions(lr=args.lr, block_size=args.block_size, lora=lora)
+    run_train(params, TrainDirs(args.model_dir, args.out, args.logs_dir), options)
     return 0
 
 
@@ -103,7 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _init_gemma(args: argparse.Namespace) -> int:
     from substratus_ml.gemma import init_gemma
 
-    print(init_gemma(args.out))
+    print(init_gemma(args.out, args.keep_gguf))
     return 0
 
 

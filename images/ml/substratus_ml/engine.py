@@ -1,32 +1,38 @@
-"""Dynamic batching: decode concurrent requests together in one worker thread.
+"""Continuous batching: iteration-level scheduling of generation requests on one worker thread.
 
-On a CPU a forward pass over 16 sequences costs little more than over one,
-because a tiny model's step time is mostly fixed overhead. The engine therefore
-gathers requests that arrive within a short window (``window_s``, up to
-``max_batch`` of them), left-pads their prompts, and runs one batched forward
-pass per generated token with a KV cache. Each row stops at its own
-``max_new_tokens``, at end-of-sequence, or when its caller cancels it;
-finished rows are dropped from the batch. Text is handed to each request's
-sink as it is produced, which is what makes streaming possible.
+Each iteration of the worker loop (1) admits waiting requests into free cache
+slots and prefills their prompts together, which yields each one's first token,
+and (2) runs one decode step for every running request. A request that arrives
+while others decode therefore joins at the next step instead of waiting for a
+whole batch to finish, and a request that finishes (end of sequence, its token
+limit, its caller gone, its deadline) leaves at once, freeing its slot. The KV
+cache is preallocated (:mod:`substratus_ml.kvcache`), sampling happens on the
+device (:mod:`substratus_ml.sampling`) and only token ids cross to the host,
+and text is detokenized incrementally (:mod:`substratus_ml.detok`).
 
-All model and tokenizer calls happen on the engine's single thread: the HTTP
-event loop only enqueues work and receives events (:mod:`substratus_ml.app`).
+Greedy output does not depend on what else is running: each row keeps its own
+positions and attends only to its own tokens (tested: batched equals alone).
+
+All model and tokenizer calls happen on the engine's thread; ``submit`` may be
+called from any thread and events reach each request's sink on the engine
+thread (:mod:`substratus_ml.generation` carries them to the event loop).
 """
 
 from __future__ import annotations
 
-import inspect
-import queue
+import collections
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
+from substratus_ml.detok import IncrementalDetokenizer, decoder
 from substratus_ml.loading import LoadedModel
-from substratus_ml.sampling import next_tokens
+from substratus_ml.runner import ModelRunner
+from substratus_ml.sampling import is_greedy, next_tokens
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,19 @@ class SamplingParams:
     temperature: float = 0.0
     top_p: float = 1.0
     ignore_eos: bool = False  # benchmarks: always produce max_new_tokens
+    stop_token_ids: tuple[int, ...] = ()  # e.g. a chat template's end-of-turn token
+    repetition_penalty: float = 1.0  # see substratus_ml.penalties
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+
+    @property
+    def penalised(self) -> bool:
+        return (self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0
+                or self.presence_penalty != 0.0)
+
+    @property
+    def penalties(self) -> tuple[float, float, float]:
+        return self.repetition_penalty, self.frequency_penalty, self.presence_penalty
 
 
 @dataclass(frozen=True)
@@ -46,7 +65,7 @@ class TextEvent:
 
 @dataclass(frozen=True)
 class DoneEvent:
-    """The request finished; ``finish_reason`` is ``stop``, ``length`` or ``error``."""
+    """The request finished: ``stop``, ``length``, ``cancelled``, ``timeout`` or ``error``."""
 
     finish_reason: str
     prompt_tokens: int
@@ -58,11 +77,55 @@ Event = TextEvent | DoneEvent
 Sink = Callable[[Event], None]
 
 
-@dataclass
+class QueueFull(Exception):
+    """Too many requests are waiting; the caller should retry later."""
+
+
+class EngineStopped(Exception):
+    """The engine was closed and takes no more requests."""
+
+
+class Observer(Protocol):
+    """What the engine reports as it works (the server's Prometheus metrics)."""
+
+    def scheduled(self, waiting: int, running: int) -> None: ...
+
+    def token(self, first: bool, seconds: float) -> None: ...
+
+    def finished(self, reason: str, prompt_tokens: int, completion_tokens: int,
+                 seconds: float) -> None: ...
+
+
+class _NoObserver:
+    def scheduled(self, waiting: int, running: int) -> None:
+        pass
+
+    def token(self, first: bool, seconds: float) -> None:
+        pass
+
+    def finished(self, reason: str, prompt_tokens: int, completion_tokens: int,
+                 seconds: float) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_batch: int = 16  # cache slots: requests decoded together
+    max_model_len: int | None = None  # tokens per slot; default min(context, 2048)
+    max_queue: int = 256  # waiting requests before submit refuses (QueueFull)
+    prefill_tokens: int = 4096  # padded prompt tokens one prefill may take
+    seed: int | None = None
+    cuda_graphs: bool = True
+
+
+@dataclass(eq=False)
 class _Request:
-    prompt: str
+    prompt_ids: list[int]
     params: SamplingParams
     sink: Sink
+    deadline: float | None
+    stream: bool = True
+    arrived: float = field(default_factory=time.monotonic)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -76,171 +139,266 @@ class RequestHandle:
         self._request.cancelled.set()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Row:
     request: _Request
-    prompt_ids: list[int]
+    prompt_len: int
     limit: int
-    generated: list[int] = field(default_factory=list)
-    sent: str = ""
+    detok: IncrementalDetokenizer
+    length: int = 0  # tokens in this row's cache slot
+    generated: int = 0
+    last_time: float = 0.0
 
 
 @dataclass
 class EngineStats:
-    batches: int = 0
+    steps: int = 0
+    prefills: int = 0
     requests: int = 0
     largest_batch: int = 0
+    finished: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class BatchEngine:
     """Owns the model; ``submit`` from any thread, events arrive on the worker thread."""
 
-    def __init__(self, loaded: LoadedModel, max_batch: int = 16, window_s: float = 0.005,
-                 seed: int | None = None) -> None:
-        self.loaded = loaded
-        self.max_batch = max(1, max_batch)
-        self.window_s = window_s if self.max_batch > 1 else 0.0
+    def __init__(self, loaded: LoadedModel, config: EngineConfig | None = None,
+                 observer: Observer | None = None) -> None:
+        self.loaded, self.config = loaded, config or EngineConfig()
+        self.max_batch = max(1, self.config.max_batch)
+        self.max_len = min(loaded.context_length, self.config.max_model_len or 2048)
         self.stats = EngineStats()
-        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._observer: Observer = observer or _NoObserver()
+        self._waiting: collections.deque[_Request] = collections.deque()
+        self._wake = threading.Condition()
+        self._closing = False
         self._thread: threading.Thread | None = None
-        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._rows: list[_Row] = []
+        self._admitting: list[_Request] = []  # taken from the queue, being prefilled
         tok = loaded.tokenizer
         self._pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        self._eos_ids = _eos_ids(loaded)
-        params = inspect.signature(loaded.model.forward).parameters
-        # transformers renamed past_key_values to cache; accept either release line.
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._eos_ids = frozenset(eos_ids(loaded))
+        self._text_of = decoder(tok)
+        self._runner: ModelRunner | None = None
+        self._generator: torch.Generator | None = None
+
+    # -- any thread ----------------------------------------------------------------
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="substratus-engine", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        self._queue.put(None)
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
         if self._thread is not None:
             self._thread.join(timeout=30)
 
-    def submit(self, prompt: str, params: SamplingParams, sink: Sink) -> RequestHandle:
-        request = _Request(prompt, params, sink)
-        self._queue.put(request)
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, sink: Sink,
+               deadline: float | None = None, stream: bool = True) -> RequestHandle:
+        """Queue a request; raises :class:`QueueFull` or :class:`EngineStopped`.
+
+        ``stream=False``: the text arrives in one event when the request finishes
+        (less work per token for callers that only want the whole answer)."""
+        request = _Request(list(prompt_ids), params, sink, deadline, stream)
+        with self._wake:
+            if self._closing:
+                raise EngineStopped("the engine is shutting down")
+            if len(self._waiting) >= self.config.max_queue:
+                raise QueueFull(f"{len(self._waiting)} requests are already waiting "
+                                f"(limit {self.config.max_queue})")
+            self._waiting.append(request)
+            self._wake.notify()
         return RequestHandle(request)
 
     # -- worker thread -------------------------------------------------------------
 
+    def _setup(self) -> None:
+        model = self.loaded.model
+        self._runner = ModelRunner(model, self.max_batch, self.max_len, self._pad_id,
+                                   self.config.cuda_graphs)
+        if self.config.seed is not None:
+            self._generator = torch.Generator(device=model.device).manual_seed(self.config.seed)
+
     def _loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, stopping = self._collect(first)
-            try:
-                self._run(batch)
-            except Exception as exc:  # a model failure must not kill the server
-                for request in batch:
-                    _emit(request, DoneEvent("error", 0, 0, error=f"{type(exc).__name__}: {exc}"))
-            if stopping:
-                return
-
-    def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
-        batch, deadline = [first], time.monotonic() + self.window_s
-        while len(batch) < self.max_batch:
-            try:
-                remaining = deadline - time.monotonic()
-                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
-
-    def _prepare(self, request: _Request) -> _Row:
-        ids = list(self.loaded.tokenizer.encode(request.prompt))
-        if not ids:
-            ids = [self._eos_ids[0] if self._eos_ids else self._pad_id]
-        context = self.loaded.context_length
-        ids = ids[-(context - 1):]  # keep the end of an over-long prompt
-        limit = min(request.params.max_new_tokens, context - len(ids))
-        return _Row(request, ids, limit)
-
-    @torch.inference_mode()
-    def _run(self, requests: list[_Request]) -> None:
-        rows = [self._prepare(r) for r in requests if not r.cancelled.is_set()]
-        for r in requests:
-            if r.cancelled.is_set():
-                _emit(r, DoneEvent("stop", 0, 0))
-        if not rows:
+        try:
+            self._setup()
+        except Exception as exc:  # e.g. no memory for the cache: refuse work, say why
+            with self._wake:
+                self._closing = True
+            self._fail_all(f"the engine could not start: {type(exc).__name__}: {exc}")
             return
-        self.stats.batches += 1
-        self.stats.requests += len(rows)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(rows))
-        input_ids, mask = self._left_pad([row.prompt_ids for row in rows])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        temperature = torch.tensor([r.request.params.temperature for r in rows])
-        top_p = torch.tensor([r.request.params.top_p for r in rows])
-        logits, cache = self._forward(input_ids, mask, positions, None)
-        next_position = positions[:, -1] + 1
         while True:
-            tokens = next_tokens(logits, temperature, top_p, self._generator)
-            keep = [i for i, row in enumerate(rows) if not self._advance(row, int(tokens[i]))]
-            if not keep:
-                return
-            if len(keep) < len(rows):
-                index = torch.tensor(keep)
-                rows = [rows[i] for i in keep]
-                tokens, mask, next_position = tokens[index], mask[index], next_position[index]
-                temperature, top_p = temperature[index], top_p[index]
-                cache.batch_select_indices(index.to(self.loaded.model.device))
-            mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
-            logits, cache = self._forward(tokens.unsqueeze(1), mask,
-                                          next_position.unsqueeze(1), cache)
-            next_position = next_position + 1
+            with self._wake:
+                while not self._waiting and not self._rows and not self._closing:
+                    self._wake.wait()
+                if self._closing:
+                    break
+            try:
+                self._iterate()
+            except Exception as exc:  # a model failure must not kill the server
+                self._fail_all(f"{type(exc).__name__}: {exc}")
+        self._fail_all("the engine shut down", reason="cancelled")
 
-    def _left_pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for i, seq in enumerate(sequences):
-            ids[i, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            mask[i, width - len(seq):] = 1
-        return ids, mask
+    def _iterate(self) -> None:
+        with torch.inference_mode():
+            self._admitting = self._take_waiting()
+            if self._admitting:
+                self._prefill(self._admitting)
+            self._admitting = []
+            if self._rows:
+                self._decode()
+        self._observer.scheduled(len(self._waiting), len(self._rows))
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                 cache: Any) -> tuple[torch.Tensor, Any]:
-        kwargs = {self._cache_kw: cache} if cache is not None else {}
-        dev = self.loaded.model.device  # inputs go to the model's device; sampling stays on the CPU
-        out = self.loaded.model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                                position_ids=positions.to(dev), use_cache=True, logits_to_keep=1, **kwargs)
-        new_cache = out.get("cache")
-        if new_cache is None:
-            new_cache = out.get("past_key_values")
-        return out.logits[:, -1, :].float().cpu(), new_cache
+    def _take_waiting(self) -> list[_Request]:
+        """Waiting requests that fit in the free slots and the prefill budget (FIFO)."""
+        taken: list[_Request] = []
+        width = 0
+        with self._wake:
+            self._drop_dead_waiting()
+            while self._waiting and len(self._rows) + len(taken) < self.max_batch:
+                request = self._waiting[0]
+                wider = max(width, min(len(request.prompt_ids), self.max_len - 1))
+                if taken and wider * (len(taken) + 1) > self.config.prefill_tokens:
+                    break
+                taken.append(self._waiting.popleft())
+                width = wider
+        return taken
 
-    def _advance(self, row: _Row, token: int) -> bool:
-        """Record ``token`` for ``row``, send its text; True when the row is finished."""
+    def _drop_dead_waiting(self) -> None:
+        """Finish waiting requests whose caller left or whose deadline passed (lock held)."""
+        now = time.monotonic()
+        if not any(r.cancelled.is_set() or _expired(r, now) for r in self._waiting):
+            return
+        alive: collections.deque[_Request] = collections.deque()
+        for request in self._waiting:
+            if request.cancelled.is_set():
+                self._finish_unstarted(request, "cancelled")
+            elif _expired(request, now):
+                self._finish_unstarted(request, "timeout")
+            else:
+                alive.append(request)
+        self._waiting = alive
+
+    def _prefill(self, requests: list[_Request]) -> None:
+        assert self._runner is not None
+        prompts = [self._fit(r.prompt_ids) for r in requests]
+        first = len(self._rows)
+        logits = self._runner.prefill(first, prompts, [r.params.temperature for r in requests],
+                                      [r.params.top_p for r in requests])
+        if self._runner.penalties is not None or any(r.params.penalised for r in requests):
+            self._runner.start_penalties(first, prompts, [r.params.penalties for r in requests],
+                                         logits.shape[-1])
+        rows = [_Row(r, len(p), min(r.params.max_new_tokens, self.max_len - len(p)),
+                     IncrementalDetokenizer(self.loaded.tokenizer, p, self._text_of), length=len(p))
+                for r, p in zip(requests, prompts)]
+        self._rows.extend(rows)
+        self.stats.prefills += 1
+        self.stats.requests += len(rows)
+        self._sample_and_advance(logits, slice(first, first + len(rows)), fed=False)
+
+    def _fit(self, ids: list[int]) -> list[int]:
+        if not ids:
+            ids = [min(self._eos_ids) if self._eos_ids else self._pad_id]
+        return ids[-(self.max_len - 1):]  # keep the end of an over-long prompt
+
+    def _decode(self) -> None:
+        assert self._runner is not None
+        count = len(self._rows)
+        self.stats.steps += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, count)
+        kv_len = max(row.length for row in self._rows) + 1
+        logits = self._runner.decode(count, kv_len)
+        for row in self._rows:
+            row.length += 1
+        self._sample_and_advance(logits, slice(0, count), fed=True)
+
+    def _sample_and_advance(self, logits: torch.Tensor, rows: slice, fed: bool) -> None:
+        assert self._runner is not None
+        runner = self._runner
+        batch = self._rows[rows]
+        any_sampled = any(not is_greedy(row.request.params.temperature) for row in batch)
+        if runner.penalties is not None and any(row.request.params.penalised for row in batch):
+            logits = runner.penalties.apply(logits, rows)
+        tokens = next_tokens(logits, runner.temperature[rows], runner.top_p[rows],
+                             self._generator, any_sampled)
+        runner.accept(rows, tokens, fed)
+        now = time.monotonic()
+        finished = [row for row, token in zip(batch, tokens.tolist()) if self._advance(row, token, now)]
+        for row in finished:
+            self._remove(row)
+
+    def _advance(self, row: _Row, token: int, now: float) -> bool:
+        """Record ``token`` for ``row`` and send its text; True when the row is finished."""
         request = row.request
+        params = request.params
+        reason: str | None = None
         if request.cancelled.is_set():
-            reason: str | None = "stop"
-        elif token in self._eos_ids and not request.params.ignore_eos:
+            reason = "cancelled"
+        elif _expired(request, now):
+            reason = "timeout"
+        elif not params.ignore_eos and (token in self._eos_ids or token in params.stop_token_ids):
             reason = "stop"
         else:
-            row.generated.append(token)
-            reason = "length" if len(row.generated) >= row.limit else None
-        self._send_text(row, final=reason is not None)
+            row.generated += 1
+            self._observer.token(row.generated == 1, now - (row.last_time or request.arrived))
+            row.last_time = now
+            if row.generated >= row.limit:
+                reason = "length"
+        kept = token if reason is None or reason == "length" else None
+        if request.stream or reason is not None:
+            text = row.detok.add(kept, final=reason is not None)
+        else:  # nobody reads text before the end: decode once, when the request finishes
+            text = row.detok.push(kept)
+        if text:
+            _emit(request, TextEvent(text))
         if reason is not None:
-            _emit(request, DoneEvent(reason, len(row.prompt_ids), len(row.generated)))
+            self._finish(request, reason, row.prompt_len, row.generated)
         return reason is not None
 
-    def _send_text(self, row: _Row, final: bool) -> None:
-        text = self.loaded.tokenizer.decode(row.generated, skip_special_tokens=True,
-                                            clean_up_tokenization_spaces=False)
-        # A byte-level token can end mid-character; wait for the rest unless finishing.
-        if text.endswith("\ufffd") and not final:
-            return
-        delta = text[len(row.sent):] if text.startswith(row.sent) else ""
-        row.sent = text
-        if delta:
-            _emit(row.request, TextEvent(delta))
+    def _remove(self, row: _Row) -> None:
+        """Free ``row``'s slot; the last row moves into it, so running rows stay in 0..n-1."""
+        assert self._runner is not None
+        slot, last = self._rows.index(row), len(self._rows) - 1
+        if slot != last:
+            moved = self._rows[last]
+            self._runner.move(last, slot, moved.length)
+            self._rows[slot] = moved
+        else:
+            self._runner.lengths[last] = 0
+        self._rows.pop()
+
+    def _finish(self, request: _Request, reason: str, prompt: int, generated: int) -> None:
+        self.stats.finished[reason] += 1
+        self._observer.finished(reason, prompt, generated, time.monotonic() - request.arrived)
+        _emit(request, DoneEvent(reason, prompt, generated))
+
+    def _finish_unstarted(self, request: _Request, reason: str) -> None:
+        self._finish(request, reason, len(request.prompt_ids), 0)
+
+    def _fail_all(self, error: str, reason: str = "error") -> None:
+        with self._wake:
+            pending, self._waiting = list(self._waiting), collections.deque()
+        running = [row.request for row in self._rows]
+        admitting = [r for r in self._admitting if r not in running]
+        self._admitting = []
+        for request in running + admitting + pending:
+            self.stats.finished[reason] += 1
+            self._observer.finished(reason, len(request.prompt_ids), 0,
+                                    time.monotonic() - request.arrived)
+            _emit(request, DoneEvent(reason, len(request.prompt_ids), 0, error=error))
+        self._rows = []
+        if self._runner is not None:
+            self._runner.lengths.zero_()
+
+
+def _expired(request: _Request, now: float) -> bool:
+    return request.deadline is not None and now >= request.deadline
 
 
 def _emit(request: _Request, event: Event) -> None:
@@ -250,10 +408,12 @@ def _emit(request: _Request, event: Event) -> None:
         request.cancelled.set()
 
 
-def _eos_ids(loaded: LoadedModel) -> list[int]:
+def eos_ids(loaded: LoadedModel) -> list[int]:
+    """End-of-sequence ids from the generation config, the model config and the tokenizer."""
     ids: list[int] = []
-    for source in (getattr(loaded.model, "generation_config", None), loaded.model.config,
-                   loaded.tokenizer):
+    sources: list[Any] = [getattr(loaded.model, "generation_config", None), loaded.model.config,
+                          loaded.tokenizer]
+    for source in sources:
         value = getattr(source, "eos_token_id", None)
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, int) and item not in ids:

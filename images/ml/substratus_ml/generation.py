@@ -1,21 +1,45 @@
 """Async face of the batching engine, for the HTTP routes.
 
 The engine calls its sinks on its worker thread; :class:`Generator` turns
-those calls into an async stream per request, cancels the request when the
-consumer stops listening, and cuts text at OpenAI-style stop strings.
+those calls into an async stream per request (one event-loop wake-up per batch
+of events, not one per token and request), cancels the request when the
+consumer stops listening, cuts text at OpenAI-style stop strings, and turns the
+request limits into exceptions that the app maps to HTTP status codes:
+prompts over the token limit (400), a full queue (429), a stopped engine (503),
+a passed deadline (504).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from substratus_ml.engine import BatchEngine, DoneEvent, Event, SamplingParams, TextEvent
+from substratus_ml.engine import (BatchEngine, DoneEvent, EngineStopped, Event, QueueFull,
+                                  SamplingParams, TextEvent)
 
 
 class GenerationError(RuntimeError):
     """The model failed while generating (the engine reported an error)."""
+
+
+class PromptTooLong(ValueError):
+    """The prompt has more tokens than the server accepts."""
+
+
+class Overloaded(RuntimeError):
+    """The engine's queue is full; retry later."""
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine is shutting down or could not start."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """The request ran past its deadline and was stopped."""
 
 
 @dataclass(frozen=True)
@@ -57,20 +81,56 @@ class StopScanner:
         return 0
 
 
+class _Mailbox:
+    """Carries engine events into one event loop, with one wake-up per burst of events."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Queue[Event], Event]] = []
+        self._scheduled = False
+
+    def post(self, queue: asyncio.Queue[Event], event: Event) -> None:
+        with self._lock:
+            self._pending.append((queue, event))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call_soon_threadsafe(self._deliver)  # raises once the loop is closed
+
+    def _deliver(self) -> None:
+        with self._lock:
+            pending, self._pending, self._scheduled = self._pending, [], False
+        for queue, event in pending:
+            queue.put_nowait(event)
+
+
 class Subscription:
     """One submitted request: iterate for its events; ``cancel`` stops it in the engine."""
 
-    def __init__(self, engine: BatchEngine, prompt: str, params: SamplingParams) -> None:
-        loop = asyncio.get_running_loop()
+    def __init__(self, engine: BatchEngine, mailbox: _Mailbox, prompt_ids: list[int],
+                 params: SamplingParams, deadline: float | None, stream: bool) -> None:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
+        events = self._events
 
         def sink(event: Event) -> None:
-            loop.call_soon_threadsafe(self._events.put_nowait, event)
+            mailbox.post(events, event)
 
-        self._handle = engine.submit(prompt, params, sink)
+        try:
+            self._handle = engine.submit(prompt_ids, params, sink, deadline, stream)
+        except QueueFull as exc:
+            raise Overloaded(str(exc)) from exc
+        except EngineStopped as exc:
+            raise EngineUnavailable(str(exc)) from exc
 
     def cancel(self) -> None:
         self._handle.cancel()
+
+    def __del__(self) -> None:
+        # A response dropped before it began streaming never runs events()' finally.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            handle.cancel()
 
     async def events(self) -> AsyncIterator[Event]:
         try:
@@ -86,14 +146,47 @@ class Subscription:
 
 
 class Generator:
-    def __init__(self, engine: BatchEngine) -> None:
-        self.engine = engine
+    def __init__(self, engine: BatchEngine, tokenizer: Any, max_prompt_tokens: int,
+                 timeout_s: float | None = None) -> None:
+        self.engine, self.tokenizer = engine, tokenizer
+        self.max_prompt_tokens, self.timeout_s = max_prompt_tokens, timeout_s
+        self._encode_lock = threading.Lock()  # a fast tokenizer must not be re-entered
+        self._mailboxes: dict[asyncio.AbstractEventLoop, _Mailbox] = {}
 
-    async def stream_text(self, prompt: str, params: SamplingParams,
-                          stops: Sequence[str] = ()) -> AsyncIterator[str | Result]:
-        """Text pieces, then one :class:`Result` with the whole (stop-trimmed) text."""
-        scanner, parts = StopScanner(stops), []
-        subscription = Subscription(self.engine, prompt, params)
+    def _encode_now(self, text: str, special: bool) -> list[int]:
+        with self._encode_lock:
+            return list(self.tokenizer.encode(text, add_special_tokens=special))
+
+    async def encode(self, text: str, special: bool = True) -> list[int]:
+        """Token ids of ``text``; raises :class:`PromptTooLong` past the limit."""
+        ids = await asyncio.to_thread(self._encode_now, text, special)
+        if len(ids) > self.max_prompt_tokens:
+            raise PromptTooLong(f"the prompt has {len(ids)} tokens; this server accepts at most "
+                                f"{self.max_prompt_tokens} (SUBSTRATUS_MAX_PROMPT_TOKENS)")
+        return ids
+
+    def _mailbox(self) -> _Mailbox:
+        loop = asyncio.get_running_loop()
+        if loop not in self._mailboxes:
+            self._mailboxes = {l: m for l, m in self._mailboxes.items() if not l.is_closed()}
+            self._mailboxes[loop] = _Mailbox(loop)
+        return self._mailboxes[loop]
+
+    def stream_text(self, prompt_ids: list[int], params: SamplingParams,
+                    stops: Sequence[str] = (), stream: bool = True) -> AsyncIterator[str | Result]:
+        """Submit now (so a full queue raises :class:`Overloaded` before any response
+        starts); the iterator yields text pieces, then one :class:`Result` with the
+        whole (stop-trimmed) text. ``stream=False``: one piece at the end (the
+        engine then does no per-token text work), unless stop strings need the text
+        as it comes."""
+        deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
+        subscription = Subscription(self.engine, self._mailbox(), prompt_ids, params, deadline,
+                                    stream or bool(stops))
+        return self._pieces(subscription, StopScanner(stops))
+
+    async def _pieces(self, subscription: Subscription,
+                      scanner: StopScanner) -> AsyncIterator[str | Result]:
+        parts: list[str] = []
         async for event in subscription.events():
             if isinstance(event, TextEvent):
                 if scanner.stopped:
@@ -105,18 +198,21 @@ class Generator:
                 if scanner.stopped:
                     subscription.cancel()
                 continue
+            if event.finish_reason == "timeout":
+                raise DeadlineExceeded(f"the request ran past its deadline of {self.timeout_s:g} s "
+                                       "(SUBSTRATUS_REQUEST_TIMEOUT) and was stopped")
             if not scanner.stopped:
                 tail = scanner.flush()
                 if tail:
                     parts.append(tail)
                     yield tail
-            reason = "stop" if scanner.stopped else event.finish_reason
+            reason = "length" if event.finish_reason == "length" and not scanner.stopped else "stop"
             yield Result("".join(parts), reason, event.prompt_tokens, event.completion_tokens)
 
-    async def complete(self, prompt: str, params: SamplingParams,
+    async def complete(self, prompt_ids: list[int], params: SamplingParams,
                        stops: Sequence[str] = ()) -> Result:
         result: Result | None = None
-        async for item in self.stream_text(prompt, params, stops):
+        async for item in self.stream_text(prompt_ids, params, stops, stream=False):
             if isinstance(item, Result):
                 result = item
         assert result is not None  # stream_text always ends with a Result

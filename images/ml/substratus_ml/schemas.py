@@ -51,6 +51,48 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class ChatMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: ChatMessage
+    finish_reason: Literal["stop", "length"] | None = None
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChatDelta
+    finish_reason: Literal["stop", "length"] | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
 class Health(BaseModel):
     status: str
     detail: str | None = None
@@ -63,14 +105,58 @@ class Info(BaseModel):
     context_length: int | None = None
     max_new_tokens: int
     max_batch: int
+    max_model_len: int | None = Field(None, description="prompt + completion tokens per request")
+    max_prompt_tokens: int | None = None
+    chat_template: bool | None = Field(None, description="whether the model has its own chat "
+                                       "template (otherwise a plain transcript is used)")
     training_params: dict[str, Any] | None = Field(
         None, description="training_params.json of the served model, when it was fine-tuned")
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text"]
+    text: str
+
+
+class InputMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] = Field(description="Text, or a list of text parts.")
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+def _check_stops(value: str | list[str] | None) -> str | list[str] | None:
+    if isinstance(value, list) and (len(value) > 4 or any(not s for s in value)):
+        raise ValueError("stop must hold 1 to 4 non-empty strings")
+    if value == "":
+        raise ValueError("stop must not be empty")
+    return value
+
+
+def _stop_list(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+REPETITION = ("Extension (as in vLLM and transformers): > 1 discourages tokens already in the "
+              "prompt or the output.")
 
 
 @dataclass(frozen=True)
 class Schemas:
     generate: type[BaseModel]
     completion: type[BaseModel]
+    chat: type[BaseModel]
 
 
 def make_schemas(bound: int) -> Schemas:
@@ -86,6 +172,7 @@ def make_schemas(bound: int) -> Schemas:
         temperature: float = Field(0.0, ge=0.0, le=2.0,
                                    description="0 (default) decodes greedily.")
         top_p: float = Field(1.0, gt=0.0, le=1.0)
+        repetition_penalty: float = Field(1.0, ge=0.01, le=10.0, description=REPETITION)
 
     class CompletionRequest(BaseModel):
         model_config = ConfigDict(extra="ignore")
@@ -100,6 +187,9 @@ def make_schemas(bound: int) -> Schemas:
         n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
         ignore_eos: bool = Field(False, description="Extension (as in vLLM): keep generating "
                                  "past end-of-sequence, up to max_tokens.")
+        frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+        presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+        repetition_penalty: float = Field(1.0, ge=0.01, le=10.0, description=REPETITION)
 
         @field_validator("prompt")
         @classmethod
@@ -111,18 +201,42 @@ def make_schemas(bound: int) -> Schemas:
         @field_validator("stop")
         @classmethod
         def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
-            if isinstance(value, list) and (len(value) > 4 or any(not s for s in value)):
-                raise ValueError("stop must hold 1 to 4 non-empty strings")
-            if value == "":
-                raise ValueError("stop must not be empty")
-            return value
+            return _check_stops(value)
 
         def prompt_text(self) -> str:
             return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
         def stops(self) -> list[str]:
-            if self.stop is None:
-                return []
-            return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+            return _stop_list(self.stop)
 
-    return Schemas(GenerateRequest, CompletionRequest)
+    class ChatCompletionRequest(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        model: str | None = None
+        messages: list[InputMessage] = Field(min_length=1, description="The conversation so far.")
+        max_tokens: int | None = Field(None, ge=1, le=bound,
+                                       description=f"Tokens to generate, 1..{bound} (default {bound}).")
+        max_completion_tokens: int | None = Field(None, ge=1, le=bound,
+                                                  description="Newer name of max_tokens.")
+        temperature: float = Field(1.0, ge=0.0, le=2.0)
+        top_p: float = Field(1.0, gt=0.0, le=1.0)
+        stream: bool = False
+        stream_options: StreamOptions | None = None
+        stop: str | list[str] | None = Field(None, description="Up to 4 stop strings.")
+        n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
+        ignore_eos: bool = Field(False, description="Extension (as in vLLM).")
+        frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+        presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+        repetition_penalty: float = Field(1.0, ge=0.01, le=10.0, description=REPETITION)
+
+        @field_validator("stop")
+        @classmethod
+        def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+            return _check_stops(value)
+
+        def stops(self) -> list[str]:
+            return _stop_list(self.stop)
+
+        def token_limit(self) -> int:
+            return self.max_completion_tokens or self.max_tokens or bound
+
+    return Schemas(GenerateRequest, CompletionRequest, ChatCompletionRequest)

@@ -16,7 +16,7 @@ from substratus_ml.training import cpu_threads
 def serve(settings: ServeSettings, host: str, port: int) -> None:
     """Serve until interrupted; exits with status 1 if the model cannot be loaded."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(cpu_threads())
+    torch.set_num_threads(cpu_threads(reserve=1))  # one CPU for the event loop
     server: uvicorn.Server | None = None
     failed = False
 

@@ -1,10 +1,27 @@
-"""Server settings, read once at the entry point (flags > environment > defaults)."""
+"""Server settings, read once at the entry point (flags > environment > defaults).
+
+Every bound a request can hit is here, with the environment variable that sets it:
+
+| Variable | Default | Bounds |
+| --- | --- | --- |
+| ``SUBSTRATUS_MAX_BATCH`` | 16 | requests decoded together (cache slots) |
+| ``SUBSTRATUS_MAX_NEW_TOKENS`` | 512 | ``max_new_tokens`` / ``max_tokens`` of one request |
+| ``SUBSTRATUS_MAX_MODEL_LEN`` | min(context, 2048) | prompt + completion tokens per request |
+| ``SUBSTRATUS_MAX_PROMPT_TOKENS`` | max model len - 1 | prompt tokens (400 beyond) |
+| ``SUBSTRATUS_MAX_BODY_BYTES`` | 1048576 | request body (413 beyond) |
+| ``SUBSTRATUS_MAX_QUEUE`` | 256 | requests waiting for a slot (429 beyond) |
+| ``SUBSTRATUS_REQUEST_TIMEOUT`` | 600 | seconds from arrival to last token (504 after) |
+| ``SUBSTRATUS_SERVER_TOKEN`` | unset | bearer token every non-open path requires |
+| ``SUBSTRATUS_CUDA_GRAPHS`` | 1 | 0 turns CUDA-graph decode steps off |
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+MIN_TOKEN_LENGTH = 16
 
 
 class SettingsError(ValueError):
@@ -24,13 +41,31 @@ def _int_env(env: Mapping[str, str], name: str, default: int, minimum: int = 1) 
     return value
 
 
+def _token(env: Mapping[str, str]) -> str | None:
+    if "SUBSTRATUS_SERVER_TOKEN" not in env:
+        return None
+    token = env["SUBSTRATUS_SERVER_TOKEN"].strip()
+    if len(token) < MIN_TOKEN_LENGTH:
+        # Set but empty or short: refuse rather than serve with weak or no protection.
+        raise SettingsError(f"SUBSTRATUS_SERVER_TOKEN is set but has {len(token)} characters; "
+                            f"use at least {MIN_TOKEN_LENGTH} (e.g. `openssl rand -hex 24`) "
+                            "or unset it to serve without a token")
+    return token
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     model_dir: Path = Path("/model/saved")
     model_name: str = "substratus-model"
     max_batch: int = 16
     max_new_tokens: int = 512
-    batch_window_ms: float = 5.0
+    max_model_len: int | None = None  # None: min(the model's context, 2048)
+    max_prompt_tokens: int | None = None  # None: max_model_len - 1
+    max_body_bytes: int = 1 << 20
+    max_queue: int = 256
+    request_timeout_s: float = 600.0
+    token: str | None = field(default=None, repr=False)
+    cuda_graphs: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, model_dir: Path | None = None,
@@ -42,7 +77,15 @@ class ServeSettings:
             env, "SUBSTRATUS_MAX_BATCH", cls.max_batch)
         bound = max_new_tokens if max_new_tokens is not None else _int_env(
             env, "SUBSTRATUS_MAX_NEW_TOKENS", cls.max_new_tokens)
-        window = _int_env(env, "SUBSTRATUS_BATCH_WINDOW_MS", int(cls.batch_window_ms), minimum=0)
         if batch < 1 or bound < 1:
             raise SettingsError("--max-batch and --max-new-tokens must be >= 1")
-        return cls(directory, name, batch, bound, float(window))
+        model_len = _int_env(env, "SUBSTRATUS_MAX_MODEL_LEN", 0, minimum=0) or None
+        if model_len is not None and model_len < 2:
+            raise SettingsError(f"SUBSTRATUS_MAX_MODEL_LEN={model_len}: must be >= 2")
+        return cls(directory, name, batch, bound, model_len,
+                   _int_env(env, "SUBSTRATUS_MAX_PROMPT_TOKENS", 0, minimum=0) or None,
+                   _int_env(env, "SUBSTRATUS_MAX_BODY_BYTES", cls.max_body_bytes),
+                   _int_env(env, "SUBSTRATUS_MAX_QUEUE", cls.max_queue),
+                   float(_int_env(env, "SUBSTRATUS_REQUEST_TIMEOUT", int(cls.request_timeout_s))),
+                   _token(env),
+                   env.get("SUBSTRATUS_CUDA_GRAPHS", "1").strip() not in ("0", "false", "no"))

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from substratus_ml import corpus
+from substratus_ml.loading import make_readable
 from substratus_ml.training import FitConfig, RunLog, cpu_threads, evaluate, fit
 
 EOS = "<|endoftext|>"
@@ -96,6 +97,7 @@ def init_tiny(args: InitTinyArgs, log: RunLog) -> dict[str, float]:
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
+    make_readable(args.out)
     log(f"init-tiny: loss {loss_before:.3f} -> {loss_after:.3f}, saved to {args.out} "
         f"in {time.perf_counter() - started:.1f}s")
     return {"loss_before": loss_before, "loss_after": loss_after}

@@ -8,6 +8,7 @@ every ``log_every`` steps it reports loss and tokens per second.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -19,20 +20,27 @@ from typing import Any, TextIO
 
 import torch
 
+from substratus_ml.progress import ProgressLog
 
-def cpu_threads() -> int:
-    """Torch threads to use: ``SUBSTRATUS_THREADS``, else the CPUs this process may run on.
 
-    Called by entry points only. The override exists because on an oversubscribed
-    host two spinning threads can be several times slower than one.
+def cpu_threads(reserve: int = 0) -> int:
+    """Torch threads to use: ``SUBSTRATUS_THREADS``, else the CPUs this process may run on,
+    less ``reserve`` (at least one).
+
+    Called by entry points only. The server reserves one CPU for its event loop
+    (HTTP, JSON, tokenization): on two cores, two torch threads plus the loop
+    made batched serving of the tiny model about 2x slower than one torch
+    thread (docs/performance.md). The override exists because on an
+    oversubscribed host two spinning threads can be several times slower than one.
     """
     override = os.environ.get("SUBSTRATUS_THREADS", "").strip()
     if override.isdigit() and int(override) > 0:
         return int(override)
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        available = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        available = os.cpu_count() or 1
+    return max(1, available - reserve)
 
 
 class RunLog:
@@ -62,6 +70,7 @@ class FitConfig:
     steps: int
     lr: float
     log_every: int = 10
+    progress_every: int = 5
     warmup_fraction: float = 0.1
     seed: int = 0
 
@@ -82,32 +91,73 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def fit(model: Any, data: torch.Tensor, config: FitConfig, log: Callable[[str], None]) -> float:
-    """Train ``model`` on token blocks ``data`` for ``config.steps`` steps; returns the last loss."""
+def fit(model: Any, data: torch.Tensor, config: FitConfig, log: Callable[[str], None],
+        progress: ProgressLog | None = None) -> float:
+    """Train ``model`` on token blocks ``data`` for ``config.steps`` steps; returns the last loss.
+
+    Only parameters with ``requires_grad`` are trained (all of a plain model; the
+    adapter of a LoRA model). Progress goes to ``log`` every ``log_every`` steps and
+    to ``progress`` (``progress.jsonl``) every ``progress_every`` steps and at the end.
+    """
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=0.01)
     warmup = max(1, int(config.steps * config.warmup_fraction))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: _lr_factor(s, config.steps, warmup)
     )
+    per_epoch = math.ceil(len(data) / config.batch_size)
     batches = _batches(data, config.batch_size, config.seed)
     loss_value, tokens, started = float("nan"), 0, time.perf_counter()
+    meter = _Meter()
     for step in range(1, config.steps + 1):
         batch = next(batches).to(model.device)
-        loss = model(input_ids=batch, labels=batch).loss
+        with _autocast(model.device):
+            loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         loss_value, tokens = loss.item(), tokens + batch.numel()
+        meter.add(batch.numel())
+        if progress is not None and (step % config.progress_every == 0 or step == config.steps):
+            progress.write(step, config.steps, step / per_epoch, loss_value,
+                           lr=float(scheduler.get_last_lr()[0]), tokens_per_second=meter.tokens_per_second(),
+                           steps_per_second=meter.steps_per_second())
         if step % config.log_every == 0 or step == config.steps:
             elapsed = time.perf_counter() - started
             log(f"step {step}/{config.steps} loss {loss_value:.4f} "
-                f"tokens/s {tokens / max(elapsed, 1e-9):.0f}")
+                f"tokens/s {tokens / max(elapsed, 1e-9):.0f} steps/s {meter.steps_per_second():.3f}")
             tokens, started = 0, time.perf_counter()
     model.eval()
     return loss_value
+
+
+def _autocast(device: torch.device) -> Any:
+    """bfloat16 matmuls on GPUs that have them (weights and optimizer stay float32)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class _Meter:
+    """Steps and tokens per second since training began."""
+
+    def __init__(self) -> None:
+        self.started, self.steps, self.tokens = time.perf_counter(), 0, 0
+
+    def add(self, tokens: int) -> None:
+        self.steps, self.tokens = self.steps + 1, self.tokens + tokens
+
+    def _elapsed(self) -> float:
+        return max(time.perf_counter() - self.started, 1e-9)
+
+    def tokens_per_second(self) -> float:
+        return self.tokens / self._elapsed()
+
+    def steps_per_second(self) -> float:
+        return self.steps / self._elapsed()
 
 
 @torch.inference_mode()

@@ -97,7 +97,7 @@ class LiveServer:
 
 
 SERVER_SETTINGS = ServeSettings(model_dir=Path("in-memory"), model_name="tiny-test",
-                                max_batch=16, max_new_tokens=64, batch_window_ms=30)
+                                max_batch=16, max_new_tokens=64)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,12 @@
-"""The HTTP API on 127.0.0.1, documented by OpenAPI at /docs and /openapi.json.
+"""The HTTP API, documented by OpenAPI at /docs and /openapi.json.
 
-Every route but /healthz needs `Authorization: Bearer <token>`; the token
-lives in $SUBSTRATUS_HOME/token with mode 0600. Lists and watches are
-written as raw JSON (no per-item response validation): `sub get` of 1,000
-objects must stay quick.
+Served on the Unix socket `$SUBSTRATUS_HOME/api.sock` (the CLI) and on
+127.0.0.1 (dashboards, other clients). Every route but /healthz needs
+`Authorization: Bearer <token>`; the token lives in $SUBSTRATUS_HOME/token
+with mode 0600 and is at least MIN_TOKEN_LENGTH characters. Request bodies
+are bounded (`limits.BodyLimit`); log followers hold no worker thread.
+Lists and watches are written as raw JSON (no per-item response
+validation): `sub get` of 1,000 objects must stay quick.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any, Optional
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -21,16 +25,28 @@ from pydantic import BaseModel, Field
 from substratus import __version__
 from substratus.api.dashboard import mount_dashboard
 from substratus.api.errors import error_body, status_for
+from substratus.api.limits import BodyLimit, FollowResponse
 from substratus.api.watch import Gone, Hub
 from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Record
 from substratus.errors import SubstratusError, ValidationError
 from substratus.resources.kinds import canonical_kind
 from substratus.resources.manifest import parse_object
+from substratus.resources.selectors import Selector
+from substratus.resources.selectors import parse as parse_selector
+
+SELECTOR_DOC = ("Only objects whose metadata.labels match, as kubectl writes it: `app=web`, `tier!=db`, "
+                "`env in (a,b)`, `env notin (a)`, `gpu`, `!legacy`; requirements separated by ','.")
+
+
+MIN_TOKEN_LENGTH = 32
+MAX_OBJECTS = 1000
+UNAUTHORISED = "missing or wrong API token"
 
 
 class ApplyRequest(BaseModel):
-    objects: list[dict[str, Any]] = Field(description="Manifests (apiVersion, kind, metadata, spec), as YAML decodes them")
+    objects: list[dict[str, Any]] = Field(max_length=MAX_OBJECTS,
+                                          description="Manifests (apiVersion, kind, metadata, spec), as YAML decodes them")
 
 
 class ApplyResult(BaseModel):
@@ -38,6 +54,7 @@ class ApplyResult(BaseModel):
     namespace: str
     name: str
     result: str
+    generation: int = Field(description="the object's generation after this apply")
 
 
 class ObjectRef(BaseModel):
@@ -47,7 +64,8 @@ class ObjectRef(BaseModel):
 
 
 class DeleteRequest(BaseModel):
-    objects: list[ObjectRef]
+    objects: list[ObjectRef] = Field(default_factory=list, description="Objects to delete; with `labelSelector`, "
+                                                                       "also every object it selects")
 
 
 class ObjectList(BaseModel):
@@ -59,20 +77,31 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data, separators=(",", ":")), status_code=status, media_type="application/json")
 
 
+def check_bearer(authorization: Optional[str], token: str) -> bool:
+    """Exactly `Bearer <token>`; an empty or absent header never matches (nor does an empty token)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or len(given) < MIN_TOKEN_LENGTH or len(token) < MIN_TOKEN_LENGTH:
+        return False
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 def create_app(cp: ControlPlane, token: str) -> FastAPI:
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"the API token must be at least {MIN_TOKEN_LENGTH} characters")
     app = FastAPI(title="Substratus control plane", version=__version__,
                   description="Apply Dataset, Model, ModelServer and Notebook objects; read, watch and delete "
                               "them; read their logs.")
+    app.add_middleware(BodyLimit)
     hub = Hub(cp.store)
 
     def authorised(authorization: Optional[str] = Header(default=None)) -> None:
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not given or not hmac.compare_digest(given.encode(), token.encode()):
-            raise SubstratusError("missing or wrong API token", hint="the CLI reads it from $SUBSTRATUS_HOME/token")
+        if not check_bearer(authorization, token):
+            raise SubstratusError(UNAUTHORISED, hint="send `Authorization: Bearer <token>`; the CLI reads the "
+                                                     "token from $SUBSTRATUS_HOME/token")
 
     @app.exception_handler(SubstratusError)
     async def _handle(_: Request, err: SubstratusError) -> JSONResponse:
-        code = 401 if err.message == "missing or wrong API token" else status_for(err)
+        code = 401 if err.message == UNAUTHORISED else status_for(err)
         return JSONResponse(error_body(err), status_code=code)
 
     @app.get("/healthz")
@@ -106,11 +135,16 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
             raise ValidationError(problems, hint="nothing was applied")
         return json_response(cp.apply(objects, dry_run=dry_run))
 
+    def selected(kind: Optional[str], namespace: Optional[str], selector: Selector) -> list[Record]:
+        return [r for r in cp.records(kind, namespace) if selector.matches(r.labels)]
+
     @app.get("/api/v1/objects", response_model=ObjectList, dependencies=[Depends(authorised)])
-    def list_objects(kind: Optional[str] = None, namespace: Optional[str] = None) -> Response:
+    def list_objects(kind: Optional[str] = None, namespace: Optional[str] = None,
+                     label_selector: str = Query("", alias="labelSelector", description=SELECTOR_DOC)) -> Response:
         k = canonical_kind(kind) if kind else None
+        selector = parse_selector(label_selector)
         version = cp.store.resource_version
-        return json_response({"items": [r.document() for r in cp.records(k, namespace)],
+        return json_response({"items": [r.document() for r in selected(k, namespace, selector)],
                               "resourceVersion": str(version)})
 
     @app.get("/api/v1/watch", dependencies=[Depends(authorised)], response_class=StreamingResponse,
@@ -119,8 +153,10 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
                                              "BOOKMARK with a resourceVersion, ERROR (410: list again)."}})
     async def watch(request: Request, kind: Optional[str] = None, namespace: Optional[str] = None,
                     resource_version: Optional[int] = Query(None, alias="resourceVersion", ge=0),
-                    timeout_seconds: Optional[int] = Query(None, alias="timeoutSeconds", ge=1, le=86400)) -> Response:
+                    timeout_seconds: Optional[int] = Query(None, alias="timeoutSeconds", ge=1, le=86400),
+                    label_selector: str = Query("", alias="labelSelector", description=SELECTOR_DOC)) -> Response:
         k = canonical_kind(kind) if kind else None
+        selector = parse_selector(label_selector)
         if resource_version is not None and resource_version < cp.store.resource_version:
             try:
                 hub.check(resource_version)
@@ -129,7 +165,8 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
                                                "the list's resourceVersion"}}, status_code=410)
 
         def keep(rec: Record) -> bool:
-            return (k is None or rec.kind == k) and (namespace is None or rec.namespace == namespace)
+            return (k is None or rec.kind == k) and (namespace is None or rec.namespace == namespace) \
+                and selector.matches(rec.labels)
 
         async def lines() -> AsyncIterator[bytes]:
             deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
@@ -162,23 +199,30 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
         return json_response(result)
 
     @app.post("/api/v1/delete", dependencies=[Depends(authorised)])
-    def delete_objects(req: DeleteRequest) -> Response:
+    def delete_objects(req: DeleteRequest, kind: Optional[str] = None, namespace: Optional[str] = None,
+                       label_selector: Optional[str] = Query(None, alias="labelSelector", description=SELECTOR_DOC)
+                       ) -> Response:
         keys = [(canonical_kind(o.kind), o.namespace, o.name) for o in req.objects]
+        if label_selector is not None:
+            selector = parse_selector(label_selector)
+            if selector.empty:
+                raise ValidationError([("labelSelector", "an empty selector would delete every object")],
+                                      hint="name at least one label, e.g. labelSelector=app=demo")
+            k = canonical_kind(kind) if kind else None
+            keys += [r.key for r in selected(k, namespace, selector) if r.key not in keys]
         return json_response({"items": cp.delete(keys)})
 
     @app.get("/api/v1/objects/{kind}/{namespace}/{name}/logs", dependencies=[Depends(authorised)],
              response_class=StreamingResponse)
-    def logs(kind: str, namespace: str, name: str, follow: bool = False) -> StreamingResponse:
-        lines = cp.logs(canonical_kind(kind), namespace, name, follow)
-        first = next(lines, None)  # surface NotFoundError as a 404 before streaming starts
+    async def logs(kind: str, namespace: str, name: str, follow: bool = False) -> StreamingResponse:
+        rec = cp.get(canonical_kind(kind), namespace, name)  # a 404 before streaming starts
 
-        def body() -> Iterator[bytes]:
-            if first is not None:
-                yield (first + "\n").encode()
-            for line in lines:
-                yield (line + "\n").encode()
+        async def body() -> AsyncGenerator[bytes, None]:
+            async with aclosing(cp.stream_logs(rec, follow)) as lines:
+                async for line in lines:
+                    yield (line + "\n").encode()
 
-        return StreamingResponse(body(), media_type="text/plain")
+        return FollowResponse(body(), media_type="text/plain")
 
     mount_dashboard(app, cp, hub, token)
     return app

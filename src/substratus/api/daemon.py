@@ -1,9 +1,14 @@
-"""The embedded control plane process: reconcile loop + HTTP API on 127.0.0.1.
+"""The embedded control plane process: reconcile loop + HTTP API.
 
 Started by the CLI (`sub up`, or on demand) as `python -m substratus.api.daemon`.
 Configuration is read here once and passed down. One daemon per
 $SUBSTRATUS_HOME (a lock file guards it). Containers outlive it: on start it
 adopts whatever runs with its labels.
+
+Start-up order matters for trust: umask 077 and a 0700 home first; a token of
+at least 32 characters (a shorter or empty one is replaced, and the log says
+so); both listening sockets bound (the Unix socket the CLI uses, and
+127.0.0.1:PORT) before the endpoint file names them.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +29,21 @@ from typing import Optional
 
 import uvicorn
 
-from substratus.api.app import create_app
-from substratus.build.contract import free_port
+from substratus.api import unixsock
+from substratus.api.app import MIN_TOKEN_LENGTH, create_app
 from substratus.controlplane.controller import Controller
 from substratus.controlplane.layout import Layout
+from substratus.controlplane.privatefiles import read_private, secure_home, write_private
 from substratus.controlplane.service import ControlPlane
 from substratus.controlplane.store import Store
-from substratus.runtimes.engine import EngineRuntime, detect_engine
+from substratus.runtimes.engine import DEFAULT_BUILD_TIMEOUT, EngineRuntime, detect_engine
 
 log = logging.getLogger("substratus.daemon")
+TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_.~+/=-]+$")
+
+
+class SettingsError(ValueError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -39,17 +52,48 @@ class Settings:
     engine: Optional[str]
     port: int
     ready_timeout: float
+    build_timeout: float = DEFAULT_BUILD_TIMEOUT
     keep_runs: int = 2
     gc_period: float = 600.0
+    build_workers: int = 1
 
     @staticmethod
     def from_env() -> "Settings":
-        env = os.environ
-        return Settings(home=default_home(), engine=env.get("SUBSTRATUS_ENGINE") or None,
-                        port=int(env.get("SUBSTRATUS_PORT", "0")),
-                        ready_timeout=float(env.get("SUBSTRATUS_READY_TIMEOUT", "600")),
-                        keep_runs=int(env.get("SUBSTRATUS_KEEP_RUNS", "2")),
-                        gc_period=float(env.get("SUBSTRATUS_GC_PERIOD", "600")))
+        port = _number("SUBSTRATUS_PORT", 0, int)
+        if not 0 <= port <= 65535:
+            raise SettingsError(f"SUBSTRATUS_PORT={port} is not a port number (0-65535; 0 picks a free one)")
+        keep_runs = _number("SUBSTRATUS_KEEP_RUNS", 2, int)
+        if keep_runs < 1:
+            raise SettingsError(f"SUBSTRATUS_KEEP_RUNS={keep_runs} must be at least 1")
+        build_workers = _number("SUBSTRATUS_BUILD_WORKERS", 1, int)
+        if build_workers < 1:
+            raise SettingsError(f"SUBSTRATUS_BUILD_WORKERS={build_workers} must be at least 1")
+        return Settings(home=default_home(), engine=os.environ.get("SUBSTRATUS_ENGINE") or None, port=int(port),
+                        ready_timeout=_number("SUBSTRATUS_READY_TIMEOUT", 600.0, float, positive=True),
+                        build_timeout=_number("SUBSTRATUS_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT, float,
+                                              positive=True),
+                        keep_runs=int(keep_runs),
+                        gc_period=_number("SUBSTRATUS_GC_PERIOD", 600.0, float, non_negative=True),
+                        build_workers=int(build_workers))
+
+
+def _number(name: str, default: float, kind: type[int] | type[float], positive: bool = False,
+            non_negative: bool = False) -> float:
+    """A numeric setting from the environment; SettingsError naming the variable when it is not one."""
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name}={raw!r} is not a finite number")
+    if positive and not value > 0:
+        raise SettingsError(f"{name}={raw!r} must be greater than 0 (seconds)")
+    if non_negative and value < 0:
+        raise SettingsError(f"{name}={raw!r} must be 0 or more")
+    return value
 
 
 def default_home() -> Path:
@@ -57,45 +101,82 @@ def default_home() -> Path:
 
 
 def ensure_token(path: Path) -> str:
-    """Create the API token once, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32))
-    os.chmod(path, 0o600)
-    return path.read_text().strip()
+    """The API token, readable by its owner only; a missing, short or malformed one is replaced.
+
+    An empty token file once meant that an empty `Authorization` matched it.
+    """
+    try:
+        token = read_private(path).strip()
+    except FileNotFoundError:
+        token = None
+    except OSError as err:
+        log.warning("cannot read the API token %s (%s); writing a new one", path, err)
+        token = ""
+    if token is not None and len(token) >= MIN_TOKEN_LENGTH and TOKEN_CHARS.match(token):
+        os.chmod(path, 0o600)
+        return token
+    if token is not None:
+        log.warning("the API token in %s was shorter than %d characters or malformed; a new one was written "
+                    "(clients read it from that file)", path, MIN_TOKEN_LENGTH)
+    token = secrets.token_urlsafe(32)
+    write_private(path, token)
+    return token
 
 
 def write_endpoint(layout: Layout, port: int) -> None:
-    tmp = layout.endpoint_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "port": port, "url": f"http://127.0.0.1:{port}"}))
-    os.replace(tmp, layout.endpoint_file)
+    write_private(layout.endpoint_file, json.dumps({"pid": os.getpid(), "port": port,
+                                                    "url": f"http://127.0.0.1:{port}",
+                                                    "socket": str(layout.socket)}))
+
+
+def bind_tcp(port: int) -> socket.socket:
+    try:
+        return socket.create_server(("127.0.0.1", port), backlog=128)
+    except OSError as err:
+        raise SettingsError(f"cannot listen on 127.0.0.1:{port}: {err.strerror}; unset SUBSTRATUS_PORT "
+                            "(a free port is picked) or choose another") from None
 
 
 def main() -> int:
     logging.basicConfig(level=os.environ.get("SUBSTRATUS_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
+    os.umask(0o077)  # everything this process and its threads create is private
+    try:
+        settings = Settings.from_env()
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     layout = Layout(settings.home)
-    layout.home.mkdir(parents=True, exist_ok=True)
+    secure_home(layout.home)
     lock = open(layout.home / "controlplane.lock", "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         print(f"another control plane already runs for {layout.home}", file=sys.stderr)
         return 1
+    try:
+        return serve(settings, layout)
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def serve(settings: Settings, layout: Layout) -> int:
     token = ensure_token(layout.token_file)
-    runtime = EngineRuntime(detect_engine(settings.engine))
+    runtime = EngineRuntime(detect_engine(settings.engine), build_timeout=settings.build_timeout)
+    tcp = bind_tcp(settings.port)
+    unix = unixsock.bind(layout.socket)
+    port = int(tcp.getsockname()[1])
     store = Store(layout.db)
     controller = Controller(store, runtime, layout, ready_timeout=settings.ready_timeout,
-                            keep_runs=settings.keep_runs, gc_period=settings.gc_period)
+                            keep_runs=settings.keep_runs, gc_period=settings.gc_period,
+                            build_workers=settings.build_workers)
     app = create_app(ControlPlane(store, runtime, layout, controller), token)
-    port = settings.port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                          access_log=False))
-    log.info("control plane for %s on 127.0.0.1:%d using %s", layout.home, port, runtime.engine)
-    write_endpoint(layout, port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                           timeout_graceful_shutdown=2))
+    log.info("control plane for %s on %s and 127.0.0.1:%d using %s", layout.home, layout.socket, port,
+             runtime.engine)
+    write_endpoint(layout, port)  # only now: both sockets are bound and listening
     controller.start()
 
     def _term(signum: int, frame: Optional[FrameType]) -> None:
@@ -103,10 +184,11 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, _term)
     try:
-        server.run()
+        server.run(sockets=[tcp, unix])
     finally:
         controller.stop()
         layout.endpoint_file.unlink(missing_ok=True)
+        layout.socket.unlink(missing_ok=True)
         store.close()
         log.info("control plane stopped; containers keep running and are adopted on the next start")
     return 0

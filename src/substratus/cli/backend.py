@@ -43,6 +43,19 @@ class Backend(Protocol):
 
     def logs(self, kind: str, namespace: str, name: str, follow: bool) -> Iterator[str]: ...
 
+    def apply_dry_run(self, objects: List[dict[str, Any]]) -> List[dict[str, str]]: ...
+
+    def list_selected(self, kind: Optional[str], namespace: Optional[str],
+                      selector: str) -> tuple[List[dict[str, Any]], str]: ...
+
+    def watch_selected(self, kind: Optional[str], namespace: Optional[str], selector: str,
+                       resource_version: Optional[str] = None) -> Iterator[dict[str, Any]]: ...
+
+    def delete_selected(self, kind: Optional[str], namespace: Optional[str],
+                        selector: str) -> List[dict[str, Any]]: ...
+
+    def running(self) -> bool: ...
+
 
 def wants_cluster(context: Optional[str], env: Optional[dict[str, str]] = None) -> bool:
     value = (env if env is not None else os.environ).get(BACKEND_ENV, "").strip().lower() or "local"

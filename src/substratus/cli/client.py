@@ -4,6 +4,10 @@ The CLI never touches the store or the engine directly for objects: it goes
 through the same API any other client would use. It uses the standard
 library's http.client (not httpx) so that `sub` starts fast: re-applying an
 unchanged manifest should return well within a second.
+
+It talks over the Unix socket in the 0700 $SUBSTRATUS_HOME and checks the
+peer's uid before sending the token (`api.unixsock`): a stale endpoint file
+after a kill -9 must never make it send the token to whoever took the port.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any, List, Optional  # List: `list` is a method name in Clien
 from urllib.parse import urlencode
 
 from substratus.api.errors import error_from_body
+from substratus.api.unixsock import UnixHTTPConnection
+from substratus.controlplane.privatefiles import open_private_log, read_private, secure_home
 from substratus.errors import ControlPlaneError
 
 START_TIMEOUT = 30.0
@@ -42,58 +48,72 @@ class Client:
         except (OSError, ValueError):
             return None
 
+    @property
+    def socket_path(self) -> Path:
+        return self.home / "api.sock"
+
     def healthy(self) -> Optional[dict[str, Any]]:
-        ep = self.endpoint()
-        if not ep:
-            return None
+        """/healthz of our own daemon over its socket (with `pid`, from the socket's peer), or None."""
+        conn = UnixHTTPConnection(self.socket_path, timeout=3)
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", int(ep["port"]), timeout=3)
             conn.request("GET", "/healthz")
             resp = conn.getresponse()
             body = resp.read()
-            conn.close()
-            return dict(json.loads(body)) if resp.status == 200 else None
-        except (OSError, ValueError, KeyError, http.client.HTTPException):
+            return {**json.loads(body), "pid": conn.peer_pid} if resp.status == 200 else None
+        except (OSError, ValueError, TypeError, http.client.HTTPException):
             return None
+        finally:
+            conn.close()
 
     def start(self) -> dict[str, Any]:
         """Start the embedded control plane in the background unless one answers already."""
         if self.healthy():
             return self.endpoint() or {}
-        self.home.mkdir(parents=True, exist_ok=True)
-        logf = open(self.home / "controlplane.log", "ab")
-        subprocess.Popen([sys.executable, "-m", "substratus.api.daemon"], stdout=logf, stderr=logf,
-                         stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ,
-                                                                                 "SUBSTRATUS_HOME": str(self.home)})
+        secure_home(self.home)
+        logf = open_private_log(self.home / "controlplane.log")
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "substratus.api.daemon"], stdout=logf, stderr=logf,
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env={**os.environ, "SUBSTRATUS_HOME": str(self.home)})
+        finally:
+            os.close(logf)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.healthy():
                 return self.endpoint() or {}
-            time.sleep(0.2)
+            # Exit 1: another daemon holds the lock (it answers soon). Anything else: it refused to start.
+            if proc.poll() not in (None, 1):
+                break
+            time.sleep(0.05)
         tail = (self.home / "controlplane.log").read_text(errors="replace").splitlines()[-10:]
-        raise ControlPlaneError("the control plane did not start within 30s:\n" + "\n".join(tail),
-                                hint=f"see {self.home / 'controlplane.log'}; check `podman info`")
+        code = proc.poll()
+        what = "did not start within 30s" if code is None else f"exited with code {code}"
+        hint = "fix the setting named above" if code == 2 else "check `podman info`"
+        raise ControlPlaneError(f"the control plane {what}:\n" + "\n".join(tail),
+                                hint=f"{hint}; the full log is {self.home / 'controlplane.log'}")
 
     def stop(self, timeout: float = 30.0) -> bool:
-        ep = self.endpoint()
-        if not ep or not self.healthy():
+        """SIGTERM the daemon that answers on our socket (its pid from the socket, never from a file)."""
+        health = self.healthy()
+        pid = int((health or {}).get("pid") or 0)
+        if pid <= 0:
             return False
-        os.kill(int(ep["pid"]), signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                os.kill(int(ep["pid"]), 0)
+                os.kill(pid, 0)
             except ProcessLookupError:
                 return True
             time.sleep(0.2)
-        os.kill(int(ep["pid"]), signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
         return True
 
     # -- requests --------------------------------------------------------------------------------
     def _connect(self, timeout: Optional[float]) -> tuple[http.client.HTTPConnection, dict[str, str]]:
-        ep = self.start()
-        token = (self.home / "token").read_text().strip()
-        conn = http.client.HTTPConnection("127.0.0.1", int(ep["port"]), timeout=timeout)
+        self.start()
+        token = read_private(self.home / "token").strip()
+        conn = UnixHTTPConnection(self.socket_path, timeout=timeout)
         return conn, {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def _send(self, method: str, path: str, body: Any = None,
@@ -127,7 +147,7 @@ class Client:
                 return
             yield line.decode("utf-8", errors="replace").rstrip("\n")
 
-    def apply(self, objects: list[dict[str, Any]]) -> list[dict[str, str]]:
+    def apply(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return list(self.request("POST", "/api/v1/apply", json_body={"objects": objects}))
 
     def list(self, kind: Optional[str] = None, namespace: Optional[str] = None) -> list[dict[str, Any]]:
@@ -159,3 +179,35 @@ class Client:
 
     def logs(self, kind: str, namespace: str, name: str, follow: bool) -> Iterator[str]:
         return self.stream(f"/api/v1/objects/{kind}/{namespace}/{name}/logs", {"follow": str(follow).lower()})
+
+    # -- selectors, dry runs, quick lookups (issue 13) -------------------------------------------
+    def apply_dry_run(self, objects: List[dict[str, Any]]) -> List[dict[str, str]]:
+        """Validate, resolve references and sources; nothing is stored or run."""
+        return list(self.request("POST", "/api/v1/apply", json_body={"objects": objects},
+                                 params={"dryRun": "true"}))
+
+    def list_selected(self, kind: Optional[str], namespace: Optional[str],
+                      selector: str) -> tuple[List[dict[str, Any]], str]:
+        """Objects whose labels match `selector` ('' selects all), and the list's resourceVersion."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace), ("labelSelector", selector)) if v}
+        data = self.request("GET", "/api/v1/objects", params=params)
+        return list(data["items"]), str(data.get("resourceVersion", ""))
+
+    def watch_selected(self, kind: Optional[str], namespace: Optional[str], selector: str,
+                       resource_version: Optional[str] = None) -> Iterator[dict[str, Any]]:
+        """Watch events of the selected objects, resuming after `resource_version` when given."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace), ("labelSelector", selector),
+                                    ("resourceVersion", resource_version)) if v}
+        for line in self.stream("/api/v1/watch", params, read_timeout=60.0):
+            if line:
+                yield dict(json.loads(line))
+
+    def delete_selected(self, kind: Optional[str], namespace: Optional[str], selector: str) -> List[dict[str, Any]]:
+        """Delete every object whose labels match `selector` (the server refuses an empty one)."""
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace)) if v}
+        params["labelSelector"] = selector
+        return list(self.request("POST", "/api/v1/delete", json_body={"objects": []}, params=params)["items"])
+
+    def running(self) -> bool:
+        """Whether a control plane answers now; never starts one (shell completion must stay fast)."""
+        return self.healthy() is not None

@@ -28,6 +28,7 @@ from substratus.resources.kinds import KIND_ORDER
 from substratus.resources.manifest import parse_object
 from substratus.resources.references import references
 from substratus.resources.schema import Resource
+from substratus.resources.selectors import parse as parse_selector
 from substratus.runtimes.base import ContainerState
 from substratus.runtimes.kubernetes.client import KubeApi, KubeError
 from substratus.runtimes.kubernetes.runtime import CR_VERSION, KubernetesRuntime
@@ -88,12 +89,13 @@ class ClusterClient:
         return False
 
     # -- apply -----------------------------------------------------------------------------------
-    def apply(self, objects: List[dict[str, Any]]) -> List[dict[str, str]]:
+    def apply(self, objects: List[dict[str, Any]], *, dry_run: bool = False) -> List[dict[str, str]]:
         resources = self.validate(objects)
         self.check_references(resources)
         store = self.store() if any((o.spec.model_dump().get("source") or {}).get("dir") for o in resources) \
-            else None
-        prepared = [(o, cluster_apply.desired_body(o), cluster_apply.source_annotations(o, store)) for o in resources]
+            and not dry_run else None
+        prepared = [(o, cluster_apply.desired_body(o), cluster_apply.source_annotations(o, store, upload=not dry_run))
+                    for o in resources]
         results = []
         for obj, desired, sources in prepared:
             current = self.api.get(CR_VERSION, obj.kind, obj.name, obj.namespace)
@@ -102,12 +104,20 @@ class ClusterClient:
                                       hint=f"wait until `sub get {obj.kind.lower()} {obj.name}` says it is gone, "
                                            "then apply again")
             result, body = cluster_apply.change(current, desired, sources)
+            if dry_run:
+                results.append({"kind": obj.kind, "namespace": obj.namespace, "name": obj.name,
+                                 "result": result + " (dry run)"})
+                continue
             if result == "created" and body is not None:
                 self.api.create(body)
             elif body is not None:
                 self.api.patch(CR_VERSION, obj.kind, obj.name, body, obj.namespace)
             results.append({"kind": obj.kind, "namespace": obj.namespace, "name": obj.name, "result": result})
         return results
+
+    def apply_dry_run(self, objects: List[dict[str, Any]]) -> List[dict[str, str]]:
+        """Validate, resolve references and sources (git commits, `dir` snapshots); write nothing."""
+        return self.apply(objects, dry_run=True)
 
     def validate(self, objects: List[dict[str, Any]]) -> List[Resource]:
         out, problems = [], []
@@ -253,6 +263,54 @@ class ClusterClient:
             raise SubstratusError(f"{names}: deletion requested, but still there after {timeout:.0f}s",
                                   hint="the operator removes what they run first; is it running? "
                                        "`kubectl -n substratus logs deploy/substratus-operator`")
+
+    # -- label selectors ---------------------------------------------------------------------------
+    def list_selected(self, kind: Optional[str], namespace: Optional[str],
+                      selector: str) -> tuple[List[dict[str, Any]], str]:
+        """Objects whose labels match `selector` ('' selects all); no list resourceVersion spans kinds."""
+        sel = parse_selector(selector)
+        items = [o for o in self.list(kind, namespace) if sel.matches(o["metadata"].get("labels") or {})]
+        return items, ""
+
+    def watch_selected(self, kind: Optional[str], namespace: Optional[str], selector: str,
+                       resource_version: Optional[str] = None) -> Iterator[dict[str, Any]]:
+        """The watch of `watch`, restricted to the selected objects (a fresh list each time: the
+        polling watch has nothing to resume from)."""
+        sel = parse_selector(selector)
+        inside: set[Key] = set()
+        for event in self.watch(kind, namespace):
+            obj = event.get("object")
+            if obj is None:
+                yield event
+                continue
+            meta = obj.get("metadata") or {}
+            key = (obj.get("kind", ""), meta.get("namespace", "default"), meta.get("name", ""))
+            if event["type"] == "DELETED":
+                if key in inside:
+                    inside.discard(key)
+                    yield event
+            elif sel.matches(meta.get("labels") or {}):
+                inside.add(key)
+                yield event
+            elif key in inside:  # its labels changed: it left the selection
+                inside.discard(key)
+                yield {"type": "DELETED", "object": obj}
+
+    def delete_selected(self, kind: Optional[str], namespace: Optional[str], selector: str) -> List[dict[str, Any]]:
+        if not selector.strip():
+            raise ValidationError([("--selector", "an empty selector would delete everything")],
+                                  hint="name the labels to select, e.g. -l app=demo")
+        items, _ = self.list_selected(kind, namespace, selector)
+        return self.delete_many([(o["kind"], o["metadata"].get("namespace", "default"), o["metadata"]["name"])
+                                 for o in items])
+
+    def running(self) -> bool:
+        """Whether the cluster's API answers now."""
+        try:
+            self.api.get("v1", "Namespace", self.operator_namespace)
+        except (KubeError, OSError):
+            return False
+        return True
 
     # -- watch -----------------------------------------------------------------------------------
     def watch(self, kind: Optional[str] = None, namespace: Optional[str] = None,

@@ -40,8 +40,11 @@ def desired_body(obj: Resource) -> dict[str, Any]:
     return body
 
 
-def source_annotations(obj: Resource, store: Optional[ArtifactStore]) -> dict[str, str]:
-    """What the operator needs to know of the source that only this machine can find out."""
+def source_annotations(obj: Resource, store: Optional[ArtifactStore], *, upload: bool = True) -> dict[str, str]:
+    """What the operator needs to know of the source that only this machine can find out.
+
+    With upload=False (a server-side dry run) `dir` sources are snapshotted and packed, so
+    the annotation is what a real apply would write, but nothing is sent to the store."""
     if not isinstance(obj, (Dataset, Model)):
         return {}
     src = obj.spec.source
@@ -50,7 +53,7 @@ def source_annotations(obj: Resource, store: Optional[ArtifactStore]) -> dict[st
             commit = git.remote_head(git.normalise_url(src.git.url), src.git.branch or "", "spec.source.git")
             return {ann.SOURCE_COMMIT: commit}
         if src.dir is not None:
-            return {ann.SOURCE_DIR: upload_dir(src.dir, store).encode()}
+            return {ann.SOURCE_DIR: upload_dir(src.dir, store, upload=upload).encode()}
     except SourceError as err:
         raise ValidationError([(f"{obj.ref}: {err.field}" if err.field else obj.ref,
                                 err.message.split(": ", 1)[-1] if err.field else err.message)],
@@ -58,9 +61,9 @@ def source_annotations(obj: Resource, store: Optional[ArtifactStore]) -> dict[st
     return {}
 
 
-def upload_dir(directory: str, store: Optional[ArtifactStore]) -> ann.UploadedDir:
+def upload_dir(directory: str, store: Optional[ArtifactStore], *, upload: bool = True) -> ann.UploadedDir:
     """Snapshot a directory (as the local control plane does) and upload it as a tarball."""
-    if store is None:
+    if store is None and upload:
         raise SourceError("spec.source.dir: the cluster has no artifact store this machine can write to",
                           field="spec.source.dir",
                           hint="install with `sub kube install --artifact-store s3://...` and give this machine "
@@ -69,7 +72,7 @@ def upload_dir(directory: str, store: Optional[ArtifactStore]) -> ann.UploadedDi
         snap = local.snapshot(directory, Path(cache))
         data = pack(snap.context)
     key = ArtifactLayout().source_archive(hashlib.sha256(data).hexdigest())
-    if not store.exists(key):
+    if upload and store is not None and not store.exists(key):
         store.write_bytes(key, data)
     return ann.UploadedDir(dir=directory, revision=snap.revision, archive=str(key))
 

@@ -15,20 +15,26 @@ from typing import Any, Optional
 import click
 
 from substratus import __version__
-from substratus.cli import output
+from substratus.cli import complete, output
 from substratus.cli.backend import Backend, make_client
 from substratus.cli.lazy import LazyGroup
 from substratus.cli.wait import ref, wait_for
 from substratus.errors import SubstratusError, ValidationError
-from substratus.resources.documents import Document, check_duplicates, read_path
+from substratus.resources.documents import Document, check_duplicates, documents_from_text, read_path
 from substratus.resources.kinds import canonical_kind
 
 # Commands imported only when run (`sub apply` must not pay for them): name -> (module:attr, help).
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("substratus.cli.verify_cmd:verify", "Check a model or dataset image against the container contract."),
+    "images": ("substratus.cli.images_cmd:images", "Build the base images the example images build FROM."),
+    "examples": ("substratus.cli.examples_cmd:examples", "Write example manifests and contract images to a folder."),
     "dashboard": ("substratus.cli.dashboard_cmd:dashboard", "Print the web dashboard's URL with a one-time login code."),
     "kube": ("substratus.cli.kube_cmd:kube", "Run Substratus on a Kubernetes cluster: sub kube install [--dry-run]."),
     "operator": ("substratus.cli.kube_cmd:operator_cmd", "Run the Kubernetes operator (python -m substratus.operator)."),
+    "explain": ("substratus.cli.explain:explain", "Describe a kind or a field: type, default, allowed values."),
+    "completion": ("substratus.cli.completion:completion", "Print a shell completion script (bash, zsh, fish)."),
+    "notebook": ("substratus.cli.notebook:notebook",
+                 "Build a directory, open a notebook on it, and sync files both ways until Ctrl-C."),
 }
 
 FORMATS = click.Choice(["table", "json", "yaml"])
@@ -85,10 +91,16 @@ def client() -> Backend:
 
 
 def read_documents(paths: tuple[str, ...]) -> list[Document]:
-    """The documents of every -f, dirs resolved; validation happens in the control plane."""
+    """The documents of every -f (`-` is standard input, its `dir` sources relative to the current
+    directory), dirs resolved; validation happens in the control plane."""
+    if paths.count("-") > 1:
+        raise click.UsageError("-f - (standard input) can be given only once")
     docs: list[Document] = []
     for p in paths:
-        docs += read_path(Path(p))
+        if p == "-":
+            docs += documents_from_text(sys.stdin.read(), "<stdin>", Path.cwd())
+        else:
+            docs += read_path(Path(p))
     if not docs:
         raise ValidationError([("", "no objects found in the given manifests")])
     check_duplicates(docs)
@@ -111,13 +123,17 @@ def doc_keys(docs: list[Document]) -> list[tuple[str, str, str]]:
 
 
 @cli.command()
-@click.option("-f", "--filename", "paths", multiple=True, required=True, type=click.Path(),
-              help="Manifest file or directory (repeatable).")
+@click.option("-f", "--filename", "paths", multiple=True, required=True, type=click.Path(allow_dash=True),
+              help="Manifest file or directory (repeatable); - reads standard input.")
+@click.option("--dry-run", "dry_run", type=click.Choice(["none", "client", "server"]), default="none",
+              is_flag=False, flag_value="client", show_default=True,
+              help="client: validate here, print what would be sent, contact nothing. server: the control plane "
+                   "also resolves references and sources; nothing is stored or run.")
 @click.option("--wait", is_flag=True, help="Wait until every applied object is ready; exit 1 if one fails.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=1800, show_default=True,
               help="Seconds to wait with --wait.")
 @click.option("-o", "--output", "fmt", type=FORMATS, default="table", help="Output format of the result.")
-def apply(paths: tuple[str, ...], wait: bool, timeout: float, fmt: str) -> None:
+def apply(paths: tuple[str, ...], dry_run: str, wait: bool, timeout: float, fmt: str) -> None:
     """Create or update objects from manifests.
 
     Unchanged objects are left alone; changed ones re-run exactly what depends
@@ -127,11 +143,20 @@ def apply(paths: tuple[str, ...], wait: bool, timeout: float, fmt: str) -> None:
     Examples:
       sub apply -f examples/demo/
       sub apply -f model.yaml --wait --timeout 600
+      cat model.yaml | sub apply -f -
+      sub apply -f examples/demo/ --dry-run=server
     """
+    if wait and dry_run != "none":
+        raise click.UsageError("--wait cannot be used with --dry-run: nothing would run")
     docs = read_documents(paths)
+    if dry_run == "client":
+        from substratus.cli.dryrun import client_dry_run
+
+        click.echo(client_dry_run(docs, fmt))
+        return
     c = client()
     try:
-        results = c.apply([d.data for d in docs])
+        results = c.apply_dry_run([d.data for d in docs]) if dry_run == "server" else c.apply([d.data for d in docs])
     except ValidationError as e:
         raise where(e, docs) from None
     if fmt == "table":
@@ -141,7 +166,7 @@ def apply(paths: tuple[str, ...], wait: bool, timeout: float, fmt: str) -> None:
         click.echo(output.dump(results, fmt))
     if wait:
         keys = set(doc_keys(docs))
-        verdict = wait_for(c.watch(timeout=timeout), keys, timeout)
+        verdict = wait_for(c.watch(timeout=timeout), keys, timeout, view=progress_view(keys))
         if verdict.failed or verdict.pending:
             for o in verdict.failed:
                 report_failure(o, "failed")
@@ -162,12 +187,36 @@ def report_failure(o: dict[str, Any], what: str) -> None:
         f"and: sub logs {o['kind'].lower()} {o['metadata']['name']}")
 
 
+def progress_view(keys: set[tuple[str, str, str]]) -> Any:
+    """Live progress bars (rich) on a terminal; plain lines, one per change, otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    from substratus.cli.progress import RichView
+
+    return RichView(keys)
+
+
+SELECTOR_HELP = "Label selector, e.g. 'app=web', 'tier!=db', 'env in (a,b)', 'env notin (a)', 'gpu', '!legacy'."
+
+
+def check_selector(selector: str) -> str:
+    """Parse here first: a typo is a usage error before anything is contacted."""
+    from substratus.resources.selectors import parse as parse_selector  # only when -l is given
+
+    return str(parse_selector(selector, field="--selector"))
+
+
 @cli.command()
-@click.argument("kind", required=False)
-@click.argument("name", required=False)
+@click.argument("kind", required=False, shell_complete=complete.kinds)
+@click.argument("name", required=False, shell_complete=complete.names)
 @click.option("-n", "--namespace", default=None, help="Namespace (default: all for lists, 'default' for one).")
+@click.option("-l", "--selector", default="", help=SELECTOR_HELP)
+@click.option("-w", "--watch", is_flag=True, help="After the list, print each change as it happens, until Ctrl-C.")
+@click.option("--output-watch-events", "with_events", is_flag=True,
+              help="With -w and -o json|yaml: print {type, object} events (ADDED, MODIFIED, DELETED).")
 @click.option("-o", "--output", "fmt", type=FORMATS, default="table", help="Output format.")
-def get(kind: Optional[str], name: Optional[str], namespace: Optional[str], fmt: str) -> None:
+def get(kind: Optional[str], name: Optional[str], namespace: Optional[str], selector: str, watch: bool,
+        with_events: bool, fmt: str) -> None:
     """List objects, or show one.
 
     \b
@@ -175,28 +224,45 @@ def get(kind: Optional[str], name: Optional[str], namespace: Optional[str], fmt:
       sub get
       sub get models
       sub get server tiny-gpt -o json
+      sub get -l app=demo
+      sub get models -w
     """
+    if name and selector:
+        raise click.UsageError("give a NAME or a --selector, not both")
+    if name and not kind:
+        raise click.UsageError("give the KIND before the NAME, e.g. `sub get model tiny-gpt`")
+    selector = check_selector(selector) if selector else ""
+    k = canonical_kind(kind) if kind else None
     c = client()
+    if watch:
+        from substratus.cli.watch_cmd import watch_objects
+
+        watch_objects(c, k, namespace or ("default" if name else None), name, selector, fmt, with_events)
+        return
     if name:
-        obj = c.get(canonical_kind(kind or ""), namespace or "default", name)
+        obj = c.get(k or "", namespace or "default", name)
         click.echo(output.table([obj]) if fmt == "table" else output.dump(obj, fmt))
         return
-    items = c.list(canonical_kind(kind) if kind else None, namespace)
+    items = c.list_selected(k, namespace, selector)[0] if selector else c.list(k, namespace)
     click.echo(output.table(items) if fmt == "table" else output.dump({"items": items}, fmt))
 
 
 @cli.command()
-@click.argument("kind")
-@click.argument("name")
+@click.argument("kind", shell_complete=complete.kinds)
+@click.argument("name", shell_complete=complete.names)
 @click.option("-n", "--namespace", default="default")
 def describe(kind: str, name: str, namespace: str) -> None:
-    """Show one object in detail: spec, conditions with messages, containers, log files."""
+    """Show one object in detail: spec, conditions, progress, lineage, containers, log files.
+
+    Conditions come with their messages; progress is the last a load or
+    training job reported; lineage (of a trained model) names the base model,
+    the dataset and its digest, and the training parameters."""
     click.echo(output.describe(client().describe(canonical_kind(kind), namespace, name)))
 
 
 @cli.command()
-@click.argument("kind")
-@click.argument("name")
+@click.argument("kind", shell_complete=complete.kinds)
+@click.argument("name", shell_complete=complete.names)
 @click.option("-n", "--namespace", default="default")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming the running container's output.")
 def logs(kind: str, name: str, namespace: str, follow: bool) -> None:
@@ -206,40 +272,57 @@ def logs(kind: str, name: str, namespace: str, follow: bool) -> None:
 
 
 @cli.command()
-@click.argument("kind", required=False)
-@click.argument("name", required=False)
-@click.option("-f", "--filename", "paths", multiple=True, type=click.Path(), help="Delete the objects in these manifests.")
-@click.option("-n", "--namespace", default="default")
-def delete(kind: Optional[str], name: Optional[str], paths: tuple[str, ...], namespace: str) -> None:
+@click.argument("kind", required=False, shell_complete=complete.kinds)
+@click.argument("name", required=False, shell_complete=complete.names)
+@click.option("-f", "--filename", "paths", multiple=True, type=click.Path(allow_dash=True),
+              help="Delete the objects in these manifests; - reads standard input.")
+@click.option("-l", "--selector", default="", help=SELECTOR_HELP + " Deletes every object it selects.")
+@click.option("-n", "--namespace", default=None,
+              help="Namespace (default: 'default' for KIND NAME; every namespace for -l, as `sub get -l` lists).")
+def delete(kind: Optional[str], name: Optional[str], paths: tuple[str, ...], selector: str,
+           namespace: Optional[str]) -> None:
     """Delete objects and stop and remove the containers they run.
 
     \b
     Examples:
       sub delete server tiny-gpt
       sub delete -f examples/demo/
+      sub delete -l app=demo
+      sub delete models -l 'stage in (scratch,test)'
     """
-    if paths and (kind or name):
+    ways = sum(bool(w) for w in (paths, selector, name))
+    if ways != 1:
+        raise click.UsageError("give exactly one of: KIND NAME, -f FILE, or -l SELECTOR (with an optional KIND)")
+    if paths and kind:
         raise click.UsageError("give either KIND NAME or -f FILE, not both")
+    if name and not kind:
+        raise click.UsageError("give KIND NAME, e.g. `sub delete model tiny-gpt`")
     c = client()
-    if paths:
-        targets = list(reversed(doc_keys(read_documents(paths))))
-    elif kind and name:
-        targets = [(canonical_kind(kind), namespace, name)]
-    else:
-        raise click.UsageError("give KIND NAME, or -f FILE")
-    if not paths:
-        k, ns, n = targets[0]
-        r = c.delete(k, ns, n)
-        click.echo(f"{k.lower()}/{n} deleted" + (f" ({len(r['containers'])} containers removed)"
-                                                  if r["containers"] else ""))
+    if name and kind:
+        k = canonical_kind(kind)
+        r = c.delete(k, namespace or "default", name)
+        click.echo(f"{k.lower()}/{name} deleted" + (f" ({len(r['containers'])} containers removed)"
+                                                     if r["containers"] else ""))
         return
-    results = c.delete_many(targets)
+    if selector:
+        results = c.delete_selected(canonical_kind(kind) if kind else None, namespace, check_selector(selector))
+        if not results:
+            err(f"No objects match the selector {selector!r}.")
+            return
+    else:
+        results = c.delete_many(list(reversed(doc_keys(read_documents(paths)))))
+    report_deleted(results)
+
+
+def report_deleted(results: list[dict[str, Any]]) -> None:
+    """One line per deleted object; exit 1 when none of the named objects existed."""
     for r in results:
         if r["result"] == "not found":
             err(f"{r['kind'].lower()}/{r['name']}: not found in namespace {r['namespace']!r}")
             continue
-        click.echo(f"{r['kind'].lower()}/{r['name']} deleted" + (f" ({len(r['containers'])} containers removed)"
-                                                                  if r["containers"] else ""))
+        ns = "" if r["namespace"] == "default" else f"{r['namespace']}/"
+        click.echo(f"{r['kind'].lower()}/{ns}{r['name']} deleted" + (f" ({len(r['containers'])} containers removed)"
+                                                                      if r["containers"] else ""))
     if all(r["result"] == "not found" for r in results):
         sys.exit(1)
 

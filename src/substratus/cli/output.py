@@ -25,21 +25,42 @@ def age(ts: str) -> str:
     return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
 
 
+HEADER = ("KIND", "NAME", "READY", "REASON", "PROGRESS", "URL / IMAGE", "SINCE")
+
+
+def percent(o: dict[str, Any]) -> str:
+    """`42%` of a running load or training job (status.progress), `-` when there is none."""
+    value = (o.get("status", {}).get("progress") or {}).get("percent")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-"
+    return f"{value:.0f}%" if value == int(value) or value >= 10 else f"{value:.1f}%"
+
+
+def row(o: dict[str, Any], reason: str = "") -> tuple[str, ...]:
+    """One table row; `reason` overrides the Ready reason (a watch says `Deleted`)."""
+    st = o.get("status", {})
+    cond = ready_condition(o)
+    ns = o["metadata"].get("namespace", "default")
+    name = o["metadata"]["name"] if ns == "default" else f"{ns}/{o['metadata']['name']}"
+    return (o["kind"], name, "yes" if st.get("ready") else "no", reason or cond.get("reason", "Pending"),
+            percent(o), st.get("url") or st.get("containerImage") or "-", age(cond.get("lastTransitionTime", "")))
+
+
+def format_rows(rows: list[tuple[str, ...]], widths: list[int]) -> list[str]:
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def widths_of(rows: list[tuple[str, ...]]) -> list[int]:
+    return [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+
+
 def table(items: list[dict[str, Any]]) -> str:
-    rows = [("KIND", "NAME", "READY", "REASON", "URL / IMAGE", "SINCE")]
     items = sorted(items, key=lambda o: (KIND_ORDER.index(o["kind"]) if o["kind"] in KIND_ORDER else 9,
                                          o["metadata"]["name"]))
-    for o in items:
-        st = o.get("status", {})
-        cond = ready_condition(o)
-        ns = o["metadata"].get("namespace", "default")
-        name = o["metadata"]["name"] if ns == "default" else f"{ns}/{o['metadata']['name']}"
-        rows.append((o["kind"], name, "yes" if st.get("ready") else "no", cond.get("reason", "Pending"),
-                     st.get("url") or st.get("containerImage") or "-", age(cond.get("lastTransitionTime", ""))))
+    rows = [HEADER, *(row(o) for o in items)]
     if len(rows) == 1:
         return "No objects found."
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join(format_rows(rows, widths_of(rows)))
 
 
 def dump(data: Any, fmt: str) -> str:
@@ -70,6 +91,7 @@ def describe(d: dict[str, Any]) -> str:
         out.append(f"  {c['type']:<10} {c['status']:<8} {c['reason']:<18} {c.get('lastTransitionTime', '')}")
         if c.get("message"):
             out.append(_indent(c["message"], 6))
+    out += describe_progress(st.get("progress")) + describe_lineage(st.get("lineage"))
     out.append("Containers:" + ("" if d.get("containers") else " none"))
     for c in d.get("containers", []):
         ports = ", ".join(f"127.0.0.1:{h}->{p}" for p, h in c.get("ports", {}).items())
@@ -82,3 +104,50 @@ def describe(d: dict[str, Any]) -> str:
 
 def _indent(text: str, n: int = 2) -> str:
     return "\n".join(" " * n + line for line in text.splitlines())
+
+
+def describe_progress(p: Any) -> list[str]:
+    """The last values a load or training job reported (status.progress)."""
+    if not isinstance(p, dict) or not p:
+        return []
+    out = [f"Progress:    {p.get('phase', '?')}"]
+    if p.get("step") is not None:
+        total = f"/{p['totalSteps']}" if p.get("totalSteps") else ""
+        pct = f" ({p['percent']}%)" if p.get("percent") is not None else ""
+        out.append(f"  Step:      {p['step']}{total}{pct}")
+    for label, key in (("Epoch", "epoch"), ("Loss", "loss")):
+        if p.get(key) is not None:
+            out.append(f"  {label + ':':<11}{p[key]:g}")
+    if p.get("etaSeconds") is not None:
+        out.append(f"  ETA:       {duration(float(p['etaSeconds']))}")
+    if p.get("updatedAt") is not None:
+        when = datetime.fromtimestamp(float(p["updatedAt"]), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.append(f"  Updated:   {when}")
+    out += [f"  {k + ':':<11}{v:g}" for k, v in sorted((p.get("metrics") or {}).items())]
+    return out
+
+
+def describe_lineage(lin: Any) -> list[str]:
+    """Where a trained model came from: base model, dataset, parameters, trained image."""
+    if not isinstance(lin, dict) or not lin:
+        return []
+    out = ["Lineage:"]
+    base, data = lin.get("baseModel") or {}, lin.get("dataset") or {}
+    if base:
+        out.append(f"  Base model:  {base.get('name')}  {base.get('image', '')}".rstrip())
+        out += [f"    {k}: {v}" for k, v in (("image id", base.get("imageId")),
+                                            ("source", (base.get("source") or {}).get("description"))) if v]
+    if data:
+        out.append(f"  Dataset:     {data.get('name')}  {data.get('url', '')}".rstrip())
+        out += [f"    {k}: {v}" for k, v in (("digest", data.get("digest")),
+                                            ("source", (data.get("source") or {}).get("description"))) if v]
+    if lin.get("params"):
+        out.append("  Params:      " + ", ".join(f"{k}={v}" for k, v in lin["params"].items()))
+    if lin.get("trainedImage"):
+        out.append(f"  Trained:     {lin['trainedImage']}")
+    return out
+
+
+def duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s}s" if s < 120 else f"{s // 60}m{s % 60:02d}s" if s < 7200 else f"{s // 3600}h{s % 3600 // 60:02d}m"

@@ -1,8 +1,10 @@
 """`sub apply --wait`: follow the watch stream until all are ready, one fails, or time runs out.
 
 `verdict` is pure (unit-tested); `wait_for` folds watch events into the latest
-view of each object and prints one line per change of reason, as it happens
-(no polling: the control plane pushes every change).
+view of each object and hands each change to a view, as it happens (no
+polling: the control plane pushes every change). `PlainView` prints one line
+per change of reason (logs, pipes, CI); on a terminal `cli.progress.RichView`
+draws live progress bars from `status.progress` instead.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Optional, Protocol, TextIO
 
 from substratus.cli.output import ready_condition
 from substratus.resources.reasons import FAILED
+from substratus.resources.references import references
 
 FAILED_REASONS = frozenset(r.value for r in FAILED)
 Key = tuple[str, str, str]
@@ -38,7 +41,21 @@ def current(obj: dict[str, Any]) -> bool:
 
 
 def verdict(objs: list[dict[str, Any]]) -> Verdict:
-    failed = [o for o in objs if current(o) and ready_condition(o).get("reason") in FAILED_REASONS]
+    """Done when all are settled, or one failed. A `DependencyFailed` counts only when an object it
+    refers to (among those waited for) failed too: after a retry of the failed object, its dependents
+    still say so until they are looked at again."""
+    by_key = {key_of(o): o for o in objs}
+
+    def failed_itself(o: dict[str, Any]) -> bool:
+        if not current(o) or ready_condition(o).get("reason") not in FAILED_REASONS:
+            return False
+        if ready_condition(o).get("reason") != "DependencyFailed":
+            return True
+        deps = [by_key[k] for k in references(o["kind"], o["metadata"].get("namespace", "default"),
+                                              o.get("spec") or {}) if k in by_key]
+        return not deps or any(failed_itself(d) for d in deps)
+
+    failed = [o for o in objs if failed_itself(o)]
     pending = [o for o in objs if not (current(o) and settled(o))]
     return Verdict(done=not pending or bool(failed), failed=failed, pending=pending)
 
@@ -51,13 +68,42 @@ def key_of(o: dict[str, Any]) -> Key:
     return (o["kind"], o["metadata"].get("namespace", "default"), o["metadata"]["name"])
 
 
+class View(Protocol):
+    """Shows the objects being waited for; `update` gets each new version of one."""
+
+    def update(self, obj: dict[str, Any], elapsed: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PlainView:
+    """One line per change of an object's reason or message."""
+
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self.out = out
+        self.last: dict[Key, tuple[str, str]] = {}
+
+    def update(self, obj: dict[str, Any], elapsed: float) -> None:
+        report_change(obj, self.last, elapsed, self.out.isatty(), self.out)
+
+    def close(self) -> None:
+        return None
+
+
 def wait_for(events: Iterable[dict[str, Any]], keys: set[Key], timeout: float, *, out: TextIO = sys.stderr,
-             clock: Callable[[], float] = time.monotonic) -> Verdict:
+             clock: Callable[[], float] = time.monotonic, view: Optional[View] = None) -> Verdict:
     """Fold watch events for `keys` until a verdict; a stream that ends early means the timeout passed."""
+    shown = view if view is not None else PlainView(out)
+    try:
+        return _fold(events, keys, timeout, clock, shown)
+    finally:
+        shown.close()
+
+
+def _fold(events: Iterable[dict[str, Any]], keys: set[Key], timeout: float, clock: Callable[[], float],
+          view: View) -> Verdict:
     start = clock()
     seen: dict[Key, dict[str, Any]] = {}
-    last: dict[Key, tuple[str, str]] = {}
-    tty = out.isatty()
     synced = False
     for event in events:
         if event.get("type") == "ERROR":
@@ -70,7 +116,7 @@ def wait_for(events: Iterable[dict[str, Any]], keys: set[Key], timeout: float, *
                 seen.pop(key_of(obj), None)
             else:
                 seen[key_of(obj)] = obj
-                report_change(obj, last, clock() - start, tty, out)
+                view.update(obj, clock() - start)
         if synced and len(seen) == len(keys):
             v = verdict(list(seen.values()))
             if v.done:

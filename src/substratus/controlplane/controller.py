@@ -33,7 +33,7 @@ from substratus.controlplane.executor import Executor, Outcome, apply_outcome
 from substratus.controlplane.layout import Layout
 from substratus.controlplane.metrics import Metrics
 from substratus.controlplane.observe import Key, Observer, Prober
-from substratus.controlplane.plan import Dep, Facts, Plan, Snapshot, plan_dataset, plan_model
+from substratus.controlplane.plan import Dep, Facts, Plan, Snapshot, plan_dataset, plan_model, wanted_images
 from substratus.controlplane.plan_workloads import plan_notebook, plan_server
 from substratus.controlplane.probes import http_probe
 from substratus.controlplane.queue import WorkQueue
@@ -56,7 +56,7 @@ def utcnow() -> str:
 class Controller:
     def __init__(self, store: Store, runtime: Runtime, layout: Layout, *,
                  clock: Callable[[], float] = time.time, prober: Prober = http_probe,
-                 ready_timeout: float = 600.0, workers: int = 4, executor_workers: int = 4,
+                 ready_timeout: float = 600.0, workers: int = 4, executor_workers: int = 4, build_workers: int = 1,
                  keep_runs: int = 2, gc_period: float = GC_PERIOD,
                  port_finder: Optional[Callable[[], int]] = None,
                  token_maker: Optional[Callable[[], str]] = None) -> None:
@@ -66,7 +66,8 @@ class Controller:
         self.metrics = Metrics()
         extra = {k: v for k, v in (("port_finder", port_finder), ("token_maker", token_maker)) if v is not None}
         self.executor = Executor(runtime, self.observer.containers, self.observer.images, self.on_outcomes,
-                                 workers=executor_workers, **extra)  # type: ignore[arg-type]
+                                 workers=executor_workers, build_workers=build_workers,
+                                 **extra)  # type: ignore[arg-type]
         self.facts = Facts(layout=layout, instance=layout.instance, ready_timeout=ready_timeout)
         self.workers = workers
         self.keep_runs, self.gc_period = keep_runs, gc_period
@@ -81,9 +82,17 @@ class Controller:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Adopt what runs, queue every object, and start the workers and the engine watch."""
-        self.facts = replace(self.facts, gpu=self.runtime.gpu_available())
-        owners = self.observer.containers.relist()
+        """Adopt what runs, queue every object, and start the workers and the engine watch. The engine
+        calls happen in the background, so the API answers at once (`sub` waits on it)."""
+        self._spawn(self._bootstrap, "bootstrap")
+
+    def _bootstrap(self) -> None:
+        try:
+            self.facts = replace(self.facts, gpu=self.runtime.gpu_available())
+            owners = self.observer.containers.relist()
+        except Exception as err:  # noqa: BLE001 - the engine is down: the watch below retries and relists
+            log.warning("could not list containers at start: %s", err)
+            owners = set()
         self.queue.add_many(sorted({r.key for r in self.store.records()} | owners))
         for i in range(self.workers):
             self._spawn(self._work, f"reconcile-{i}")
@@ -139,8 +148,10 @@ class Controller:
             return self.finalize(rec)
         obj = KINDS[rec.kind].model_validate(rec.body)
         state = states.load(rec.kind, rec.state)
-        snap = self.observer.snapshot(key, self.clock(), self.executor.in_flight(key))
-        plan = self.plan(obj, state, snap, Status.model_validate(rec.status))
+        deps = self.deps(obj)
+        wanted = wanted_images(obj, state, deps.get("base"), deps.get("dataset"))
+        snap = self.observer.snapshot(key, self.clock(), self.executor.in_flight(key), wanted)
+        plan = self.plan(obj, state, snap, Status.model_validate(rec.status), deps)
         status = build_status(rec, plan, utcnow())
         new_state = states.dump(plan.state)
         conflict = False
@@ -159,24 +170,37 @@ class Controller:
             log.debug("%s/%s/%s: %s -> %s", *key, action.key, self.executor.submit(key, action))
         return plan.requeue_after
 
-    def plan(self, obj: Resource, state: states.AnyState, snap: Snapshot, status: Status) -> Plan:
-        ns, previous = obj.namespace, status.progress
+    def deps(self, obj: Resource) -> dict[str, Dep]:
+        """The objects `obj` refers to, as their published status shows them."""
+        ns = obj.namespace
+        if isinstance(obj, Model):
+            out = {}
+            if obj.spec.source.model_name:
+                out["base"] = self.dep("Model", ns, obj.spec.source.model_name)
+            if obj.spec.training:
+                out["dataset"] = self.dep("Dataset", ns, obj.spec.training.dataset_name)
+            return out
+        if isinstance(obj, ModelServer):
+            return {"model": self.dep("Model", ns, obj.spec.model_name)}
+        if isinstance(obj, Notebook):
+            return {"target": self.dep("Model", ns, obj.spec.model_name) if obj.spec.model_name
+                    else self.dep("Dataset", ns, obj.spec.dataset_name or "")}
+        return {}
+
+    def plan(self, obj: Resource, state: states.AnyState, snap: Snapshot, status: Status,
+             deps: dict[str, Dep]) -> Plan:
+        previous = status.progress
         if isinstance(obj, Dataset):
             assert isinstance(state, states.DatasetState)
             return plan_dataset(obj, state, snap, self.facts, previous)
         if isinstance(obj, Model):
             assert isinstance(state, states.ModelState)
-            base = self.dep("Model", ns, obj.spec.source.model_name) if obj.spec.source.model_name else None
-            training = obj.spec.training
-            dataset = self.dep("Dataset", ns, training.dataset_name) if training else None
-            return plan_model(obj, state, snap, self.facts, base, dataset, previous)
+            return plan_model(obj, state, snap, self.facts, deps.get("base"), deps.get("dataset"), previous)
         if isinstance(obj, ModelServer):
             assert isinstance(state, states.ServerState)
-            return plan_server(obj, state, snap, self.facts, self.dep("Model", ns, obj.spec.model_name))
+            return plan_server(obj, state, snap, self.facts, deps["model"])
         assert isinstance(obj, Notebook) and isinstance(state, states.NotebookState)
-        target = (self.dep("Model", ns, obj.spec.model_name) if obj.spec.model_name
-                  else self.dep("Dataset", ns, obj.spec.dataset_name or ""))
-        return plan_notebook(obj, state, snap, self.facts, target)
+        return plan_notebook(obj, state, snap, self.facts, deps["target"])
 
     def dep(self, kind: str, namespace: str, name: str) -> Dep:
         rec = self.store.get(kind, namespace, name)
@@ -266,8 +290,7 @@ class Controller:
                 self.queue.add(owner)
             return
         if event.type == "image" and event.action not in ("pull", "push", "save", "mount", "unmount", "exists"):
-            self.observer.images.invalidate()  # a tag came or went: list again when next asked
-            if event.action in ("remove", "untag", "delete"):
+            if self.observer.images.on_event(event.action, event.name):  # images may have gone: users look again
                 self.queue.add_many(self.users_of_image(event.name))
 
     def users_of_image(self, ref: str) -> list[Key]:

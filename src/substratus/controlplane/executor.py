@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +45,9 @@ from substratus.runtimes.base import BuildSpec, Runtime
 log = logging.getLogger("substratus.executor")
 Key = tuple[str, str, str]
 TRAINED_DOCKERFILE = "Dockerfile.substratus"
+# How podman and docker say that the image to run is not there (then they try a registry, and fail).
+MISSING_IMAGE = re.compile(r"image not known|no such image|unable to find image|pinging container registry|"
+                           r"manifest unknown|repository does not exist|pull access denied", re.I)
 
 
 # ---- outcomes ---------------------------------------------------------------------------------
@@ -159,6 +164,7 @@ class Executor:
 
     def _slow(self, owner: Key, action: Action) -> None:
         outcomes: list[Outcome] = []
+        started = time.perf_counter()
         try:
             if isinstance(action, BuildImage):
                 outcomes = self.build_image(action)
@@ -175,6 +181,7 @@ class Executor:
             outcomes = [crash_outcome(action, err)]
         finally:
             self._finish(owner, action.key)
+        log.debug("%s done in %.2fs: %s", action.key, time.perf_counter() - started, outcomes or "ok")
         self.report(owner, outcomes)
 
     # -- quick actions ---------------------------------------------------------------------------
@@ -192,6 +199,10 @@ class Executor:
                 return [PortLost()]
             if "already in use" in text:  # our cache missed a container of that name: look again
                 self.containers.relist()
+                return []
+            if MISSING_IMAGE.search(text):  # removed under us (elsewhere on a shared engine): build it again
+                log.warning("image %s of %s vanished; it will be built again", action.spec.image, action.spec.name)
+                self.images.invalidate()
                 return []
             return [Failed(action.failure_key, action.failure_reason,
                            f"the engine could not start {action.spec.name}: {err.message}")]

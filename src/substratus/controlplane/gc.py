@@ -3,9 +3,10 @@
 - Run directories (loaded data, training outputs, logs) of each object: the
   one its status points at, any a container still uses, and the `keep` most
   recent others are kept; older ones are removed.
-- Images this instance built for its objects: those an object publishes or
-  still uses, the latest verified ones in its state, and images any container
-  runs on are kept; superseded ones are untagged.
+- Images this instance built for its objects (they carry its instance label:
+  image names are shared by every control plane on one engine): those an
+  object publishes or still uses, the latest verified ones in its state, and
+  images any container runs on are kept; superseded ones are untagged.
 - Source snapshots and checkouts under `sources/` that no object refers to and
   that are older than an hour (an apply in progress may have just made one).
 
@@ -132,7 +133,9 @@ def collect(layout: Layout, runtime: Runtime, records: list[Record], containers:
     for path in garbage.run_dirs + garbage.sources:
         shutil.rmtree(path, ignore_errors=True)
     for ref in garbage.images:
-        runtime.remove_image(ref)
+        info = runtime.image_info(ref)  # only what this control plane built: names are shared on one engine
+        if info is not None and info.labels.get(naming.label("instance")) == layout.instance:
+            runtime.remove_image(ref)
     if garbage.run_dirs or garbage.images or garbage.sources:
         log.info("garbage collected: %d run directories, %d images, %d source snapshots",
                  len(garbage.run_dirs), len(garbage.images), len(garbage.sources))

@@ -26,6 +26,11 @@ class Layout:
         return self.home / "token"
 
     @property
+    def socket(self) -> Path:
+        """The API's Unix socket: what the CLI talks to (see api.unixsock)."""
+        return self.home / "api.sock"
+
+    @property
     def endpoint_file(self) -> Path:
         return self.home / "controlplane.json"
 

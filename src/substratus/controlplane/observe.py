@@ -33,6 +33,7 @@ log = logging.getLogger("substratus.observe")
 Key = tuple[str, str, str]
 Prober = Callable[[str, int], bool]      # (role, host port) -> answered
 PROGRESS_TAIL = 256 * 1024
+OWN_REPO = naming.IMAGE_REPO + "/"  # our images are named by content: their id never changes under a tag
 
 
 def owner_of(labels: dict[str, str]) -> Optional[Key]:
@@ -109,34 +110,53 @@ class ContainerCache:
 
 
 class ImageCache:
-    """Every local image reference and its id; relisted lazily after a foreign image event."""
+    """Which images exist (ref -> id), asked about one ref at a time and remembered.
+
+    A pass asks only about the images its planner may need (`plan.wanted_images`): listing every
+    image of a busy shared engine takes seconds. Answers are kept: a present image until an event
+    says images went away, an absent one until something is built or tagged. This control plane's
+    own builds record their result directly (`added`).
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._lock = threading.Lock()
-        self._images: dict[str, str] = {}
-        self._stale = True
+        self._known: dict[str, Optional[str]] = {}
 
-    def all(self) -> dict[str, str]:
+    def lookup(self, refs: list[str]) -> dict[str, str]:
         with self._lock:
-            if self._stale:
-                self._images, self._stale = self.runtime.images(), False
-            return self._images
+            unknown = [r for r in dict.fromkeys(refs) if r not in self._known]
+        found = {r: self.runtime.image_info(r) for r in unknown}
+        with self._lock:
+            for ref, info in found.items():
+                self._known[ref] = info.id if info else None
+            return {r: i for r in refs if (i := self._known.get(r))}
 
     def id_of(self, ref: str) -> Optional[str]:
-        images = self.all()
-        return images.get(ref) or images.get(f"localhost/{ref}")
+        return self.lookup([ref]).get(ref)
 
     def added(self, ref: str) -> None:
-        """An image we built ourselves: record it without asking the engine."""
+        """An image we built ourselves."""
         info = self.runtime.image_info(ref)
         with self._lock:
-            if info is not None:
-                self._images = {**self._images, ref: info.id}
+            self._known[ref] = info.id if info else None
+
+    def on_event(self, action: str, name: str) -> bool:
+        """Update after an image event; True when images may have gone (their users should look again)."""
+        with self._lock:
+            if action in ("remove", "untag", "delete", "prune"):
+                if ":" in name and not name.startswith("sha256:"):
+                    self._known.pop(name, None)
+                else:  # named by id: any present image may be the one
+                    self._known = {r: i for r, i in self._known.items() if i is None}
+                return True
+            # something was built or tagged: absent refs may exist now, and a base image may have moved
+            self._known = {r: i for r, i in self._known.items() if i is not None and r.startswith(OWN_REPO)}
+        return False
 
     def invalidate(self) -> None:
         with self._lock:
-            self._stale = True
+            self._known.clear()
 
 
 class Observer:
@@ -145,12 +165,12 @@ class Observer:
         self.containers = ContainerCache(runtime, layout.instance)
         self.images = ImageCache(runtime)
 
-    def snapshot(self, key: Key, now: float, in_flight: frozenset[str]) -> Snapshot:
+    def snapshot(self, key: Key, now: float, in_flight: frozenset[str], images: list[str]) -> Snapshot:
         kind, ns, name = key
         containers = self.containers.of(key)
         probes, tails = self.probe(containers)
         object_dir = self.layout.object_dir(kind, ns, name)
-        return Snapshot(now=now, images=self.images.all(), containers=containers,
+        return Snapshot(now=now, images=self.images.lookup(images), containers=containers,
                         succeeded=succeeded_runs(object_dir), in_flight=in_flight, probes=probes,
                         log_tails=tails, progress=self.job_progress(containers, object_dir))
 

@@ -42,7 +42,7 @@ from substratus.resources.status import (
 from substratus.resources.schema import Dataset, Model, Resource
 from substratus.runtimes.base import ContainerState, RunSpec
 
-JOB_RECHECK = 30.0  # a running job is woken by its exit event; this is only a safety net
+JOB_RECHECK = 2.0  # a running job is woken by its exit event; this re-reads its progress file meanwhile
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,33 @@ class Plan:
         return True
 
 
+# ---- image names, and which images a pass will ask about -----------------------------------------
+
+def own_image(obj: Resource, src: Source) -> str:
+    return naming.source_image(obj.kind, obj.namespace, obj.name, src.revision, src.git_path or "")
+
+
+def training_key(base_image: str, data_url: str, params: dict[str, object]) -> str:
+    return naming.digest("train", base_image, data_url, params)
+
+
+def wanted_images(obj: Resource, state: AnyState, base: Optional[Dep], dataset: Optional[Dep]) -> list[str]:
+    """The images a planning pass of `obj` may look for, so `observe` asks the engine about those alone
+    (listing every image of a busy engine takes seconds)."""
+    refs: list[str] = []
+    if isinstance(state, BuildState) and state.source is not None:
+        refs.append(own_image(obj, state.source))
+    if isinstance(obj, Model):
+        base_image = base.status.container_image if base is not None else (refs[0] if refs else None)
+        if base_image and base is not None:
+            refs.append(base_image)
+        training = obj.spec.training
+        if base_image and training is not None and dataset is not None and dataset.status.url:
+            key = training_key(base_image, dataset.status.url, training.params.wire())
+            refs.append(naming.trained_image(obj.namespace, obj.name, key))
+    return refs
+
+
 # ---- shared steps ---------------------------------------------------------------------------
 
 def source_status(src: Source) -> SourceStatus:
@@ -149,9 +176,9 @@ def source_image(plan: Plan, obj: Resource, state: BuildState, snap: Snapshot,
         return None, False
     kind: Literal["Model", "Dataset"] = "Dataset" if obj.kind == "Dataset" else "Model"
     plan.published.source = source_status(src)
-    tag = naming.source_image(obj.kind, obj.namespace, obj.name, src.revision, src.git_path or "")
+    tag = own_image(obj, src)
     build = BuildImage(tag=tag, source=src, labels=naming.object_labels(obj.kind, obj.namespace, obj.name,
-                                                                        role="source"),
+                                                                        instance=facts.instance, role="source"),
                        log_path=facts.layout.build_log(obj.kind, obj.namespace, obj.name))
     check = CheckContract(image=tag, kind=kind)
     for key in (build.key, check.key):
@@ -246,7 +273,8 @@ def plan_dataset(obj: Dataset, state: DatasetState, snap: Snapshot, facts: Facts
     spec = RunSpec(name=name, image=tag, command=["load.sh"], env=contract.load_env(obj.spec.filename),
                    mounts=contract.load_mounts(str(run_dir / "data"), str(run_dir / "logs")),
                    labels=naming.object_labels("Dataset", obj.namespace, obj.name, instance=facts.instance,
-                                               role="load", run=key[:16]))
+                                               role="load", run=key[:16]),
+                   limits=obj.spec.run_limits())
     done = run_job(plan, spec=spec, run_dir=run_dir, expect=run_dir / "data" / obj.spec.filename, step="load",
                    snap=snap, state=state, waiting=Reason.LOADING, failed_reason=Reason.LOAD_FAILED)
     job_progress(plan, previous, "load")
@@ -270,12 +298,15 @@ def plan_model(obj: Model, state: ModelState, snap: Snapshot, facts: Facts, base
         return plan
     training = obj.spec.training
     if training is None:
+        # Published while it is still being checked, so models trained from it can start at once; they
+        # only count as trained once this one is Ready (the check passed).
+        plan.published.container_image = base_image
         if not verified:
             return plan
-        plan.published.container_image = base_image
         return plan.finish(Reason.READY, f"model image {base_image}")
     assert dataset is not None
     if not dataset.ready or not dataset.status.url:
+        remove_stale(plan, snap, set(), "train")
         return waiting_on(plan, "Trained", dataset, "Dataset", training.dataset_name)
     return plan_training(plan, obj, state, snap, facts, base_image, verified, base, dataset, previous)
 
@@ -286,11 +317,17 @@ def model_base(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, facts:
     if name is None:
         return source_image(plan, obj, state, snap, facts)
     assert base is not None
-    if not (base.ready and base.status.container_image):
-        waiting_on(plan, "Built", base, "Model", name)
-        return None, False
-    plan.done("Built", Reason.BASE_MODEL_READY, f"based on model {name!r} ({base.status.container_image})")
-    return base.status.container_image, True
+    image = base.status.container_image
+    if base.ready and image:
+        plan.done("Built", Reason.BASE_MODEL_READY, f"based on model {name!r} ({image})")
+        return image, True
+    if base.exists and base.current and image and base.status.reason == Reason.BUILDING.value:
+        # the base image is built and being checked against the contract: start beside the check
+        plan.wait("Built", Reason.WAITING_FOR_MODEL, f"model {name!r} ({image}) is being checked")
+        return image, False
+    remove_stale(plan, snap, set(), "train")  # whatever ran on a base that is gone or failed
+    waiting_on(plan, "Built", base, "Model", name)
+    return None, False
 
 
 def plan_training(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, facts: Facts, base_image: str,
@@ -299,7 +336,7 @@ def plan_training(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, fac
     assert training is not None and dataset.status.url is not None
     data_file = facts.layout.artifact_path(dataset.status.url)
     params = training.params.wire()
-    key = naming.digest("train", base_image, dataset.status.url, params)
+    key = training_key(base_image, dataset.status.url, params)
     run_dir = facts.layout.run_dir("Model", obj.namespace, obj.name, key)
     tag = naming.trained_image(obj.namespace, obj.name, key)
     lineage = model_lineage(obj, state, snap, base_image, base, dataset, tag)
@@ -316,14 +353,15 @@ def plan_training(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, fac
                                                 str(run_dir / "logs")),
                    labels=naming.object_labels("Model", obj.namespace, obj.name, instance=facts.instance,
                                                role="train", run=key[:16]),
-                   gpu=wants_gpu(tuple(obj.spec.compute.types), facts.gpu))
+                   gpu=wants_gpu(tuple(obj.spec.compute.types), facts.gpu), limits=obj.spec.run_limits())
     done = run_job(plan, spec=spec, run_dir=run_dir, expect=run_dir / "trained", step="train", snap=snap,
                    state=state, waiting=Reason.TRAINING, failed_reason=Reason.TRAIN_FAILED)
     job_progress(plan, previous, "train")
     if not done:
         return plan
     build = BuildTrained(tag=tag, base=base_image, run_dir=run_dir,
-                         labels={**naming.object_labels("Model", obj.namespace, obj.name, role="trained"),
+                         labels={**naming.object_labels("Model", obj.namespace, obj.name, instance=facts.instance,
+                                                        role="trained"),
                                  **lineage_labels(lineage)})
     if build.key in state.failures:
         return plan.wait("Trained", state.failures[build.key].reason, state.failures[build.key].message)

@@ -173,7 +173,7 @@ def plan_server(obj: ModelServer, state: ServerState, snap: Snapshot, facts: Fac
                    else {},
                    labels=naming.object_labels("ModelServer", obj.namespace, obj.name, instance=facts.instance,
                                                role="server", image=image, port=str(state.port)),
-                   gpu=wants_gpu(model.compute_types, facts.gpu))
+                   gpu=wants_gpu(model.compute_types, facts.gpu), limits=obj.spec.run_limits())
     if keep_running(plan, spec=spec, state=state, snap=snap, facts=facts, type_="Serving",
                     failed_reason=Reason.SERVE_FAILED, probe_what=f"GET {contract.READY_PATH} on port 8080",
                     log_file=exited_log(facts, "ModelServer", obj.namespace, obj.name), roll_in_place=True):
@@ -218,7 +218,8 @@ def plan_notebook(obj: Notebook, state: NotebookState, snap: Snapshot, facts: Fa
                    secret_env={"JUPYTER_TOKEN": state.token}, mounts=mounts,
                    labels=naming.object_labels("Notebook", obj.namespace, obj.name, instance=facts.instance,
                                                role="notebook", image=image, port=str(state.port)),
-                   gpu=what == "Model" and wants_gpu(target.compute_types, facts.gpu))
+                   gpu=what == "Model" and wants_gpu(target.compute_types, facts.gpu),
+                   limits=obj.spec.run_limits())
     if keep_running(plan, spec=spec, state=state, snap=snap, facts=facts, type_="Running",
                     failed_reason=Reason.NOTEBOOK_FAILED, probe_what="notebook.sh on port 8888",
                     log_file=exited_log(facts, "Notebook", obj.namespace, obj.name)):

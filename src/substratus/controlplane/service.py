@@ -7,13 +7,18 @@ hands the keys to the controller's queue. Reads come from the store's memory.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
 from substratus.build import baseimages, naming
+from substratus.controlplane import logfiles
 from substratus.controlplane import state as states
 from substratus.controlplane.controller import Controller, utcnow
 from substratus.controlplane.layout import Layout
@@ -27,21 +32,27 @@ from substratus.sources import ResolvedSource, git, local
 SYSTEM_META = {"generation", "resourceVersion", "uid", "creationTimestamp"}
 
 
+CONTAINER_TAIL_LINES = 5000  # of a container's output: its end, not all of it
+
+
 class ControlPlane:
     def __init__(self, store: Store, runtime: Runtime, layout: Layout, controller: Controller) -> None:
         self.store, self.runtime, self.layout, self.controller = store, runtime, layout, controller
         self._apply_lock = threading.Lock()
+        self._fetch_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
     # -- apply --------------------------------------------------------------------------------
-    def apply(self, objects: list[Resource], *, dry_run: bool = False) -> list[dict[str, str]]:
+    def apply(self, objects: list[Resource], *, dry_run: bool = False) -> list[dict[str, Any]]:
         with self._apply_lock:
             self.check_references(objects)
-            sources = {obj.key: self.resolve_source(obj) for obj in objects}
+            sources = self.resolve_sources(objects)
             records, results = [], []
             for obj in objects:
                 rec, result = self.next_record(obj, sources[obj.key])
+                current = rec or self.store.get(*obj.key)
                 results.append({"kind": obj.kind, "namespace": obj.namespace, "name": obj.name,
-                                "result": result + (" (dry run)" if dry_run else "")})
+                                "result": result + (" (dry run)" if dry_run else ""),
+                                "generation": current.generation if current else 0})
                 if rec is not None:
                     records.append(rec)
             if not dry_run and records:
@@ -93,6 +104,24 @@ class ControlPlane:
         if problems:
             raise ValidationError(problems, hint="nothing was applied")
 
+    def resolve_sources(self, objects: list[Resource]) -> dict[tuple[str, str, str], Optional[ResolvedSource]]:
+        """Every object's source, fetched side by side (git ls-remote/clone wait on I/O); all problems of
+        all objects are reported together."""
+        with ThreadPoolExecutor(max_workers=min(8, max(1, len(objects)))) as pool:
+            futures = {obj.key: pool.submit(self.resolve_source, obj) for obj in objects}
+        out: dict[tuple[str, str, str], Optional[ResolvedSource]] = {}
+        problems: list[tuple[str, str]] = []
+        hints: list[str] = []
+        for key, fut in futures.items():
+            try:
+                out[key] = fut.result()
+            except ValidationError as err:
+                problems += err.problems
+                hints.append(err.hint)
+        if problems:
+            raise ValidationError(problems, hint=next((h for h in hints if h), "nothing was applied"))
+        return out
+
     def resolve_source(self, obj: Resource) -> Optional[ResolvedSource]:
         resolved = self._fetch_source(obj)
         if resolved is None:
@@ -109,7 +138,8 @@ class ControlPlane:
         try:
             if src.git is not None:
                 url = git.normalise_url(src.git.url)
-                return git.fetch(url, src.git.branch, src.git.path, self.layout.git_cache)
+                with self._fetch_locks[url]:  # objects from one repository: one clone, the others reuse it
+                    return git.fetch(url, src.git.branch, src.git.path, self.layout.git_cache)
             if src.dir is not None:
                 return local.snapshot(src.dir, self.layout.dir_cache)
         except SourceError as err:
@@ -180,24 +210,30 @@ class ControlPlane:
         return max(runs, key=lambda p: p.stat().st_mtime, default=None)
 
     def log_files(self, rec: Record) -> list[Path]:
-        files = sorted(self.layout.object_dir(rec.kind, rec.namespace, rec.name).glob("*.log"))
-        run_dir = self.current_run(rec)
-        if run_dir is not None:
-            files += [p for p in (run_dir / "build.log", run_dir / "job.log") if p.exists()]
-            if (run_dir / "logs").is_dir():
-                files += sorted(p for p in (run_dir / "logs").rglob("*") if p.is_file())
-        return files
+        return logfiles.list_files(self.layout.object_dir(rec.kind, rec.namespace, rec.name),
+                                   self.current_run(rec))
 
-    def logs(self, kind: str, namespace: str, name: str, follow: bool) -> Iterator[str]:
-        rec = self.get(kind, namespace, name)
+    def file_log_lines(self, rec: Record) -> list[str]:
+        """Each log file's tail under a header (see `logfiles`: no links followed, bounded)."""
+        root = self.layout.object_dir(rec.kind, rec.namespace, rec.name)
+        out: list[str] = []
         for f in self.log_files(rec):
-            yield f"==> {f.relative_to(self.layout.home)} <=="
-            yield from f.read_text(errors="replace").splitlines()
-        containers = self.containers(kind, namespace, name)
+            out.append(f"==> {f.relative_to(self.layout.home)} <==")
+            out += logfiles.read_tail(root, f)
+        return out
+
+    async def stream_logs(self, rec: Record, follow: bool) -> AsyncGenerator[str, None]:
+        """`logs` for the HTTP API: the blocking parts run briefly on a thread; following a
+        container holds none, and closing this iterator ends the engine's `logs` process."""
+        for line in await asyncio.to_thread(self.file_log_lines, rec):
+            yield line
+        containers = await asyncio.to_thread(self.containers, rec.kind, rec.namespace, rec.name)
         for c in containers:
-            live_follow = follow and c.running and c is containers[-1]
             yield f"==> container {c.name} ({c.status}) <=="
-            yield from self.runtime.logs(c.name, follow=live_follow)
+            live = follow and c.running and c is containers[-1]
+            async with aclosing(self.runtime.stream_logs(c.name, tail=CONTAINER_TAIL_LINES, follow=live)) as lines:
+                async for line in lines:
+                    yield line
 
 
 def source_record(source: Optional[ResolvedSource]) -> Optional[states.Source]:

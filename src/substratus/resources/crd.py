@@ -32,6 +32,17 @@ DNS_LABEL_PATTERN = DNS1123_LABEL.pattern
 # RE2 (Kubernetes' regexp flavour): no '/' or '\', no whitespace at either end.
 FILENAME_PATTERN = r"^[^/\\\s]([^/\\]*[^/\\\s])?$"
 
+# resources.giturl, restated for the API server (RE2, no lookarounds): plain transports only, no
+# user:password@, no leading '-'; the CEL rules below add the remote-helper and password forms.
+GIT_URL_PATTERN = (r"^((https?|git)://[A-Za-z0-9\[][^@/\s]*(/\S*)?"
+                   r"|ssh://([A-Za-z0-9._~][A-Za-z0-9._~-]*@)?[A-Za-z0-9\[][^@/\s]*(/\S*)?"
+                   r"|file://(localhost)?/\S*|/.*"
+                   r"|([A-Za-z0-9._~][A-Za-z0-9._~-]*@)?[A-Za-z0-9][A-Za-z0-9.-]*:[^-\s]\S*)$")
+# A Kubernetes quantity, as Kubernetes' own CRDs write it (resources.limits).
+QUANTITY_PATTERN = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+                    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
+
 _PLURALS = {"Dataset": "datasets", "Model": "models", "ModelServer": "modelservers", "Notebook": "notebooks"}
 # `kubectl get server` works as the issue asks; each short name is also one `sub` accepts
 # (resources.kinds), which the tests check.
@@ -68,7 +79,7 @@ FIELD_RULES: dict[tuple[str, str | None], dict[str, Any]] = {
     ("NotebookSpec", "modelName"): _dns_label("the Model to open"),
     ("NotebookSpec", "datasetName"): _dns_label("the Dataset to open"),
     ("GitSource", "path"): {
-        "maxLength": 1024,
+        "maxLength": 1024, "pattern": NO_CONTROL_CHARS,
         "x-kubernetes-validations": [{"rule": "!self.matches('(^|/)[.][.](/|$)')",
                                       "message": "must stay inside the repository: '..' is not allowed"}],
     },
@@ -77,15 +88,48 @@ FIELD_RULES: dict[tuple[str, str | None], dict[str, Any]] = {
         "description": "an IP address (the local control plane publishes the port there; a cluster "
                        "serves through a Service and ignores it)",
     },
-    ("GitSource", "url"): {"maxLength": 2048},
-    ("GitSource", "branch"): {"maxLength": 255},
+    ("GitSource", "url"): {
+        "maxLength": 2048, "pattern": GIT_URL_PATTERN,
+        "description": "https://, http://, ssh://, git://, file://, git@host:path or an absolute path; no "
+                       "password or token in it",
+        "x-kubernetes-validations": [
+            {"rule": "!self.startsWith('-')", "message": "must not start with '-' (git would read an option)"},
+            {"rule": "!self.matches('^[A-Za-z0-9+.-]+::')", "message": "remote helpers (ext::, fd::) are not allowed"},
+            {"rule": "!self.matches('^[^/@]*:[^/@]*@')",
+             "message": "no user:password@ in the URL: use a credential helper or an ssh key"},
+            {"rule": "!self.contains('://') || self.matches('^(https?|git)://[^@/]*(/.*)?$') || "
+                     "self.matches('^ssh://([^:@/]+@)?[^@/]*(/.*)?$') || self.matches('^file://')",
+             "message": "a URL is https://, http://, git:// (no user, no password), ssh:// (a user, no "
+                        "password) or file://"}],
+    },
+    ("GitSource", "branch"): {
+        "maxLength": 255, "pattern": r"^[^\x00-\x20\x7f~^:?*\[\\]*$",
+        "x-kubernetes-validations": [{
+            "rule": "!self.startsWith('-') && !self.startsWith('.') && !self.startsWith('/') && "
+                    "!self.contains('..') && !self.contains('@{') && !self.contains('//') && "
+                    "!self.contains('/.') && !self.endsWith('/') && !self.endsWith('.') && "
+                    "!self.endsWith('.lock') && self != '@'",
+            "message": "not a valid branch name (git check-ref-format)"}],
+    },
+    ("ResourceList", "cpu"): {"anyOf": [{"type": "integer"}, {"type": "string"}], "pattern": QUANTITY_PATTERN,
+                              "x-kubernetes-int-or-string": True},
+    ("ResourceList", "memory"): {"anyOf": [{"type": "integer"}, {"type": "string"}], "pattern": QUANTITY_PATTERN,
+                                 "x-kubernetes-int-or-string": True},
+    # Plain-number quantities are compared here; the API server compares the rest when it admits
+    # the pod (requests above limits are refused there).
+    ("Resources", None): {"x-kubernetes-validations": [
+        {"rule": f"!(has(self.limits) && has(self.requests) && has(self.limits.{r}) && has(self.requests.{r}) && "
+                 f"type(self.limits.{r}) == int && type(self.requests.{r}) == int) || "
+                 f"self.requests.{r} <= self.limits.{r}",
+         "message": f"requests.{r} must not exceed limits.{r}"} for r in ("cpu", "memory")]},
     ("DatasetSource", "dir"): {"maxLength": 4096},
     ("ModelSource", "dir"): {"maxLength": 4096},
 }
 # The schema validators each rule above restates, by the schema class that holds them
 # (field validators by field, model validators by None); the tests compare this with schema.py.
 VALIDATED: dict[str, set[str | None]] = {
-    "ObjectMeta": {"name", "namespace"}, "GitSource": {"path"}, "DatasetSource": {None},
+    "ObjectMeta": {"name", "namespace", "labels"}, "GitSource": {"path", "url", "branch"}, "DatasetSource": {None},
+    "ResourceList": {"cpu", "memory"}, "Resources": {None},
     "DatasetSpec": {"filename"}, "ModelSource": {None}, "Training": {"datasetName"},
     "ModelServerSpec": {"modelName", "address"}, "NotebookSpec": {None},
 }
@@ -152,6 +196,8 @@ def _property(owner: str, field: str, sub: Any, defs: dict[str, Any]) -> Any:
     extra = FIELD_RULES.get((owner, field))
     if extra:
         prop = {**prop, **copy.deepcopy(extra)}
+    if prop.get("x-kubernetes-int-or-string"):  # a quantity: typed by the int-or-string rule, nothing else kept
+        prop.pop("x-kubernetes-preserve-unknown-fields", None)
     return prop
 
 

@@ -32,7 +32,8 @@ def _loc(loc: Iterable[Any]) -> str:
 def _pydantic_problems(err: pydantic.ValidationError) -> list[tuple[str, str]]:
     problems = []
     for e in err.errors():
-        loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        # "function-..." names a validator, "[key]" says a dict key (not its value) was wrong: neither is a field
+        loc = [p for p in e["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))]
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field: remove it or check its spelling"

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from substratus.resources.giturl import check_branch, check_git_url
+from substratus.resources.limits import Quantity, RunLimits, cpu_cores, memory_bytes, run_limits
+from substratus.resources import labels as label_rules
 from substratus.resources.status import Status
 
 API_VERSION = "substratus.ai/v1"
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DEFAULT_DATA_LIMIT = 1_000_000_000_000
+MAX_LABELS = 64
 
 
 class Schema(BaseModel):
@@ -42,10 +46,24 @@ def check_dns_label(value: str, what: str = "name") -> str:
     return value
 
 
+def _label_value(value: Any) -> str:
+    return label_rules.check_value(value)
+
+
+LabelKey = Annotated[str, BeforeValidator(label_rules.check_key)]
+LabelValue = Annotated[str, BeforeValidator(_label_value)]
+
+
 class ObjectMeta(Schema):
-    name: str
-    namespace: str = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
+    """Who the object is: its name, namespace and labels."""
+
+    name: str = Field(description="The object's name, unique per kind and namespace: a DNS-1123 label (lower-case "
+                                  "letters, digits and '-', at most 63 characters), e.g. 'tiny-gpt'.")
+    namespace: str = Field(default="default", description="A DNS-1123 label grouping objects; references "
+                                                          "(modelName, datasetName) stay inside it.")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description=(
+        "Key/value pairs to select objects by (`sub get -l app=demo`, `sub delete -l app=demo`). Keys are "
+        "'name' or 'prefix/name' and values at most 63 characters, as in Kubernetes."))
     generation: Optional[int] = Field(default=None, description="set by the control plane; ignored on input")
     resource_version: Optional[str] = Field(default=None, description="set by the control plane; ignored on input")
     uid: Optional[str] = Field(default=None, description="set by the control plane; ignored on input")
@@ -53,12 +71,32 @@ class ObjectMeta(Schema):
 
     _name_ok = field_validator("name")(lambda v: check_dns_label(v, "name"))
     _ns_ok = field_validator("namespace")(lambda v: check_dns_label(v, "namespace"))
+    _labels_ok = field_validator("labels")(lambda v: check_label_count(v))
+
+
+def check_label_count(labels: dict[str, str]) -> dict[str, str]:
+    """A bound on how many labels one object carries (their syntax: resources.labels)."""
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels, got {len(labels)}")
+    return labels
 
 
 class GitSource(Schema):
-    url: str = Field(min_length=1)
-    path: str = ""
-    branch: str = ""
+    """A directory in a git repository holding a Dockerfile that keeps the container contract."""
+
+    url: str = Field(min_length=1, description="The repository to clone: https://, http://, ssh://, git://, "
+                                                "file://, git@host:path or an absolute path; never a password or "
+                                                "token (use a credential helper or an ssh key), never an option "
+                                                "('-...') or a remote helper ('ext::'). A URL that does not clone "
+                                                "is refused when applied.")
+    path: str = Field(default="", description="The directory inside the repository with the Dockerfile; '' is "
+                                              "the repository root. '..' is not allowed.")
+    branch: str = Field(default="", description="The branch (or tag) to build; '' is the repository's default "
+                                                "branch. A new commit under `path` rebuilds the image at the next "
+                                                "apply.")
+
+    _url_ok = field_validator("url")(lambda v: check_git_url(v))
+    _branch_ok = field_validator("branch")(lambda v: check_branch(v))
 
     @field_validator("path")
     @classmethod
@@ -66,15 +104,73 @@ class GitSource(Schema):
         parts = [p for p in v.strip("/").split("/") if p not in ("", ".")]
         if ".." in parts:
             raise ValueError("must stay inside the repository: '..' is not allowed")
+        if any(ord(c) < 32 or c == "\x7f" for c in v):
+            raise ValueError("must not contain control characters")
         return "/".join(parts)
+
+
+# ---- spec.resources (Kubernetes-shaped) -----------------------------------------------------
+
+
+class ResourceList(Schema):
+    """CPU and memory, as Kubernetes writes them."""
+
+    cpu: Optional[Quantity] = Field(default=None, description="CPU cores: '500m', '2'")
+    memory: Optional[Quantity] = Field(default=None, description="bytes: '512Mi', '4Gi'")
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu_ok(cls, v: Any) -> Any:
+        if v is not None:
+            cpu_cores(v)  # raises ValueError naming the accepted forms
+        return v
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_ok(cls, v: Any) -> Any:
+        if v is not None:
+            memory_bytes(v)
+        return v
+
+
+class Resources(Schema):
+    """`limits` are enforced by the engine (--cpus, --memory); `requests` must not exceed them."""
+
+    limits: Optional[ResourceList] = Field(default=None, description="Enforced by the engine: cpu -> --cpus, "
+                                                                   "memory -> --memory (swap is not extra memory).")
+    requests: Optional[ResourceList] = Field(default=None, description="Checked (never above the limit) and kept "
+                                                                     "for Kubernetes; one machine does not "
+                                                                     "schedule with them.")
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> "Resources":
+        if self.limits is None or self.requests is None:
+            return self
+        for name, parse in (("cpu", cpu_cores), ("memory", memory_bytes)):
+            lim, req = getattr(self.limits, name), getattr(self.requests, name)
+            if lim is not None and req is not None and parse(req) > parse(lim):
+                raise ValueError(f"requests.{name} ({req}) must not exceed limits.{name} ({lim})")
+        return self
+
+
+class WithResources(Schema):
+    """A spec whose containers may be bounded by `spec.resources.limits` (each declares the field last)."""
+
+    def run_limits(self) -> RunLimits:
+        resources: Optional[Resources] = getattr(self, "resources", None)
+        lim = resources.limits if resources else None
+        return run_limits(lim.cpu, lim.memory) if lim else RunLimits()
 
 
 # ---- Dataset -------------------------------------------------------------------------
 
 
 class DatasetSource(Schema):
-    git: Optional[GitSource] = None
-    dir: Optional[str] = None
+    """Where the dataset's loader image is built from: exactly one of git or dir."""
+
+    git: Optional[GitSource] = Field(default=None, description="Build from a directory in a git repository.")
+    dir: Optional[str] = Field(default=None, description="Build from a local directory, relative to the manifest "
+                                                         "file (or to the current directory with `-f -`).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "DatasetSource":
@@ -84,9 +180,16 @@ class DatasetSource(Schema):
         return self
 
 
-class DatasetSpec(Schema):
-    filename: str
-    source: DatasetSource
+class DatasetSpec(WithResources):
+    """A dataset: an image whose load.sh writes one data file."""
+
+    filename: str = Field(description="The name of the file load.sh writes (LOAD_DATA_PATH=/data/<filename>): a "
+                                      "plain file name such as 'data.jsonl', no '/' and no '..'.")
+    source: DatasetSource = Field(description="Where the loader image (Dockerfile, load.sh, notebook.sh) comes "
+                                              "from.")
+    resources: Optional[Resources] = Field(default=None, description=(
+        "Bounds on this object's containers: limits (cpu, memory) become --cpus/--memory; requests must not "
+        "exceed them. Kubernetes quantities: '500m', '2', '512Mi', '4Gi'."))
 
     @field_validator("filename")
     @classmethod
@@ -104,9 +207,13 @@ class DatasetSpec(Schema):
 
 
 class ModelSource(Schema):
-    git: Optional[GitSource] = None
-    dir: Optional[str] = None
-    model_name: Optional[str] = None
+    """Where the model image comes from: exactly one of git, dir or modelName."""
+
+    git: Optional[GitSource] = Field(default=None, description="Build from a directory in a git repository.")
+    dir: Optional[str] = Field(default=None, description="Build from a local directory, relative to the manifest "
+                                                         "file (or to the current directory with `-f -`).")
+    model_name: Optional[str] = Field(default=None, description="Start from another Model in the same namespace "
+                                                                "(the base model of a fine-tuning run).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "ModelSource":
@@ -119,43 +226,66 @@ class ModelSource(Schema):
 
 
 class TrainingParams(Schema):
-    epochs: int = Field(default=3, ge=1)
-    data_limit: int = Field(default=DEFAULT_DATA_LIMIT, ge=1)
-    batch_size: int = Field(default=1, ge=1)
+    """Handed to train.sh as environment variables."""
+
+    epochs: int = Field(default=3, ge=1, description="Passes over the data (TRAIN_EPOCHS).")
+    data_limit: int = Field(default=DEFAULT_DATA_LIMIT, ge=1, description="At most this many records of the "
+                                                                          "dataset are used (TRAIN_DATA_LIMIT).")
+    batch_size: int = Field(default=1, ge=1, description="Records per training step (TRAIN_BATCH_SIZE).")
 
 
 class Training(Schema):
-    dataset_name: str
-    params: TrainingParams = Field(default_factory=TrainingParams)
+    """Fine-tune the source model on a dataset with the base image's train.sh."""
+
+    dataset_name: str = Field(description="The Dataset (same namespace) to train on; training waits until it is "
+                                          "loaded.")
+    params: TrainingParams = Field(default_factory=TrainingParams, description="Training parameters.")
 
     _ds_ok = field_validator("dataset_name")(lambda v: check_dns_label(v, "datasetName"))
 
 
 class Size(Schema):
-    parameter_count: Optional[int] = Field(default=None, ge=1)
-    parameter_bits: Optional[int] = Field(default=None, ge=1)
+    """How big the model is; informational."""
+
+    parameter_count: Optional[int] = Field(default=None, ge=1, description="Number of parameters.")
+    parameter_bits: Optional[int] = Field(default=None, ge=1, description="Bits per parameter (32, 16, 8, 4...).")
 
 
 class Compute(Schema):
+    """What the model's containers may run on."""
+
     types: list[Literal["CPU", "GPU"]] = Field(default_factory=lambda: list[Literal["CPU", "GPU"]](["CPU"]),
-                                               min_length=1)
+                                               min_length=1, description=(
+        "Preference order: the first type the machine has is used (GPU needs the engine to pass one through)."))
 
 
-class ModelSpec(Schema):
-    source: ModelSource
-    training: Optional[Training] = None
-    size: Optional[Size] = None
-    compute: Compute = Field(default_factory=Compute)
+class ModelSpec(WithResources):
+    """A model: an image with serve.sh, train.sh and notebook.sh and its artifacts in /model/saved."""
+
+    source: ModelSource = Field(description="Where the model image comes from.")
+    training: Optional[Training] = Field(default=None, description="Fine-tune the source model on a dataset; "
+                                                                   "the result is a new image.")
+    size: Optional[Size] = Field(default=None, description="How big the model is; informational.")
+    compute: Compute = Field(default_factory=Compute, description="What the model's containers may run on.")
+    resources: Optional[Resources] = Field(default=None, description=(
+        "Bounds on this object's containers: limits (cpu, memory) become --cpus/--memory; requests must not "
+        "exceed them. Kubernetes quantities: '500m', '2', '512Mi', '4Gi'."))
 
 
 # ---- ModelServer / Notebook ------------------------------------------------------------
 
 
-class ModelServerSpec(Schema):
-    model_name: str
+class ModelServerSpec(WithResources):
+    """A server: runs the model image's serve.sh and publishes port 8080."""
+
+    model_name: str = Field(description="The Model (same namespace) to serve; the server waits until it is "
+                                        "ready and rolls onto each new image of it.")
     address: str = Field(default="127.0.0.1", description=(
         "host address the server's port is published on; anything but loopback (127.0.0.1, ::1) makes the "
         "control plane require a bearer token (see `sub describe`)"))
+    resources: Optional[Resources] = Field(default=None, description=(
+        "Bounds on this object's containers: limits (cpu, memory) become --cpus/--memory; requests must not "
+        "exceed them. Kubernetes quantities: '500m', '2', '512Mi', '4Gi'."))
 
     _m_ok = field_validator("model_name")(lambda v: check_dns_label(v, "modelName"))
 
@@ -169,10 +299,18 @@ class ModelServerSpec(Schema):
                              "or 0.0.0.0 (every interface; a bearer token is then required)") from None
 
 
-class NotebookSpec(Schema):
-    model_name: Optional[str] = None
-    dataset_name: Optional[str] = None
-    suspend: bool = False
+class NotebookSpec(WithResources):
+    """A notebook: runs notebook.sh of a model or dataset image and publishes port 8888."""
+
+    model_name: Optional[str] = Field(default=None, description="Open a notebook on this Model's image (set "
+                                                                "exactly one of modelName and datasetName).")
+    dataset_name: Optional[str] = Field(default=None, description="Open a notebook on this Dataset's image, "
+                                                                  "with its data at /data (read-only).")
+    suspend: bool = Field(default=False, description="true stops the notebook's container and keeps the object; "
+                                                     "false starts it again.")
+    resources: Optional[Resources] = Field(default=None, description=(
+        "Bounds on this object's containers: limits (cpu, memory) become --cpus/--memory; requests must not "
+        "exceed them. Kubernetes quantities: '500m', '2', '512Mi', '4Gi'."))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "NotebookSpec":
@@ -187,11 +325,13 @@ class NotebookSpec(Schema):
 class Resource(Schema):
     """One object: apiVersion, kind, metadata, spec, status. Subclassed per kind."""
 
-    api_version: Literal["substratus.ai/v1"] = "substratus.ai/v1"
-    kind: str
-    metadata: ObjectMeta
+    api_version: Literal["substratus.ai/v1"] = Field(default="substratus.ai/v1", description="Always "
+                                                     "'substratus.ai/v1'.")
+    kind: str = Field(description="Dataset, Model, ModelServer (or Server) or Notebook.")
+    metadata: ObjectMeta = Field(description="Name, namespace and labels.")
     spec: Any
-    status: Status = Field(default_factory=Status)
+    status: Status = Field(default_factory=Status, description="Written by the control plane (ignored on input): "
+                                                               "readiness, conditions, URLs, progress, lineage.")
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -213,23 +353,31 @@ class Resource(Schema):
 
 
 class Dataset(Resource):
+    """Data loaded by an image's load.sh into one file, for training and notebooks."""
+
     kind: Literal["Dataset"] = "Dataset"
-    spec: DatasetSpec
+    spec: DatasetSpec = Field(description="What to load and how.")
 
 
 class Model(Resource):
+    """A model image (built from a source, or fine-tuned from another model on a dataset)."""
+
     kind: Literal["Model"] = "Model"
-    spec: ModelSpec
+    spec: ModelSpec = Field(description="Where the model comes from and how it is trained.")
 
 
 class ModelServer(Resource):
+    """A running server of a model (serve.sh on port 8080, published on 127.0.0.1 by default)."""
+
     kind: Literal["ModelServer"] = "ModelServer"
-    spec: ModelServerSpec
+    spec: ModelServerSpec = Field(description="Which model to serve and where.")
 
 
 class Notebook(Resource):
+    """A Jupyter notebook (notebook.sh on port 8888) on a model's or a dataset's image."""
+
     kind: Literal["Notebook"] = "Notebook"
-    spec: NotebookSpec
+    spec: NotebookSpec = Field(description="Which image to open and whether it runs.")
 
 
 KINDS: dict[str, type[Resource]] = {

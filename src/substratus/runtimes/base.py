@@ -8,10 +8,12 @@ Everything above this layer (build, controlplane, verify) talks to a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Protocol
+
+from substratus.resources.limits import RunLimits
 
 LABEL_PREFIX = "substratus.ai/"
 MANAGED = LABEL_PREFIX + "managed"
@@ -45,8 +47,11 @@ class RunSpec:
     labels: dict[str, str] = field(default_factory=dict)
     gpu: bool = False
     workdir: Optional[str] = None
-    secret_env: dict[str, str] = field(default_factory=dict)  # never on an argv: passed by inherited env
+    # Secrets reach the container as `-e NAME` with the value in the engine process's own
+    # environment, never on its argv (readable by anyone in /proc/*/cmdline). Not in repr.
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     publish_address: str = "127.0.0.1"
+    limits: RunLimits = field(default_factory=RunLimits)  # from spec.resources.limits
 
 
 @dataclass
@@ -78,6 +83,15 @@ class ImageInfo:
 class Completed:
     exit_code: int
     output: str  # stdout and stderr, interleaved
+
+
+@dataclass
+class ExecResult:
+    """What a command run inside a container gave back; stdout stays bytes (file contents travel in it)."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: str
 
 
 LogSink = Callable[[str], None]
@@ -132,13 +146,23 @@ class Runtime(Protocol):
         """All containers (running or not) carrying all of `labels`."""
 
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
-        """The container's stdout/stderr, line by line."""
+        """The container's stdout/stderr, line by line (bounded in time unless `follow`)."""
+
+    def stream_logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> AsyncGenerator[str, None]:
+        """The same, for an event loop: waiting for the next line holds no thread, and closing
+        the iterator (the HTTP client went away) ends the engine's `logs` process at once."""
 
     def stop(self, name: str, timeout: int = 10) -> bool:
         """Stop a running container; False when there was none."""
 
     def remove(self, name: str) -> bool:
         """Remove a container (stopping it first); False when there was none."""
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        """Run argv inside the running container `name` (as its image's user, in `workdir`), feeding `stdin`.
+        The command's own failure is an exit code in the result; raises EngineError when the container is
+        missing or not running, or the command outlives `timeout`. `sub notebook` syncs files with it."""
 
     def gpu_available(self) -> bool:
         """Whether containers can be given a GPU."""

@@ -1,21 +1,27 @@
 """The podman / docker runtime: drives the engine's CLI with argv lists.
 
 podman and docker share every verb used here; the differences (GPU flags,
-inspect field names) are handled in small helpers. Commands are argv lists, no shell.
+inspect field names) are handled in small helpers. Commands are argv lists, no
+shell, with `--` before every name or path, and every call has a timeout
+(builds: `build_timeout`, from SUBSTRATUS_BUILD_TIMEOUT). Every container runs
+hardened (`HARDENING`): no new privileges, a pids limit, and only the
+capabilities a contract script can need.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,12 +33,30 @@ from substratus.runtimes.base import (
     Completed,
     ContainerState,
     EngineEvent,
+    ExecResult,
     ImageInfo,
     LogSink,
     RunSpec,
 )
+from substratus.runtimes.processes import MAX_LINE, Deadline, logs_argv, reap, split_lines
 
 ENGINES = ("podman", "docker")
+PIDS_LIMIT = 4096
+# Kept from the engines' defaults: root in the container may still own, chmod and write the
+# bind-mounted store directories (owned by whoever runs the control plane, so root needs
+# DAC_OVERRIDE/FOWNER/CHOWN when that is not root), signal its own processes and switch to
+# a non-root user. Dropped: NET_BIND_SERVICE (the contract ports are 8080/8888), NET_RAW,
+# MKNOD, SYS_CHROOT, SETFCAP, SETPCAP, FSETID, AUDIT_WRITE. Nothing is ever added.
+KEPT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
+# One --cap-add per capability: docker reads "A,B" as one (unknown) name, podman splits it.
+HARDENING = ["--security-opt", "no-new-privileges", "--pids-limit", str(PIDS_LIMIT), "--cap-drop", "ALL",
+             *[arg for cap in KEPT_CAPABILITIES for arg in ("--cap-add", cap)]]
+DEFAULT_BUILD_TIMEOUT = 3600.0
+LOGS_TIMEOUT = 120.0          # reading a finished container's output
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# What podman and docker say when `exec` cannot start (not the command's own failure).
+EXEC_UNAVAILABLE = re.compile(r"no such container|not running|state improper|is paused|no container with name",
+                              re.I)
 
 
 def detect_engine(preferred: Optional[str] = None) -> str:
@@ -45,15 +69,19 @@ def detect_engine(preferred: Optional[str] = None) -> str:
     for name in ENGINES:
         if shutil.which(name) and _engine_answers(name):
             return name
-    raise EngineError("no working container engine: neither `podman info` nor `docker info` succeeded",
+    raise EngineError("no working container engine: neither `podman version` nor `docker version` answered",
                       hint="run `make setup` (installs podman), or start Docker, or set SUBSTRATUS_ENGINE")
 
 
 def _engine_answers(name: str) -> bool:
+    """Whether the engine's server side answers. `version` with the server's field does that in a tenth
+    of the time `info` takes (the control plane's start-up waits on it)."""
     try:
-        return subprocess.run([name, "info"], capture_output=True, timeout=30).returncode == 0
+        proc = subprocess.run([name, "version", "--format", "{{.Server.Version}}" if name == "docker"
+                               else "{{.Client.Version}}"], capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return False
+    return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
 def gpu_run_args(engine: str) -> list[str]:
@@ -63,24 +91,40 @@ def gpu_run_args(engine: str) -> list[str]:
     return ["--device", "nvidia.com/gpu=all"]
 
 
+# Where podman (rootful and rootless alike) reads CDI specs; `nvidia-ctk cdi generate
+# --output=/etc/cdi/nvidia.yaml` writes NVIDIA's.
+CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+
+
+def cdi_has_nvidia(dirs: tuple[Path, ...]) -> bool:
+    """Whether a CDI spec for NVIDIA GPUs (nvidia*.yaml or .json) lies in one of `dirs`."""
+    return any(any(d.glob("nvidia*.yaml")) or any(d.glob("nvidia*.json")) for d in dirs if d.is_dir())
+
+
 def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) -> list[str]:
-    """The full `run` argv for a spec. Pure, so unit tests can check it."""
+    """The full `run` argv for a spec. Pure, so unit tests can check it.
+
+    Secret values are not in it: `-e NAME` takes the value from the engine's environment.
+    """
     argv = [engine, "run"]
     if detach:
         argv.append("-d")
     if remove:
         argv.append("--rm")
-    argv += ["--name", spec.name]
+    argv += ["--name", spec.name, *HARDENING]
     for k, v in sorted(spec.labels.items()):
         argv += ["--label", f"{k}={v}"]
     for k, v in sorted(spec.env.items()):
         argv += ["-e", f"{k}={v}"]
     for k in sorted(spec.secret_env):
+        if not ENV_NAME.match(k):
+            raise EngineError(f"secret environment variable name {k!r} is not valid")
         argv += ["-e", k]  # the value comes from the engine process's environment, not its argv
     for m in spec.mounts:
         argv += ["-v", f"{m.source}:{m.target}" + (":ro" if m.read_only else "")]
     for cport, hport in sorted(spec.ports.items()):
         argv += ["-p", f"{spec.publish_address}:{hport}:{cport}"]
+    argv += limit_args(spec)
     if spec.workdir:
         argv += ["-w", spec.workdir]
     if spec.gpu:
@@ -89,7 +133,22 @@ def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) 
     if spec.entrypoint is not None:
         argv += ["--entrypoint", spec.entrypoint[0] if spec.entrypoint else ""]
         command = list(spec.entrypoint[1:]) + command
-    return argv + [spec.image] + command
+    return argv + ["--", spec.image] + command
+
+
+def limit_args(spec: RunSpec) -> list[str]:
+    """spec.resources.limits as engine flags; swap is not extra memory (as on Kubernetes)."""
+    out: list[str] = []
+    if spec.limits.cpus is not None:
+        out += ["--cpus", f"{spec.limits.cpus:g}"]
+    if spec.limits.memory is not None:
+        out += ["--memory", f"{spec.limits.memory}b", "--memory-swap", f"{spec.limits.memory}b"]
+    return out
+
+
+def run_env(spec: RunSpec) -> Optional[dict[str, str]]:
+    """The engine process's environment: ours plus the secrets its `-e NAME` flags read."""
+    return {**os.environ, **spec.secret_env} if spec.secret_env else None
 
 
 def build_argv(engine: str, spec: BuildSpec, extra: list[str]) -> list[str]:
@@ -100,15 +159,17 @@ def build_argv(engine: str, spec: BuildSpec, extra: list[str]) -> list[str]:
         argv += ["--label", f"{k}={v}"]
     for k, v in sorted(spec.build_args.items()):
         argv += ["--build-arg", f"{k}={v}"]
-    return argv + extra + [str(spec.context)]
+    return argv + extra + ["--", str(spec.context)]
 
 
 class EngineRuntime:
     """A Runtime backed by the podman or docker CLI."""
 
-    def __init__(self, engine: str, *, build_extra_args: Optional[list[str]] = None) -> None:
+    def __init__(self, engine: str, *, build_extra_args: Optional[list[str]] = None,
+                 build_timeout: float = DEFAULT_BUILD_TIMEOUT) -> None:
         self.engine = engine
         self.build_extra_args = list(build_extra_args or [])
+        self.build_timeout = build_timeout
 
     # -- helpers ---------------------------------------------------------------------
     def _run(self, args: list[str], *, timeout: float = 120, check: bool = True,
@@ -129,9 +190,9 @@ class EngineRuntime:
     def _inspect(self, what: str, refs: list[str]) -> list[dict[str, Any]]:
         if not refs:
             return []
-        proc = self._run([what, "inspect", *refs], check=False)
+        proc = self._run([what, "inspect", "--", *refs], check=False)
         if proc.returncode != 0 and "image not known" in proc.stderr and not proc.stdout.strip().startswith("["):
-            proc = self._run([what, "inspect", *refs], check=False)  # a removal elsewhere raced the look
+            proc = self._run([what, "inspect", "--", *refs], check=False)  # a removal elsewhere raced the look
         if proc.returncode != 0 and not proc.stdout.strip().startswith("["):
             return []
         try:
@@ -145,13 +206,22 @@ class EngineRuntime:
         argv = build_argv(self.engine, spec, self.build_extra_args)
         recent: deque[str] = deque(maxlen=40)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", bufsize=1)
+                                errors="replace", bufsize=1, stdin=subprocess.DEVNULL)
+        deadline = Deadline(proc, self.build_timeout)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            recent.append(line)
-            log(line)
-        code = proc.wait()
+        try:
+            for line in proc.stdout:
+                line = line.rstrip("\n")[:MAX_LINE]
+                recent.append(line)
+                log(line)
+            code = proc.wait()
+        finally:
+            deadline.cancel()
+        if deadline.expired:
+            raise BuildError(f"image build did not finish in {self.build_timeout:.0f}s and was stopped",
+                             log_tail="\n".join(recent),
+                             hint="raise SUBSTRATUS_BUILD_TIMEOUT (seconds) for the control plane, or make the "
+                                  "build faster; the build log is in `sub logs`")
         if code != 0:
             raise BuildError(f"image build failed (exit {code})", log_tail="\n".join(recent),
                              hint="fix the Dockerfile or the build context; the full build log is in `sub logs`")
@@ -167,7 +237,44 @@ class EngineRuntime:
                          cmd=cfg.get("Cmd") or [])
 
     def remove_image(self, ref: str) -> bool:
-        return self._run(["rmi", "-f", ref], check=False).returncode == 0
+        return self._run(["rmi", "-f", "--", ref], check=False).returncode == 0
+
+    # -- base images (`sub images build`; not part of the Runtime protocol) ------------
+    def pull(self, ref: str, timeout: float) -> bool:
+        """Try to pull `ref`; False when it cannot be had (no registry, offline, timeout)."""
+        try:
+            return self._run(["pull", "-q", ref], check=False, timeout=timeout).returncode == 0
+        except EngineError:  # timed out
+            return False
+
+    def tag(self, source: str, target: str) -> None:
+        self._run(["tag", source, target])
+
+    def server_components(self) -> list[str]:
+        """Names in `version`'s Server.Components: "Engine" for Docker, "Podman Engine" for podman's API."""
+        proc = self._run(["version", "--format", "{{json .Server}}"], check=False, timeout=30)
+        try:
+            server = json.loads(proc.stdout or "{}")
+        except json.JSONDecodeError:
+            return []
+        components = server.get("Components") if isinstance(server, dict) else None
+        return [str(c.get("Name", "")) for c in components or [] if isinstance(c, dict)]
+
+    def import_rootfs(self, rootfs: Path, ref: str, changes: list[str]) -> None:
+        """`tar -C rootfs -c . | ENGINE import --change ... - ref`: a root filesystem as an image."""
+        argv = [self.engine, "import", *[a for c in changes for a in ("--change", c)], "-", ref]
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            proc = subprocess.run(argv, stdin=tar.stdout, capture_output=True, text=True, timeout=1800)
+        finally:
+            assert tar.stdout is not None
+            tar.stdout.close()
+            tar_err = tar.communicate()[1].decode(errors="replace")
+        if tar.returncode != 0:
+            raise CommandError(["tar", "-C", str(rootfs), "-c", "."], tar.returncode, tar_err)
+        if proc.returncode != 0:
+            raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
 
     def images(self) -> dict[str, str]:
         # podman's listing can fail while another process removes an image ("image not known"): that race
@@ -207,7 +314,7 @@ class EngineRuntime:
         argv = run_argv(self.engine, spec, detach=False, remove=True)
         try:
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
+                                  errors="replace", timeout=timeout, stdin=subprocess.DEVNULL, env=run_env(spec))
         except subprocess.TimeoutExpired as err:
             self.remove(spec.name)
             out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
@@ -230,31 +337,59 @@ class EngineRuntime:
         return [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
 
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
-        argv = [self.engine, "logs"]
-        if tail is not None:
-            argv += ["--tail", str(tail)]
-        if follow:
-            argv.append("-f")
-        proc = subprocess.Popen(argv + [name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", bufsize=1, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(logs_argv(self.engine, name, tail, follow), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                                stdin=subprocess.DEVNULL)
+        deadline = None if follow else Deadline(proc, LOGS_TIMEOUT)
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
-                yield line.rstrip("\n")
+                yield line.rstrip("\n")[:MAX_LINE]
         finally:
+            if deadline is not None:
+                deadline.cancel()
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
 
+    async def stream_logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> AsyncGenerator[str, None]:
+        proc = await asyncio.create_subprocess_exec(*logs_argv(self.engine, name, tail, follow),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                                                    stdin=asyncio.subprocess.DEVNULL)
+        assert proc.stdout is not None
+        try:
+            async for line in split_lines(proc.stdout):
+                yield line
+        finally:
+            await reap(proc)
+
     def stop(self, name: str, timeout: int = 10) -> bool:
-        return self._run(["stop", "-t", str(timeout), name], check=False, timeout=timeout + 60).returncode == 0
+        return self._run(["stop", "-t", str(timeout), "--", name], check=False, timeout=timeout + 60).returncode == 0
 
     def remove(self, name: str) -> bool:
         """Stop and remove; True when a container of that name existed (podman's `rm -f` exits 0 either
         way, so the removed name it prints is what tells)."""
-        args = ["rm", "-f", "-t", "5", name] if Path(self.engine).name == "podman" else ["rm", "-f", name]
-        proc = self._run(args, check=False, timeout=90)
+        grace = ["-t", "5"] if Path(self.engine).name == "podman" else []
+        proc = self._run(["rm", "-f", *grace, "--", name], check=False, timeout=90)
         return proc.returncode == 0 and bool(proc.stdout.strip())
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        cmd = [self.engine, "exec"] + (["-i"] if stdin is not None else []) + (["-w", workdir] if workdir else [])
+        try:
+            # A session of its own: a Ctrl-C meant for `sub notebook` must not cut a file copy in half.
+            proc = subprocess.run(cmd + ["--", name, *argv], input=stdin if stdin is not None else b"",
+                                  capture_output=True, timeout=timeout, start_new_session=True)
+        except FileNotFoundError as err:
+            raise EngineError(f"{self.engine} is not installed", hint="run `make setup`") from err
+        except subprocess.TimeoutExpired as err:
+            raise EngineError(f"`{self.engine} exec {name} {argv[0] if argv else ''}` did not finish in "
+                              f"{timeout:.0f}s", hint=f"check the container with `{self.engine} ps`") from err
+        stderr = proc.stderr.decode(errors="replace")
+        if proc.returncode != 0 and EXEC_UNAVAILABLE.search(stderr):
+            raise EngineError(f"cannot run a command in container {name}: {stderr.strip()[:300]}",
+                              hint=f"is it running? see `{self.engine} ps -a --filter name={name}`")
+        return ExecResult(exit_code=proc.returncode, stdout=proc.stdout, stderr=stderr)
 
     def gpu_available(self) -> bool:
         if shutil.which("nvidia-smi") is None:
@@ -262,10 +397,7 @@ class EngineRuntime:
         if Path(self.engine).name == "docker":
             info = self._run(["info", "--format", "{{json .Runtimes}}"], check=False).stdout
             return "nvidia" in info
-        return any(Path(d).glob("nvidia*.yaml") for d in ("/etc/cdi", "/var/run/cdi")
-                   if os.path.isdir(d))
-
-
+        return cdi_has_nvidia(CDI_SPEC_DIRS)
 
 
 def parse_image_list(text: str) -> dict[str, str]:

@@ -4,22 +4,34 @@ Images come into being when built (their WORKDIR is read from the Dockerfile
 so contract checks can pass or fail); containers run until a test ends them
 with `exit()`. `run_once` answers from `once_results`, a function a test can
 replace. Every call is recorded in `calls` so tests can assert what happened.
+
+`exec` is the one verb that runs something real: the argv runs on the host
+with a scratch directory (`filesystem(name)`) standing for the container's
+filesystem and `workdir` inside it, so the file-sync transport's find, stat
+and tar are really executed in unit tests. Only relative paths stay inside
+that scratch directory; callers of `exec` use relative paths for that reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import re
-from collections.abc import Callable, Iterator
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Optional
 
-from substratus.errors import BuildError
+from substratus.errors import BuildError, EngineError
 from substratus.runtimes.base import (
     BuildSpec,
     Completed,
     ContainerState,
     EngineEvent,
+    ExecResult,
     ImageInfo,
     LogSink,
     RunSpec,
@@ -31,6 +43,7 @@ class FakeContainer:
     spec: RunSpec
     state: ContainerState
     output: list[str] = field(default_factory=list)
+    root: Optional[Path] = None  # scratch directory standing for its filesystem (made by the first exec)
 
 
 def _default_once(spec: RunSpec) -> Completed:
@@ -81,6 +94,9 @@ class FakeRuntime:
         self.once: Callable[[RunSpec], Completed] = _default_once
         self.gpu = False
         self._seq = 0
+        self.followers = 0  # stream_logs iterators open right now (a test checks they close)
+        # What a started container prints at once (the fake runs no command); a test may replace it.
+        self.prints: Callable[[RunSpec], list[str]] = lambda spec: []
         self.streams: list[FakeEvents] = []
 
     def _emit(self, type_: str, action: str, name: str, labels: Optional[dict[str, str]] = None) -> None:
@@ -125,7 +141,7 @@ class FakeRuntime:
         self._seq += 1
         state = ContainerState(name=spec.name, id=f"c{self._seq}", image=spec.image, labels=dict(spec.labels),
                                running=True, exit_code=None, status="running", ports=dict(spec.ports))
-        self.items[spec.name] = FakeContainer(spec=spec, state=state)
+        self.items[spec.name] = FakeContainer(spec=spec, state=state, output=list(self.prints(spec)))
         self._emit("container", "start", spec.name, spec.labels)
         return replace(state, labels=dict(state.labels))
 
@@ -152,6 +168,27 @@ class FakeRuntime:
         lines = self.items[name].output if name in self.items else []
         yield from (lines[-tail:] if tail else lines)
 
+    async def stream_logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> AsyncGenerator[str, None]:
+        """Like `podman logs [-f]`: with `follow`, waits for new output until the container ends."""
+        self.followers += 1
+        try:
+            c = self.items.get(name)
+            lines = c.output if c else []
+            sent = max(0, len(lines) - tail) if tail else 0
+            while True:
+                while sent < len(lines):
+                    sent += 1
+                    yield lines[sent - 1]
+                if not (follow and c is not None and c.state.running and self.items.get(name) is c):
+                    return
+                await asyncio.sleep(0.02)
+        finally:
+            self.followers -= 1
+
+    def say(self, name: str, line: str) -> None:
+        """Test hook: the running container prints a line."""
+        self.items[name].output.append(line)
+
     def stop(self, name: str, timeout: int = 10) -> bool:
         c = self.items.get(name)
         if c is None:
@@ -164,8 +201,33 @@ class FakeRuntime:
         self.calls.append(("remove", name))
         c = self.items.pop(name, None)
         if c is not None:
+            if c.root is not None:
+                shutil.rmtree(c.root, ignore_errors=True)
             self._emit("container", "remove", name, c.state.labels)
         return c is not None
+
+    def filesystem(self, name: str) -> Path:
+        """Test hook: the scratch directory standing for a container's filesystem root."""
+        c = self.items[name]
+        if c.root is None:
+            c.root = Path(tempfile.mkdtemp(prefix="fake-container-"))
+        return c.root
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        self.calls.append(("exec", " ".join(argv)))
+        c = self.items.get(name)
+        if c is None or not c.state.running:
+            raise EngineError(f"cannot run a command in container {name}: it is not running")
+        cwd = self.filesystem(name) / (workdir or c.spec.workdir or "/").lstrip("/")
+        cwd.mkdir(parents=True, exist_ok=True)
+        try:
+            proc = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout, cwd=cwd)
+        except FileNotFoundError:
+            return ExecResult(exit_code=127, stdout=b"", stderr=f"{argv[0]}: not found")
+        except subprocess.TimeoutExpired as err:
+            raise EngineError(f"exec in {name} did not finish in {timeout:.0f}s") from err
+        return ExecResult(exit_code=proc.returncode, stdout=proc.stdout, stderr=proc.stderr.decode(errors="replace"))
 
     def gpu_available(self) -> bool:
         return self.gpu

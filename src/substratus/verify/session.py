@@ -17,7 +17,7 @@ import signal
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -30,6 +30,7 @@ from substratus.runtimes.base import (
     Completed,
     ContainerState,
     EventStream,
+    ExecResult,
     ImageInfo,
     LogSink,
     Runtime,
@@ -92,6 +93,9 @@ class TrackedRuntime:
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
         return self.inner.logs(name, tail=tail, follow=follow)
 
+    def stream_logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> AsyncGenerator[str, None]:
+        return self.inner.stream_logs(name, tail=tail, follow=follow)
+
     def stop(self, name: str, timeout: int = 10) -> bool:
         return self.inner.stop(name, timeout)
 
@@ -100,6 +104,10 @@ class TrackedRuntime:
 
     def gpu_available(self) -> bool:
         return self.inner.gpu_available()
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        return self.inner.exec(name, argv, stdin=stdin, workdir=workdir, timeout=timeout)
 
 
 class _Terminated(KeyboardInterrupt):

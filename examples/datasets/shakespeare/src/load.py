@@ -6,6 +6,12 @@ stage direction, a sonnet) joined until they reach about ``--chunk-chars``
 characters. Records are shuffled with a fixed seed so that any prefix (the
 model's ``dataLimit`` takes the first N lines) mixes all the works, and the
 output is the same on every run.
+
+With ``--progress FILE`` (load.sh passes ``/dataset/logs/progress.jsonl``, the
+contract's optional progress extension) it appends one JSON object per work
+read and one when the file is written: ``step`` and ``total_steps`` (works),
+``time`` (unix seconds), ``records`` and ``bytes`` so far. Loading has no
+epochs or loss, so those keys are left out.
 """
 
 from __future__ import annotations
@@ -56,18 +62,36 @@ def chunks(blocks: Iterator[str], chunk_chars: int) -> Iterator[str]:
         yield "\n\n".join(current)
 
 
-def records(corpus: Path, chunk_chars: int) -> list[dict[str, str]]:
+class Progress:
+    """Appends whole JSON lines to the progress file (or does nothing without one)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, step: int, total: int, **numbers: float) -> None:
+        if self.path is None:
+            return
+        line = json.dumps({"step": step, "total_steps": total, "time": round(time.time(), 3), **numbers})
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+def records(corpus: Path, chunk_chars: int, progress: Progress) -> list[dict[str, str]]:
     names = titles(corpus)
     files = sorted(corpus.glob("*_gut.txt"))
     if not files:
         raise SystemExit(f"load: ERROR: no *_gut.txt texts under {corpus}; the image build is broken")
     out: list[dict[str, str]] = []
-    for path in files:
+    for step, path in enumerate(files, start=1):
         title = names.get(path.stem, path.stem)
         text = path.read_text(encoding="utf-8", errors="replace")
         works = [{"text": c, "title": title} for c in chunks(paragraphs(text), chunk_chars)]
         log(f"{path.name}: {title}: {len(works)} records")
         out.extend(works)
+        # One step per work; the file written is the last step (total = works + 1).
+        progress.write(step, len(files) + 1, records=len(out))
     return out
 
 
@@ -89,10 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-chars", type=int,
                         default=int(os.environ.get("LOAD_CHUNK_CHARS", "600")))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progress", type=Path, help="append progress as JSON lines here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    progress = Progress(args.progress)
     log(f"reading {args.corpus}, chunks of about {args.chunk_chars} characters")
-    rows = records(args.corpus, args.chunk_chars)
+    rows = records(args.corpus, args.chunk_chars, progress)
     random.Random(args.seed).shuffle(rows)
     try:
         size = write_jsonl(rows, args.out)
@@ -100,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"ERROR: cannot write {args.out}: {exc}. Is the volume for its folder "
             "mounted and writable?")
         return 1
+    works = len(list(args.corpus.glob("*_gut.txt")))
+    progress.write(works + 1, works + 1, records=len(rows), bytes=size)
     log(f"wrote {len(rows)} records ({size / 1e6:.1f} MB) to {args.out} "
         f"in {time.perf_counter() - started:.1f}s")
     return 0

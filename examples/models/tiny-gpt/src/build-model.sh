@@ -3,7 +3,7 @@
 # `fortunes` and `fortunes-min` packages (installed in ml-base) and save to /model/saved.
 # Log goes to stdout and /model/logs/build.log.
 set -euo pipefail
-steps=${PRETRAIN_STEPS:-300}
+steps=${PRETRAIN_STEPS:-1200}
 batch=${PRETRAIN_BATCH_SIZE:-8}
 corpus=/model/src/corpus/fortunes.txt
 mkdir -p /model/logs

@@ -3,7 +3,10 @@
 Called by build-model.sh during the image build. Fortune files separate entries
 with lines holding only ``%`` and indent attributions with runs of tabs; a model
 this small would spend its capacity on that whitespace (and on ruler lines of
-dashes, which some files use; those are dropped). Each entry is written
+dashes, which some files use; those are dropped). Attribution lines ("-- Mark
+Twain"), IRC log lines ("<nick> ...") and e-mail addresses are dropped too: a
+small model learns their shape first and then loops on it ("-- H. R. R. R.").
+Each entry is written
 with its lines stripped and inner whitespace collapsed, entries separated by one
 blank line: the paragraph records ``substratus-ml init-tiny`` reads. Plain text
 rather than JSONL, because init-tiny also trains its BPE tokenizer on the raw file.
@@ -19,6 +22,8 @@ from pathlib import Path
 SKIP = {"art", "ascii-art"}  # drawings, not prose
 SPACES = re.compile(r"[ \t]+")
 WORDY = re.compile(r"[A-Za-z0-9]")
+NOT_PROSE = re.compile(r"^(--|- |~|<[^>]+>)|@")
+MIN_ENTRY_CHARS = 20
 
 
 def entries(path: Path) -> list[str]:
@@ -27,8 +32,8 @@ def entries(path: Path) -> list[str]:
     for raw in re.split(r"^%\s*$", text, flags=re.MULTILINE):
         lines = [SPACES.sub(" ", line).strip() for line in raw.splitlines()]
         # Drop rulers and other decoration ("-----", "* * *"): no letters or digits.
-        entry = "\n".join(line for line in lines if WORDY.search(line))
-        if entry:
+        entry = "\n".join(line for line in lines if WORDY.search(line) and not NOT_PROSE.search(line))
+        if len(entry) >= MIN_ENTRY_CHARS:
             out.append(entry)
     return out
 

@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, List, Literal, Optional  # List: `list` is a method name in KubeApi
 from urllib.parse import urlencode
 
 import urllib3
@@ -275,3 +275,24 @@ class KubeApi:
         finally:
             raw.release_conn()
 
+    def exec_in_pod(self, pod: str, namespace: str, container: str, argv: List[str], stdin: Optional[bytes],
+                    timeout: float) -> tuple[int, bytes, str]:
+        """Run `argv` in a pod's container over the API's exec channel (what `kubectl exec -i` uses).
+        Binary frames, so file contents travel unchanged; stdin is closed after it is written (v5)."""
+        from kubernetes.stream import stream as kstream  # websocket support: only on this path
+
+        core = kclient.CoreV1Api(self.api)
+        ws = kstream(core.connect_get_namespaced_pod_exec, pod, namespace, container=container, command=argv,
+                     stdin=stdin is not None, stdout=True, stderr=True, tty=False, _preload_content=False,
+                     binary=True)
+        try:
+            if stdin is not None:
+                ws.write_stdin(stdin)
+                ws.close_channel(0)
+            ws.run_forever(timeout=timeout)
+            out, err = ws.read_stdout() or b"", ws.read_stderr() or b""
+            code = ws.returncode
+        finally:
+            ws.close()
+        err_text = err.decode(errors="replace") if isinstance(err, bytes) else str(err)
+        return (124 if code is None else int(code)), bytes(out), err_text

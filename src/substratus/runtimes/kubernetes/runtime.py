@@ -16,11 +16,14 @@ truth: objects are found again by name and labels.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
+import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,6 +36,7 @@ from substratus.runtimes.base import (
     BuildSpec,
     Completed,
     ContainerState,
+    ExecResult,
     ImageInfo,
     LogSink,
     RunSpec,
@@ -199,6 +203,55 @@ class KubernetesRuntime:
         container = pod["spec"]["containers"][0]["name"]
         yield from self.api.log_lines(_meta(pod)["name"], _meta(pod)["namespace"], container=container,
                                       tail=tail, follow=follow)
+
+    async def stream_logs(self, name: str, *, tail: Optional[int] = None,
+                          follow: bool = False) -> AsyncGenerator[str, None]:
+        """`logs` for an event loop. The API client is synchronous, so one thread of its own (never a
+        worker of the HTTP server) reads the stream; closing this iterator stops it at its next line
+        or when the pod's stream ends (the client's read cannot be interrupted)."""
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[Optional[str]] = asyncio.Queue(maxsize=256)
+        stop = threading.Event()
+
+        def hand_over(item: Optional[str]) -> bool:
+            while not stop.is_set():
+                try:
+                    asyncio.run_coroutine_threadsafe(lines.put(item), loop).result(timeout=1)
+                    return True
+                except concurrent.futures.TimeoutError:  # the reader is slow: the queue is full
+                    continue
+                except RuntimeError:  # the loop is gone
+                    return False
+            return False
+
+        def pump() -> None:
+            try:
+                for line in self.logs(name, tail=tail, follow=follow):
+                    if not hand_over(line):
+                        return
+            finally:
+                hand_over(None)
+
+        threading.Thread(target=pump, name=f"logs-{name}", daemon=True).start()
+        try:
+            while (line := await lines.get()) is not None:
+                yield line
+        finally:
+            stop.set()
+
+    def exec(self, name: str, argv: list[str], *, stdin: Optional[bytes] = None, workdir: Optional[str] = None,
+             timeout: float = 60) -> ExecResult:
+        """A command in the workload's main container (what `sub notebook` syncs files through)."""
+        obj = self._find(name)
+        pods = self._pods_of(obj) if obj is not None else []
+        if not pods:
+            raise EngineError(f"cannot run a command in {name}: it has no pod", hint="is it running? `sub get`")
+        pod = pods[-1]
+        if workdir:
+            argv = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", workdir, *argv]
+        code, out, err = self.api.exec_in_pod(_meta(pod)["name"], _meta(pod)["namespace"],
+                                              pod["spec"]["containers"][0]["name"], argv, stdin, timeout)
+        return ExecResult(exit_code=code, stdout=out, stderr=err)
 
     def _all_logs(self, name: str) -> Iterator[str]:
         """Every container's output, init containers first (a build's prepare step, then BuildKit)."""

@@ -1,0 +1,70 @@
+"""The API's `labelSelector` on list and watch, against the control plane on the fake runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from substratus.api.app import create_app
+from tests.unit.test_controller_fake import Env, apply
+
+TOKEN = "t" * 32
+LABELLED = """
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: web, labels: {app: demo, tier: front}}
+spec: {source: {dir: model}}
+---
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: db, labels: {app: demo, tier: back}}
+spec: {source: {dir: model}}
+---
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: other}
+spec: {source: {dir: model}}
+"""
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> TestClient:
+    env = Env(tmp_path)
+    apply(env, LABELLED)
+    return TestClient(create_app(env.cp, TOKEN), headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def names(api: TestClient, selector: str) -> list[str]:
+    r = api.get("/api/v1/objects", params={"labelSelector": selector})
+    assert r.status_code == 200, r.text
+    return sorted(o["metadata"]["name"] for o in r.json()["items"])
+
+
+def test_list_filters_by_label_selector(api: TestClient) -> None:
+    assert names(api, "") == ["db", "other", "web"]
+    assert names(api, "app=demo") == ["db", "web"]
+    assert names(api, "tier in (front,side)") == ["web"]
+    assert names(api, "tier notin (front)") == ["db", "other"]
+    assert names(api, "!app") == ["other"]
+
+
+def test_a_bad_selector_is_a_422_naming_the_parameter(api: TestClient) -> None:
+    r = api.get("/api/v1/objects", params={"labelSelector": "tier in (a"})
+    assert r.status_code == 422
+    assert "labelSelector" in json.dumps(r.json())
+
+
+def test_watch_sends_only_selected_objects(api: TestClient) -> None:
+    with api.stream("GET", "/api/v1/watch", params={"labelSelector": "tier=back", "timeoutSeconds": "1"}) as r:
+        events = [json.loads(line) for line in r.iter_lines() if line]
+    added = [e["object"]["metadata"]["name"] for e in events if e["type"] == "ADDED"]
+    assert added == ["db"] and events[len(added)]["type"] == "BOOKMARK"
+
+
+def test_batch_delete_refuses_an_empty_selector(api: TestClient) -> None:
+    r = api.post("/api/v1/delete", params={"labelSelector": " "}, json={"objects": []})
+    assert r.status_code == 422 and "would delete every object" in r.text
+    assert names(api, "") == ["db", "other", "web"]
