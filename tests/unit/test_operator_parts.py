@@ -125,6 +125,18 @@ def test_backend_is_chosen_by_context_or_env_and_a_bad_value_is_named() -> None:
         backend.wants_cluster(None, {backend.BACKEND_ENV: "k8s"})
 
 
+def test_local_only_commands_refuse_a_cluster_instead_of_working_here(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from substratus.cli.main import cli
+
+    for args in (["notebook", str(tmp_path)], ["dashboard"]):
+        r = CliRunner().invoke(cli, ["--context", "kind-dev", *args],
+                               env={"SUBSTRATUS_HOME": str(tmp_path / "home")})
+        assert r.exit_code != 0 and f"`sub {args[0]}` works with the local control plane only" in r.output, r.output
+        assert not (tmp_path / "home").exists()  # nothing was started
+
+
 def test_sub_does_not_load_the_kubernetes_client_unless_asked() -> None:
     code = ("import sys; from click.testing import CliRunner; from substratus.cli.main import cli; "
             "r = CliRunner().invoke(cli, ['--help']); "

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import Any, List, Optional, Protocol
 
-from substratus.errors import ValidationError
+from substratus.errors import ControlPlaneError, ValidationError
 
 BACKEND_ENV = "SUBSTRATUS_BACKEND"
 BACKENDS = ("local", "kubernetes")
@@ -72,3 +72,18 @@ def make_client(context: Optional[str] = None, kubeconfig: Optional[str] = None)
     from substratus.cli.client import Client, home_dir
 
     return Client(home_dir())
+
+
+def require_local(command: str, context: Optional[str] = None) -> None:
+    """Commands that only the local control plane offers refuse a cluster instead of silently
+    working on this machine."""
+    if context is None:
+        import click
+
+        ctx = click.get_current_context(silent=True)
+        root = ctx.find_root().obj if ctx is not None else None
+        context = (root or {}).get("context") if isinstance(root, dict) else None
+    if wants_cluster(context):
+        raise ControlPlaneError(f"`sub {command}` works with the local control plane only, not on a cluster",
+                                hint="drop --context and unset SUBSTRATUS_BACKEND (on a cluster, reach servers and "
+                                     "notebooks through their Services, e.g. `kubectl port-forward`)")

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import click
 
+from substratus.cli.backend import require_local
 from substratus.cli.client import Client, home_dir
 from substratus.errors import ControlPlaneError
 
@@ -46,6 +47,7 @@ def dashboard(open_browser: bool) -> None:
       sub dashboard
       sub dashboard --open
     """
+    require_local("dashboard")
     c = Client(home_dir())
     answer = c.request("POST", "/api/v1/dashboard/codes")
     url = dashboard_base(c.endpoint()) + str(answer["path"])

@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 import click
 
+from substratus.cli.backend import require_local
 from substratus.cli.client import Client, home_dir
 from substratus.cli.output import ready_condition
 from substratus.cli.wait import wait_for
@@ -160,6 +161,7 @@ def notebook(directory: Path, name: Optional[str], namespace: str, filename: str
       sub notebook                      # the current directory
       sub notebook examples/models/tiny-gpt --no-open
     """
+    require_local("notebook")
     kind, workdir = contract_kind(directory)
     t = Target(kind, namespace, name or name_for(directory), workdir)
     c = Client(home_dir())
