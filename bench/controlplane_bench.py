@@ -241,6 +241,7 @@ def demo_noop(root: Path, repeats: int) -> float:
     times = [timed(lambda: subs.sub("apply", "-f", str(demo))) for _ in range(repeats)]
     out = subs.sub("apply", "-f", str(demo))
     assert all(line.endswith("unchanged") for line in out.strip().splitlines()), out
+    subprocess.run([SUB, "delete", "-f", str(demo)], env=subs.env, capture_output=True)  # servers, notebooks
     subprocess.run([SUB, "down"], env=subs.env, capture_output=True)
     return statistics.median(times)
 
@@ -308,6 +309,11 @@ def main() -> int:
               f"idle daemon CPU {100 * f['idle_cpu']:.2f}% of a core (goal < 1%); peak daemon memory "
               f"{f['peak_mb']:.0f} MB")
     finally:
+        for home in root.glob("**/home"):  # a round that failed half-way: stop what it started
+            if (home / "controlplane.json").exists():
+                env = {**os.environ, "SUBSTRATUS_HOME": str(home)}
+                subprocess.run([SUB, "delete", "-l", "!no-such-label"], env=env, capture_output=True)
+                subprocess.run([SUB, "down"], env=env, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
     return 0
 

@@ -45,6 +45,21 @@ class RuntimeContract:
         assert info.workdir == "/model"
         assert info.labels.get("substratus.ai/managed") == "true"
 
+    def test_labels_with_quotes_backslashes_dollars_and_unicode_survive_a_build(self, runtime: Runtime,
+                                                                                tmp_path: Path) -> None:
+        (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY f /f\n")
+        (tmp_path / "f").write_text("x\n")
+        labels = {"substratus.ai/managed": "true", "ai.substratus.training.params": '{"lr": "1e-3", "p": "$HOME"}',
+                  "org.opencontainers.image.source": "file:///a b/c\\d", "note": "ünï cödé"}
+        tag = f"localhost/substratus/contract-labels:{uuid.uuid4().hex[:8]}"
+        runtime.build(BuildSpec(context=tmp_path, tag=tag, labels=labels), lambda _: None)
+        try:
+            info = runtime.image_info(tag)
+            assert info is not None
+            assert {k: info.labels.get(k) for k in labels} == labels
+        finally:
+            runtime.remove_image(tag)
+
     def test_missing_image_is_none(self, runtime: Runtime) -> None:
         assert runtime.image_info("localhost/substratus/does-not-exist:nope") is None
 

@@ -160,7 +160,8 @@ CASES: dict[str, Case] = {
     "api-body-too-large": Case("api", ("POST", "/api/v1/apply", b"{" + b" " * (9 * 2**20) + b"}", None), 413,
                                ("body", "too large")),
     "api-objects-not-list": Case("api", ("POST", "/api/v1/apply", {"objects": "x"}, None), 422, ("objects",)),
-    "api-too-many-objects": Case("api", ("POST", "/api/v1/apply", {"objects": [{}] * 1001}, None), 422, ("objects",)),
+    "api-too-many-objects": Case("api", ("POST", "/api/v1/apply", {"objects": [{}] * 10001}, None), 422,
+                                   ("objects", "at most 10000")),
     "api-object-not-mapping": Case("api", ("POST", "/api/v1/apply", {"objects": [7]}, None), 422,
                                    ("objects",)),
     "api-git-upload-pack": Case("api", ("POST", "/api/v1/apply", {"objects": [{

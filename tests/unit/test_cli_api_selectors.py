@@ -68,3 +68,17 @@ def test_batch_delete_refuses_an_empty_selector(api: TestClient) -> None:
     r = api.post("/api/v1/delete", params={"labelSelector": " "}, json={"objects": []})
     assert r.status_code == 422 and "would delete every object" in r.text
     assert names(api, "") == ["db", "other", "web"]
+
+
+def test_a_request_fastapi_refuses_answers_in_the_error_shape_the_cli_reads(api: TestClient) -> None:
+    from substratus.api.app import MAX_OBJECTS
+    from substratus.api.errors import error_from_body
+    from substratus.errors import ValidationError
+
+    r = api.post("/api/v1/apply", json={"objects": [{}] * (MAX_OBJECTS + 1)})
+    assert r.status_code == 422
+    err = error_from_body(r.json())
+    assert isinstance(err, ValidationError) and err.problems[0][0] == "objects"
+    assert f"at most {MAX_OBJECTS}" in err.hint
+    bad = error_from_body(api.post("/api/v1/apply", json={"objects": "x"}).json())
+    assert isinstance(bad, ValidationError) and bad.problems[0][0] == "objects"

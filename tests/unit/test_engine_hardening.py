@@ -96,3 +96,21 @@ def test_every_kind_carries_resources_to_its_run_limits(kind: str, extra: dict[s
     obj = parse_object(doc)
     assert obj.spec.run_limits() == RunLimits(cpus=0.25, memory=2**30)
     assert obj.wire()["spec"]["resources"]["limits"] == {"cpu": "250m", "memory": "1Gi"}
+
+
+def test_a_probe_without_network_gets_none_and_labels_go_into_one_dockerfile_line(tmp_path: Path) -> None:
+    from substratus.runtimes.engine import label_instruction, labelled_dockerfile_text
+
+    assert run_argv("podman", RunSpec(name="n", image="i", network=False), detach=False)[-4:-2] == \
+        ["--network", "none"]
+    assert "--network" not in run_argv("podman", RunSpec(name="n", image="i"), detach=False)
+    assert label_instruction({"b": 'say "$HI"\\', "a": "1"}) == 'LABEL "a"="1" "b"="say \\"\\$HI\\"\\\\"'
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY f /f")
+    spec = BuildSpec(context=tmp_path, tag="t", labels={"k": "v"})
+    assert labelled_dockerfile_text("podman", spec) == 'FROM scratch\nCOPY f /f\nLABEL "k"="v"\n'
+    (tmp_path / "Containerfile").write_text("FROM scratch\n")
+    assert labelled_dockerfile_text("podman", spec) == 'FROM scratch\nLABEL "k"="v"\n'  # podman prefers it
+    assert labelled_dockerfile_text("/usr/bin/docker", spec).startswith("FROM scratch\nCOPY")  # docker does not
+    assert labelled_dockerfile_text("podman", BuildSpec(context=tmp_path / "none", tag="t", labels={"k": "v"})) \
+        is None  # unreadable: the engine reports it, with --label flags
+    assert "--label" not in build_argv("podman", spec, [], labelled=tmp_path / "x")

@@ -19,6 +19,7 @@ from contextlib import aclosing
 from typing import Any, Optional
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -40,8 +41,18 @@ SELECTOR_DOC = ("Only objects whose metadata.labels match, as kubectl writes it:
 
 
 MIN_TOKEN_LENGTH = 32
-MAX_OBJECTS = 1000
+MAX_OBJECTS = 10000  # per apply or delete request; the body limit (8 MiB) bounds it too
 UNAUTHORISED = "missing or wrong API token"
+
+
+def request_problems(errors: Any) -> ValidationError:
+    problems, hint = [], ""
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")]
+        problems.append((".".join(loc) or "request", str(e.get("msg", "invalid"))))
+        if e.get("type") == "too_long" and loc[:1] == ["objects"]:
+            hint = f"send at most {MAX_OBJECTS} objects in one request: split the manifests over several applies"
+    return ValidationError(problems, hint=hint)
 
 
 class ApplyRequest(BaseModel):
@@ -103,6 +114,12 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
     async def _handle(_: Request, err: SubstratusError) -> JSONResponse:
         code = 401 if err.message == UNAUTHORISED else status_for(err)
         return JSONResponse(error_body(err), status_code=code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        """A request FastAPI refuses before our code runs answers in the same error shape, with
+        the field named (`sub` shows it as it shows a bad manifest)."""
+        return JSONResponse(error_body(request_problems(err.errors())), status_code=422)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -65,7 +65,7 @@ class Settings:
         keep_runs = _number("SUBSTRATUS_KEEP_RUNS", 2, int)
         if keep_runs < 1:
             raise SettingsError(f"SUBSTRATUS_KEEP_RUNS={keep_runs} must be at least 1")
-        build_workers = _number("SUBSTRATUS_BUILD_WORKERS", 1, int)
+        build_workers = _number("SUBSTRATUS_BUILD_WORKERS", 2, int)
         if build_workers < 1:
             raise SettingsError(f"SUBSTRATUS_BUILD_WORKERS={build_workers} must be at least 1")
         return Settings(home=default_home(), engine=os.environ.get("SUBSTRATUS_ENGINE") or None, port=int(port),

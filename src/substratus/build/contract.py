@@ -89,7 +89,7 @@ def check_scripts(runtime: Runtime, image: str, kind: str, timeout: float = 120)
     probe = "; ".join(
         f'p=$(command -v {s}) && [ -x "$p" ] && echo "found {s} $p" || echo "missing {s}"' for s in scripts
     )
-    done = runtime.run_once(RunSpec(name="", image=image, entrypoint=["sh", "-c"], command=[probe]),
+    done = runtime.run_once(RunSpec(name="", image=image, entrypoint=["sh", "-c"], command=[probe], network=False),
                             timeout=timeout)
     found = {}
     for line in done.output.splitlines():

@@ -12,7 +12,9 @@ function, so what an action changes is visible and testable.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import queue
 import re
 import secrets
 import threading
@@ -105,6 +107,49 @@ def apply_outcome(state: AnyState, outcome: Outcome) -> AnyState:
 
 # ---- the executor -----------------------------------------------------------------------------
 
+BUILD_ORDER = {"Dataset": 0, "Model": 1}  # a dataset's image first: its load then runs beside the model's build
+
+
+class PriorityPool:
+    """A fixed pool of threads taking work lowest priority first, in arrival order within one
+    priority (ThreadPoolExecutor's queue is FIFO only)."""
+
+    def __init__(self, workers: int, name: str, gather: float = 0.03) -> None:
+        self.gather = gather
+        self._queue: "queue.PriorityQueue[tuple[int, int, Optional[Callable[[], None]]]]" = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, priority: int, fn: Callable[[], None]) -> None:
+        self._queue.put((priority, next(self._seq), fn))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item[2] is not None and self.gather:
+                # Objects applied together reach their builds within milliseconds of each other,
+                # in whatever order their passes ran: wait a moment so the first build started
+                # is the most useful one, not the one whose pass happened to finish first.
+                time.sleep(self.gather)
+                self._queue.put(item)
+                item = self._queue.get()
+            if item[2] is None:
+                return
+            item[2]()
+
+    def shutdown(self) -> None:
+        """Drop what has not started; running work finishes on its own (daemon threads)."""
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        for _ in self._threads:
+            self._queue.put((-1, next(self._seq), None))
+
+
 class Executor:
     def __init__(self, runtime: Runtime, containers: ContainerCache, images: ImageCache, report: Report, *,
                  build_workers: int = 2, workers: int = 4,
@@ -113,7 +158,7 @@ class Executor:
         self.runtime, self.containers, self.images, self.report = runtime, containers, images, report
         self.port_finder, self.token_maker = port_finder, token_maker
         # workers=0: slow actions run inline (deterministic, for tests)
-        self._builds = ThreadPoolExecutor(build_workers, "substratus-build") if workers else None
+        self._builds = PriorityPool(build_workers, "substratus-build") if workers else None
         self._misc = ThreadPoolExecutor(workers, "substratus-action") if workers else None
         self._lock = threading.Lock()
         self._in_flight: dict[Key, set[str]] = defaultdict(set)
@@ -126,9 +171,10 @@ class Executor:
         return bool(self.in_flight(owner))
 
     def shutdown(self) -> None:
-        for pool in (self._builds, self._misc):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+        if self._builds is not None:
+            self._builds.shutdown()
+        if self._misc is not None:
+            self._misc.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, owner: Key, action: Action) -> str:
         """Run or schedule one action. Returns what happened, for logs and tests."""
@@ -142,11 +188,12 @@ class Executor:
             finally:
                 self._finish(owner, action.key)
             return "done"
-        pool = self._builds if isinstance(action, (BuildImage, BuildTrained)) else self._misc
-        if pool is None:
+        if self._misc is None or self._builds is None:
             self._slow(owner, action)
+        elif isinstance(action, (BuildImage, BuildTrained)):
+            self._builds.submit(BUILD_ORDER.get(owner[0], 2), lambda: self._slow(owner, action))
         else:
-            pool.submit(self._slow, owner, action)
+            self._misc.submit(self._slow, owner, action)
         return "scheduled"
 
     def _finish(self, owner: Key, key: str) -> None:

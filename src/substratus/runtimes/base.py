@@ -52,6 +52,7 @@ class RunSpec:
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     publish_address: str = "127.0.0.1"
     limits: RunLimits = field(default_factory=RunLimits)  # from spec.resources.limits
+    network: bool = True  # False: no network at all (probes that only look inside the image)
 
 
 @dataclass

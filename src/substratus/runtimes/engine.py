@@ -17,6 +17,7 @@ import queue
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -127,6 +128,8 @@ def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) 
     argv += limit_args(spec)
     if spec.workdir:
         argv += ["-w", spec.workdir]
+    if not spec.network:
+        argv += ["--network", "none"]  # also skips setting up a network namespace: ~0.2 s a run here
     if spec.gpu:
         argv += gpu_run_args(engine)
     command = list(spec.command)
@@ -151,15 +154,52 @@ def run_env(spec: RunSpec) -> Optional[dict[str, str]]:
     return {**os.environ, **spec.secret_env} if spec.secret_env else None
 
 
-def build_argv(engine: str, spec: BuildSpec, extra: list[str]) -> list[str]:
+def build_argv(engine: str, spec: BuildSpec, extra: list[str], labelled: Optional[Path] = None) -> list[str]:
+    """`labelled`: the Dockerfile with the labels already in it (labelled_dockerfile); without it
+    the labels are --label flags."""
     argv = [engine, "build", "-t", spec.tag]
-    if spec.dockerfile is not None:
-        argv += ["-f", str(spec.dockerfile)]
-    for k, v in sorted(spec.labels.items()):
-        argv += ["--label", f"{k}={v}"]
+    if labelled is not None:
+        argv += ["-f", str(labelled)]
+    else:
+        if spec.dockerfile is not None:
+            argv += ["-f", str(spec.dockerfile)]
+        for k, v in sorted(spec.labels.items()):
+            argv += ["--label", f"{k}={v}"]
     for k, v in sorted(spec.build_args.items()):
         argv += ["--build-arg", f"{k}={v}"]
     return argv + extra + ["--", str(spec.context)]
+
+
+def label_instruction(labels: dict[str, str]) -> str:
+    """One LABEL instruction for all labels, each key and value double-quoted with the
+    characters a Dockerfile treats specially (backslash, quote, `$`) escaped."""
+    def quote(text: str) -> str:
+        text = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+        return '"' + text.replace("\r", " ").replace("\n", " ") + '"'
+    return "LABEL " + " ".join(f"{quote(k)}={quote(v)}" for k, v in sorted(labels.items()))
+
+
+def labelled_dockerfile_text(engine: str, spec: BuildSpec) -> Optional[str]:
+    """The build's Dockerfile with one LABEL line appended (it labels the last stage, the image
+    built, as --label does), or None when there is nothing to add or it cannot be read (then
+    --label flags are used and the engine reports a missing Dockerfile itself).
+
+    Why: podman (buildah 1.28) turns every --label into a LABEL step of its own, each a
+    committed layer: 13 labels cost ~1.5 s on a trained image that otherwise builds in 0.4 s."""
+    if not spec.labels:
+        return None
+    if spec.dockerfile is not None:
+        candidates = [spec.dockerfile]
+    else:
+        names = ("Dockerfile",) if Path(engine).name == "docker" else ("Containerfile", "Dockerfile")
+        candidates = [spec.context / n for n in names]
+    for path in candidates:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        return text.rstrip("\n") + "\n" + label_instruction(spec.labels) + "\n"
+    return None
 
 
 class EngineRuntime:
@@ -203,7 +243,19 @@ class EngineRuntime:
 
     # -- images ----------------------------------------------------------------------
     def build(self, spec: BuildSpec, log: LogSink) -> None:
-        argv = build_argv(self.engine, spec, self.build_extra_args)
+        text = labelled_dockerfile_text(self.engine, spec)
+        if text is None:
+            self._build(build_argv(self.engine, spec, self.build_extra_args), log)
+            return
+        fd, name = tempfile.mkstemp(prefix="sub-build-", suffix=".Dockerfile")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            self._build(build_argv(self.engine, spec, self.build_extra_args, labelled=Path(name)), log)
+        finally:
+            os.unlink(name)
+
+    def _build(self, argv: list[str], log: LogSink) -> None:
         recent: deque[str] = deque(maxlen=40)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 errors="replace", bufsize=1, stdin=subprocess.DEVNULL)
@@ -296,13 +348,15 @@ class EngineRuntime:
     def run(self, spec: RunSpec) -> ContainerState:
         argv = run_argv(self.engine, spec, detach=True)
         container_id = self._run(argv[1:], timeout=300, env=spec.secret_env).stdout.strip().splitlines()[-1:]
-        for attempt in range(3):
-            state = self.container(spec.name)
-            if state is not None:
-                return state
-            time.sleep(0.1 * (attempt + 1))
-        # Started (the engine said so and printed its id) but not inspectable right now: an engine busy
-        # with other work can fail a look; the engine's events will tell the rest.
+        if not container_id or not re.fullmatch(r"[0-9a-f]{12,64}", container_id[0]):
+            for attempt in range(3):
+                state = self.container(spec.name)
+                if state is not None:
+                    return state
+                time.sleep(0.1 * (attempt + 1))
+        # Started: the engine said so and printed its id. What it does next (it may even have exited
+        # by now) comes from the engine's events; inspecting here too cost ~0.3-0.7 s on a busy
+        # engine, on the critical path of every job.
         return ContainerState(name=spec.name, id=container_id[0] if container_id else "", image=spec.image,
                               labels=dict(spec.labels), running=True, exit_code=None, status="started",
                               ports=dict(spec.ports))
