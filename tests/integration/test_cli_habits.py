@@ -137,9 +137,9 @@ def test_dry_run_server_resolves_references_and_sources_and_stores_nothing(world
     r = world.run("apply", "-f", "-", "--dry-run=server", "-o", "json", stdin=nb)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [{"kind": "Notebook", "namespace": "default", "name": "nb",
-                                     "result": "created (dry run)"}]
+                                     "result": "created (dry run)", "generation": 1}]
     assert "nb" not in world.sub.ok("get", "notebooks")
-    (world.root / "empty").mkdir()
+    (world.root / "empty").mkdir(exist_ok=True)
     bad = (HEAD + "kind: Notebook\nmetadata: {name: nb}\nspec: {modelName: nope}\n---\n" + HEAD +
            "kind: Model\nmetadata: {name: m2}\nspec: {source: {dir: empty}}\n")
     r = world.run("apply", "-f", "-", "--dry-run=server", stdin=bad)
@@ -148,6 +148,7 @@ def test_dry_run_server_resolves_references_and_sources_and_stores_nothing(world
 
 
 def test_dry_run_server_reports_a_source_problem_with_its_field(world: World) -> None:
+    (world.root / "empty").mkdir(exist_ok=True)  # a directory without a Dockerfile
     r = world.run("apply", "-f", "-", "--dry-run=server",
                   stdin=HEAD + "kind: Model\nmetadata: {name: m2}\nspec: {source: {dir: empty}}\n")
     assert r.returncode == 1 and "spec.source.dir" in r.stderr and "Dockerfile" in r.stderr, r.stderr

@@ -107,6 +107,33 @@ def apply_outcome(state: AnyState, outcome: Outcome) -> AnyState:
 
 # ---- the executor -----------------------------------------------------------------------------
 
+class InFlight:
+    """Which actions of each owner are running now: an action is never run twice at once, and a
+    pass can see what it is still waiting for. Shared by the local and the Kubernetes executors."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[Key, set[str]] = defaultdict(set)
+
+    def claim(self, owner: Key, key: str) -> bool:
+        """Mark `key` running; False when it already is."""
+        with self._lock:
+            if key in self._keys[owner]:
+                return False
+            self._keys[owner].add(key)
+            return True
+
+    def finish(self, owner: Key, key: str) -> None:
+        with self._lock:
+            self._keys[owner].discard(key)
+            if not self._keys[owner]:
+                del self._keys[owner]
+
+    def of(self, owner: Key) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._keys.get(owner, ()))
+
+
 BUILD_ORDER = {"Dataset": 0, "Model": 1}  # a dataset's image first: its load then runs beside the model's build
 
 
@@ -160,12 +187,10 @@ class Executor:
         # workers=0: slow actions run inline (deterministic, for tests)
         self._builds = PriorityPool(build_workers, "substratus-build") if workers else None
         self._misc = ThreadPoolExecutor(workers, "substratus-action") if workers else None
-        self._lock = threading.Lock()
-        self._in_flight: dict[Key, set[str]] = defaultdict(set)
+        self._running = InFlight()
 
     def in_flight(self, owner: Key) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._in_flight.get(owner, ()))
+        return self._running.of(owner)
 
     def busy(self, owner: Key) -> bool:
         return bool(self.in_flight(owner))
@@ -178,10 +203,8 @@ class Executor:
 
     def submit(self, owner: Key, action: Action) -> str:
         """Run or schedule one action. Returns what happened, for logs and tests."""
-        with self._lock:
-            if action.key in self._in_flight[owner]:
-                return "in-flight"
-            self._in_flight[owner].add(action.key)
+        if not self._running.claim(owner, action.key):
+            return "in-flight"
         if isinstance(action, (StartContainer, Allocate)):
             try:
                 self.report(owner, self._quick(owner, action))
@@ -197,10 +220,7 @@ class Executor:
         return "scheduled"
 
     def _finish(self, owner: Key, key: str) -> None:
-        with self._lock:
-            self._in_flight[owner].discard(key)
-            if not self._in_flight[owner]:
-                del self._in_flight[owner]
+        self._running.finish(owner, key)
 
     def _quick(self, owner: Key, action: Union[StartContainer, Allocate]) -> list[Outcome]:
         if isinstance(action, Allocate):

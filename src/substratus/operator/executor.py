@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
@@ -45,7 +43,18 @@ from substratus.controlplane.actions import (
     RemoveContainer,
     StartContainer,
 )
-from substratus.controlplane.executor import Allocated, Digested, Failed, Outcome, Verified, crash_outcome, verdict
+from substratus.controlplane.executor import (
+    BUILD_ORDER,
+    Allocated,
+    Digested,
+    Failed,
+    InFlight,
+    Outcome,
+    PriorityPool,
+    Verified,
+    crash_outcome,
+    verdict,
+)
 from substratus.errors import BuildError, EngineError, SubstratusError, tail
 from substratus.resources.status import Reason
 from substratus.runtimes.kubernetes import builds
@@ -71,25 +80,21 @@ class KubeExecutor:
                  token_maker: Callable[[], str] = lambda: secrets.token_hex(16)) -> None:
         self.runtime, self.store, self.images, self.report = runtime, store, images, report
         self.token_maker = token_maker
-        self._builds = ThreadPoolExecutor(build_workers, "substratus-build")
+        self._builds = PriorityPool(build_workers, "substratus-build")
         self._misc = ThreadPoolExecutor(workers, "substratus-action")
-        self._lock = threading.Lock()
-        self._in_flight: dict[Key, set[str]] = defaultdict(set)
+        self._running = InFlight()
 
     def in_flight(self, owner: Key) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._in_flight.get(owner, ()))
+        return self._running.of(owner)
 
     def shutdown(self) -> None:
-        for pool in (self._builds, self._misc):
-            pool.shutdown(wait=False, cancel_futures=True)
+        self._builds.shutdown()
+        self._misc.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, owner: Key, action: Action) -> str:
         """Run or schedule one action; says what happened (for logs and tests)."""
-        with self._lock:
-            if action.key in self._in_flight[owner]:
-                return "in-flight"
-            self._in_flight[owner].add(action.key)
+        if not self._running.claim(owner, action.key):
+            return "in-flight"
         if isinstance(action, (StartContainer, Allocate)):
             try:
                 outcomes = self.start(action) if isinstance(action, StartContainer) else self.allocate(owner, action)
@@ -97,15 +102,14 @@ class KubeExecutor:
                 self._finish(owner, action.key)
             self.report(owner, outcomes)
             return "done"
-        pool = self._builds if isinstance(action, (BuildImage, BuildTrained)) else self._misc
-        pool.submit(self._slow, owner, action)
+        if isinstance(action, (BuildImage, BuildTrained)):
+            self._builds.submit(BUILD_ORDER.get(owner[0], 2), lambda: self._slow(owner, action))
+        else:
+            self._misc.submit(self._slow, owner, action)
         return "scheduled"
 
     def _finish(self, owner: Key, key: str) -> None:
-        with self._lock:
-            self._in_flight[owner].discard(key)
-            if not self._in_flight[owner]:
-                del self._in_flight[owner]
+        self._running.finish(owner, key)
 
     def _slow(self, owner: Key, action: Action) -> None:
         outcomes: list[Outcome] = []

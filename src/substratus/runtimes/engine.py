@@ -358,7 +358,7 @@ class EngineRuntime:
         # by now) comes from the engine's events; inspecting here too cost ~0.3-0.7 s on a busy
         # engine, on the critical path of every job.
         return ContainerState(name=spec.name, id=container_id[0] if container_id else "", image=spec.image,
-                              labels=dict(spec.labels), running=True, exit_code=None, status="started",
+                              labels=dict(spec.labels), running=True, exit_code=None, status="running",
                               ports=dict(spec.ports))
 
     def run_once(self, spec: RunSpec, timeout: float) -> Completed:
