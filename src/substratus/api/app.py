@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, Field
 
 from substratus import __version__
+from substratus.api import MIN_TOKEN_LENGTH
 from substratus.api.dashboard import mount_dashboard
 from substratus.api.errors import error_body, status_for
 from substratus.api.limits import BodyLimit, FollowResponse
@@ -40,7 +41,6 @@ SELECTOR_DOC = ("Only objects whose metadata.labels match, as kubectl writes it:
                 "`env in (a,b)`, `env notin (a)`, `gpu`, `!legacy`; requirements separated by ','.")
 
 
-MIN_TOKEN_LENGTH = 32
 MAX_OBJECTS = 10000  # per apply or delete request; the body limit (8 MiB) bounds it too
 UNAUTHORISED = "missing or wrong API token"
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 METRICS_PATH = "/metrics"
 PROBE_TTL = 30.0
@@ -59,7 +60,7 @@ def redact(doc: dict[str, Any]) -> dict[str, Any]:
 class MetricsProbe:
     """Whether a server answers GET /metrics with Prometheus text, remembered for PROBE_TTL seconds."""
 
-    def __init__(self, client: httpx.AsyncClient, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, client: "httpx.AsyncClient", clock: Callable[[], float] = time.monotonic) -> None:
         self.client, self.clock = client, clock
         self._seen: dict[str, tuple[float, bool]] = {}
 
@@ -67,6 +68,8 @@ class MetricsProbe:
         cached = self._seen.get(base_url)
         if cached and cached[0] > self.clock():
             return cached[1]
+        import httpx
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             resp = await self.client.get(f"{base_url}{METRICS_PATH}", headers=headers, timeout=3)

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import httpx  # at run time imported by the functions that use it: the control plane starts faster
 
 OPENAI_PATH = "/v1/completions"
 GENERATE_PATH = "/generate"
@@ -44,8 +46,10 @@ def headers_for(token: Optional[str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-async def detect_api(client: httpx.AsyncClient, base_url: str, token: Optional[str]) -> str:
+async def detect_api(client: "httpx.AsyncClient", base_url: str, token: Optional[str]) -> str:
     """"openai" when the server's OpenAPI document lists /v1/completions, else "generate"."""
+    import httpx
+
     try:
         resp = await client.get(f"{base_url}/openapi.json", headers=headers_for(token), timeout=5)
         paths = resp.json().get("paths", {}) if resp.status_code == 200 else {}
@@ -54,8 +58,10 @@ async def detect_api(client: httpx.AsyncClient, base_url: str, token: Optional[s
     return "openai" if isinstance(paths, dict) and OPENAI_PATH in paths else "generate"
 
 
-async def first_model(client: httpx.AsyncClient, base_url: str, token: Optional[str]) -> Optional[str]:
+async def first_model(client: "httpx.AsyncClient", base_url: str, token: Optional[str]) -> Optional[str]:
     """The id the server lists first at /v1/models (None if it lists none: the field is then left out)."""
+    import httpx
+
     try:
         resp = await client.get(f"{base_url}/v1/models", headers=headers_for(token), timeout=5)
         data = resp.json().get("data") if resp.status_code == 200 else None
@@ -64,7 +70,7 @@ async def first_model(client: httpx.AsyncClient, base_url: str, token: Optional[
         return None
 
 
-def error_text(resp: httpx.Response, body: bytes) -> str:
+def error_text(resp: "httpx.Response", body: bytes) -> str:
     try:
         detail: Any = json.loads(body).get("detail", body.decode(errors="replace"))
     except (ValueError, AttributeError):
@@ -87,8 +93,10 @@ def sse_text(line: str) -> Optional[str]:
         return ""
 
 
-async def openai_pieces(client: httpx.AsyncClient, base_url: str, token: Optional[str],
+async def openai_pieces(client: "httpx.AsyncClient", base_url: str, token: Optional[str],
                         req: PlaygroundRequest) -> AsyncIterator[str]:
+    import httpx
+
     body: dict[str, Any] = {"prompt": req.prompt, "max_tokens": req.max_tokens, "temperature": req.temperature,
                             "stream": True}
     model = await first_model(client, base_url, token)
@@ -106,8 +114,10 @@ async def openai_pieces(client: httpx.AsyncClient, base_url: str, token: Optiona
                 yield text
 
 
-async def generate_pieces(client: httpx.AsyncClient, base_url: str, token: Optional[str],
+async def generate_pieces(client: "httpx.AsyncClient", base_url: str, token: Optional[str],
                           req: PlaygroundRequest) -> AsyncIterator[str]:
+    import httpx
+
     body = {"prompt": req.prompt, "max_new_tokens": req.max_tokens, "temperature": req.temperature}
     resp = await client.post(f"{base_url}{GENERATE_PATH}", json=body, headers=headers_for(token),
                              timeout=httpx.Timeout(10, read=300))
@@ -120,9 +130,11 @@ async def generate_pieces(client: httpx.AsyncClient, base_url: str, token: Optio
     yield generation[len(req.prompt):] if generation.startswith(req.prompt) else generation
 
 
-async def run(client: httpx.AsyncClient, base_url: str, token: Optional[str],
+async def run(client: "httpx.AsyncClient", base_url: str, token: Optional[str],
               req: PlaygroundRequest) -> AsyncIterator[bytes]:
     """NDJSON lines for the browser; never raises (errors become an `error` line)."""
+    import httpx
+
     started = time.monotonic()
     api, pieces = "generate", 0
     try:
