@@ -114,3 +114,5 @@ def test_a_probe_without_network_gets_none_and_labels_go_into_one_dockerfile_lin
     assert labelled_dockerfile_text("podman", BuildSpec(context=tmp_path / "none", tag="t", labels={"k": "v"})) \
         is None  # unreadable: the engine reports it, with --label flags
     assert "--label" not in build_argv("podman", spec, [], labelled=tmp_path / "x")
+    (tmp_path / "Containerfile").write_text("# escape=`\nFROM scratch\n")
+    assert labelled_dockerfile_text("podman", spec) is None  # another escape character: --label flags

@@ -170,6 +170,9 @@ def build_argv(engine: str, spec: BuildSpec, extra: list[str], labelled: Optiona
     return argv + extra + ["--", str(spec.context)]
 
 
+ESCAPE_DIRECTIVE = re.compile(r"^\s*#\s*escape\s*=", re.I | re.M)
+
+
 def label_instruction(labels: dict[str, str]) -> str:
     """One LABEL instruction for all labels, each key and value double-quoted with the
     characters a Dockerfile treats specially (backslash, quote, `$`) escaped."""
@@ -198,6 +201,8 @@ def labelled_dockerfile_text(engine: str, spec: BuildSpec) -> Optional[str]:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
+        if ESCAPE_DIRECTIVE.search(text):
+            return None  # another escape character changes how the quoted line reads: use the flags
         return text.rstrip("\n") + "\n" + label_instruction(spec.labels) + "\n"
     return None
 
