@@ -82,3 +82,10 @@ def test_a_request_fastapi_refuses_answers_in_the_error_shape_the_cli_reads(api:
     assert f"at most {MAX_OBJECTS}" in err.hint
     bad = error_from_body(api.post("/api/v1/apply", json={"objects": "x"}).json())
     assert isinstance(bad, ValidationError) and bad.problems[0][0] == "objects"
+
+
+def test_a_framework_error_body_is_shown_not_unknown() -> None:
+    from substratus.api.errors import error_from_body
+
+    assert error_from_body({"detail": "Not Found"}).message == "Not Found"
+    assert "too_long" in error_from_body({"detail": [{"type": "too_long"}]}).message

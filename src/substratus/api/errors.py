@@ -6,6 +6,7 @@ back into the same message a person would have seen locally.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from substratus.errors import (
@@ -45,6 +46,9 @@ def error_body(err: SubstratusError) -> dict[str, Any]:
 def error_from_body(body: dict[str, Any]) -> SubstratusError:
     """Rebuild the exception on the client side."""
     e = body.get("error") or {}
+    if not e and "detail" in body:  # a framework answer (404, 405...): say what it said
+        detail = body["detail"]
+        return SubstratusError(detail if isinstance(detail, str) else json.dumps(detail)[:500])
     cls = TYPES.get(e.get("type", ""), SubstratusError)
     if cls is ValidationError:
         return ValidationError([(p.get("field", ""), p.get("message", "")) for p in e.get("problems", [])],
