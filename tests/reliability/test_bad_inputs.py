@@ -119,7 +119,7 @@ CASES: dict[str, Case] = {
                                  ("spec.resources.limits.nvidia.com/gpu", "unknown field")),
     # -- the rest of the schema
     "label-value-long": Case("apply", f"{HEAD.replace('namespace: reliability', 'namespace: reliability, labels: {a: ' + 'x' * 70 + '}')}kind: Model\nspec: {{source: {{dir: src}}}}\n",
-                             1, ("metadata.labels", "up to 63")),
+                             1, ("metadata.labels", "at most 63")),
     "label-key-bad": Case("apply", HEAD.replace("namespace: reliability", "namespace: reliability, labels: {'a/b/c': x}")
                           + "kind: Model\nspec: {source: {dir: src}}\n", 1, ("metadata.labels", "label key")),
     "name-not-dns": Case("apply", HEAD.replace("name: bad", "name: Bad_Name") + "kind: Model\nspec: {source: {dir: src}}\n",

@@ -156,7 +156,7 @@ class Pipeline:
             "contract-check": child(" run ", "--rm"),
             "load": lambda: self.role("load"),
             "train": lambda: self.role("train"),
-            "bake": child(" build ", "Dockerfile.substratus"),
+            "bake": child(" build ", ":trained-"),  # the trained image's tag
             "serve-start": lambda: self.role("server", running=False) and not self.ready("ModelServer", "tuned"),
         }[stage]
 
