@@ -8,9 +8,12 @@ label and are removed at the end.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +95,32 @@ def sub(tmp_path: Path, engine: str) -> Iterator[Sub]:
     s = Sub(tmp_path / "home")
     yield s
     cleanup(s, engine)
+
+
+class Lines:
+    """A process's stdout, line by line, read by a thread (select() cannot see Python's read buffer)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc, self.queue = proc, queue.Queue[str]()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.queue.put(line.rstrip("\n"))
+
+    def next(self, timeout: float) -> str:
+        return self.queue.get(timeout=timeout)
+
+    def until(self, want: str, timeout: float = 60) -> list[str]:
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            lines.append(line)
+            if want in line:
+                return lines
+        raise AssertionError(f"{want!r} never came; got {lines}")

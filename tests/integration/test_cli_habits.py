@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import os
 import pty
-import queue
 import re
 import select
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import SUB, Sub, cleanup, copy_fixture
+from tests.integration.conftest import SUB, Lines, Sub, cleanup, copy_fixture
 
 HEAD = "apiVersion: substratus.ai/v1\n"
 # A name of its own: image repositories are named by kind, namespace and name, and another control plane on
@@ -190,32 +188,6 @@ def test_a_bad_label_is_refused_with_its_field_path(world: World) -> None:
     r = world.run("apply", "-f", "-", stdin=BIGRAM.replace("tier: front", "'-tier': front"))
     assert r.returncode == 1 and "metadata.labels.-tier: label key '-tier'" in r.stderr
     assert json.loads(world.sub.ok("get", "model", M, "-o", "json"))["metadata"]["labels"]["tier"] == "front"
-
-
-class Lines:
-    """A process's stdout, line by line, read by a thread (select() cannot see Python's read buffer)."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc, self.queue = proc, queue.Queue[str]()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.queue.put(line.rstrip("\n"))
-
-    def until(self, want: str, timeout: float = 60) -> list[str]:
-        lines: list[str] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.queue.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            lines.append(line)
-            if want in line:
-                return lines
-        raise AssertionError(f"{want!r} never came; got {lines}")
 
 
 def test_get_watch_prints_each_change_until_ctrl_c(world: World) -> None:

@@ -8,10 +8,8 @@ which is what Jupyter's save does to the same directory.
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,23 +17,7 @@ from pathlib import Path
 
 from substratus.cli.client import Client
 from substratus.runtimes.engine import EngineRuntime
-from tests.integration.conftest import SUB, Sub, copy_fixture
-
-
-class Lines:
-    """A process's stdout, line by line, read by a thread."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc, self.queue = proc, queue.Queue[str]()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.queue.put(line.rstrip("\n"))
-
-    def next(self, timeout: float) -> str:
-        return self.queue.get(timeout=timeout)
+from tests.integration.conftest import SUB, Lines, Sub, copy_fixture
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 30) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Optional
@@ -37,3 +42,32 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 20, every: fl
             return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class OperatorProcess:
+    """`python -m substratus.operator ARGS` as a process of its own, its output kept for checks and
+    for failure reports."""
+
+    def __init__(self, *args: str, env: Optional[dict[str, str]] = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "substratus.operator", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True,
+                                     env={**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1"})
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def saw(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, as Kubernetes stops it; its exit code (-9 when it had to be killed after `timeout`)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()

@@ -6,12 +6,8 @@ HTTP to the emulator through a kubeconfig, as they would to a cluster.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +20,7 @@ from substratus.runtimes.kubernetes.client import KubeApi
 from substratus.runtimes.kubernetes.settings import KubeSettings
 from tests.kubernetes.cluster import Cluster
 from tests.kubernetes.conftest import free_port
-from tests.kubernetes.harness import create_cr, wait_for
+from tests.kubernetes.harness import OperatorProcess, create_cr, wait_for
 from tests.kubernetes.kubelet import Controllers
 
 SUB = str(Path(sys.executable).with_name("sub"))
@@ -91,31 +87,6 @@ def test_install_without_a_reachable_cluster_says_so(tmp_path: Path) -> None:
     assert "cannot reach the API server" in proc.stderr and "kubectl cluster-info" in proc.stderr
 
 
-class OperatorProcess:
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "substratus.operator", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def saw(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-
 def test_operator_connects_reads_its_settings_and_reconciles_the_four_kinds(cluster: Cluster) -> None:
     """Start-up, settings, liveness, and a first pass over each kind; the pipeline itself is
     test_operator_pipeline.py. Without a registry or sources every object says why it waits."""
@@ -152,7 +123,7 @@ def test_operator_connects_reads_its_settings_and_reconciles_the_four_kinds(clus
         wait_for("the finalizer to let it go", lambda: api.get("substratus.ai/v1", "Notebook", "nb", "default")
                  is None, timeout=60)
     finally:
-        code = op.stop()
+        code = op.stop(timeout=60)
         print("\n".join(op.lines[-60:]))
     assert code == 0
 

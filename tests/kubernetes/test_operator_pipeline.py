@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +30,7 @@ import yaml
 from substratus.artifacts.store import ArtifactStore
 from substratus.runtimes.kubernetes.client import KubeApi
 from tests.kubernetes.cluster import Cluster
-from tests.kubernetes.harness import wait_for
+from tests.kubernetes.harness import OperatorProcess, wait_for
 from tests.kubernetes.pipeline import PipelineControllers
 from tests.kubernetes.registry import Registry, serve
 
@@ -40,34 +38,6 @@ SUB = str(Path(sys.executable).with_name("sub"))
 CR = "substratus.ai/v1"
 MANAGED = {"app.kubernetes.io/managed-by": "substratus"}
 WAIT = 90.0
-
-
-class Operator:
-    """`python -m substratus.operator` against the emulator; its output kept for failure reports."""
-
-    def __init__(self, kubeconfig: str, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "substratus.operator", "--kubeconfig", kubeconfig],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**env, "PYTHONUNBUFFERED": "1"})
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def saw(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-    def stop(self) -> int:
-        """SIGTERM, as Kubernetes stops it; its exit code (-9 when it had to be killed after 30 s)."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
 
 
 class World:
@@ -161,7 +131,7 @@ def world(tmp_path: Path, moto_endpoint: str, bucket: str, s3_env: dict[str, str
                               "--registry", f"{registry.host}/substratus", "--registry-insecure",
                               "--artifact-store", f"s3://{bucket}", "--s3-endpoint-url", moto_endpoint)
             assert installed.returncode == 0, installed.stderr
-            op = Operator(cluster.kubeconfig, env)
+            op = OperatorProcess("--kubeconfig", cluster.kubeconfig, env=env)
             try:
                 wait_for("the operator to start", lambda: op.saw("reconciling them through"), timeout=60)
                 yield w

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from substratus.build import contract
 from substratus.build.trained import trained_dockerfile
@@ -177,17 +177,29 @@ class PriorityPool:
             self._queue.put((-1, next(self._seq), None))
 
 
-class Executor:
-    def __init__(self, runtime: Runtime, containers: ContainerCache, images: ImageCache, report: Report, *,
-                 build_workers: int = 2, workers: int = 4,
-                 port_finder: Callable[[], int] = contract.free_port,
-                 token_maker: Callable[[], str] = lambda: secrets.token_hex(16)) -> None:
-        self.runtime, self.containers, self.images, self.report = runtime, containers, images, report
-        self.port_finder, self.token_maker = port_finder, token_maker
-        # workers=0: slow actions run inline (deterministic, for tests)
+class Dispatcher:
+    """What every executor does with a plan's actions, whatever it runs them on: an action runs at
+    most once at a time per owner (InFlight); quick ones (start, allocate) run inline, builds on a
+    pool that starts datasets' first, the rest on a pool; each reports its outcomes when it ends; an
+    exception becomes the action's outcomes through `failed`. Subclasses say how to do each action
+    (`quick`, `slow`) and may read some errors differently (`failed`). workers=0 runs every action
+    inline (deterministic, for tests)."""
+
+    def __init__(self, report: Report, *, build_workers: int, workers: int) -> None:
+        self.report = report
         self._builds = PriorityPool(build_workers, "substratus-build") if workers else None
         self._misc = ThreadPoolExecutor(workers, "substratus-action") if workers else None
         self._running = InFlight()
+
+    def quick(self, owner: Key, action: Union[StartContainer, Allocate]) -> list[Outcome]:
+        raise NotImplementedError
+
+    def slow(self, owner: Key, action: Action) -> list[Outcome]:
+        raise NotImplementedError
+
+    def failed(self, action: Action, err: Exception) -> list[Outcome]:
+        log.exception("%s crashed", action.key)
+        return [crash_outcome(action, err)]
 
     def in_flight(self, owner: Key) -> frozenset[str]:
         return self._running.of(owner)
@@ -206,50 +218,58 @@ class Executor:
         if not self._running.claim(owner, action.key):
             return "in-flight"
         if isinstance(action, (StartContainer, Allocate)):
-            try:
-                self.report(owner, self._quick(owner, action))
-            finally:
-                self._finish(owner, action.key)
+            self._run(owner, action, self.quick)
             return "done"
         if self._misc is None or self._builds is None:
-            self._slow(owner, action)
+            self._run(owner, action, self.slow)
         elif isinstance(action, (BuildImage, BuildTrained)):
-            self._builds.submit(BUILD_ORDER.get(owner[0], 2), lambda: self._slow(owner, action))
+            self._builds.submit(BUILD_ORDER.get(owner[0], 2), lambda: self._run(owner, action, self.slow))
         else:
-            self._misc.submit(self._slow, owner, action)
+            self._misc.submit(self._run, owner, action, self.slow)
         return "scheduled"
 
-    def _finish(self, owner: Key, key: str) -> None:
-        self._running.finish(owner, key)
+    def _run(self, owner: Key, action: Any, how: Callable[[Key, Any], list[Outcome]]) -> None:
+        started = time.perf_counter()
+        try:
+            outcomes = how(owner, action)
+        except Exception as err:  # noqa: BLE001 - any crash becomes the action's reported outcome
+            outcomes = self.failed(action, err)
+        finally:
+            self._running.finish(owner, action.key)
+        log.debug("%s done in %.2fs: %s", action.key, time.perf_counter() - started, outcomes or "ok")
+        self.report(owner, outcomes)
 
-    def _quick(self, owner: Key, action: Union[StartContainer, Allocate]) -> list[Outcome]:
+
+class Executor(Dispatcher):
+    """Carries actions out on this machine's engine."""
+
+    def __init__(self, runtime: Runtime, containers: ContainerCache, images: ImageCache, report: Report, *,
+                 build_workers: int = 2, workers: int = 4,
+                 port_finder: Callable[[], int] = contract.free_port,
+                 token_maker: Callable[[], str] = lambda: secrets.token_hex(16)) -> None:
+        super().__init__(report, build_workers=build_workers, workers=workers)
+        self.runtime, self.containers, self.images = runtime, containers, images
+        self.port_finder, self.token_maker = port_finder, token_maker
+
+    def quick(self, owner: Key, action: Union[StartContainer, Allocate]) -> list[Outcome]:
         if isinstance(action, Allocate):
             if action.what == "port":
                 return [Allocated(port=self.port_finder())]
             return [Allocated(token=self.token_maker())]
         return self.start(owner, action)
 
-    def _slow(self, owner: Key, action: Action) -> None:
-        outcomes: list[Outcome] = []
-        started = time.perf_counter()
-        try:
-            if isinstance(action, BuildImage):
-                outcomes = self.build_image(action)
-            elif isinstance(action, CheckContract):
-                outcomes = self.check(action)
-            elif isinstance(action, BuildTrained):
-                outcomes = self.build_trained(action)
-            elif isinstance(action, CollectJob):
-                outcomes = self.collect_job(owner, action)
-            elif isinstance(action, RemoveContainer):
-                self.remove(owner, action)
-        except Exception as err:  # noqa: BLE001 - any crash becomes the action's reported failure
-            log.exception("%s crashed", action.key)
-            outcomes = [crash_outcome(action, err)]
-        finally:
-            self._finish(owner, action.key)
-        log.debug("%s done in %.2fs: %s", action.key, time.perf_counter() - started, outcomes or "ok")
-        self.report(owner, outcomes)
+    def slow(self, owner: Key, action: Action) -> list[Outcome]:
+        if isinstance(action, BuildImage):
+            return self.build_image(action)
+        if isinstance(action, CheckContract):
+            return self.check(action)
+        if isinstance(action, BuildTrained):
+            return self.build_trained(action)
+        if isinstance(action, CollectJob):
+            return self.collect_job(owner, action)
+        if isinstance(action, RemoveContainer):
+            self.remove(owner, action)
+        return []
 
     # -- quick actions ---------------------------------------------------------------------------
     def start(self, owner: Key, action: StartContainer) -> list[Outcome]:

@@ -26,9 +26,8 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
-from typing import Optional
+from typing import Optional, Union
 
 from substratus.artifacts.store import ArtifactStore
 from substratus.build import contract, naming
@@ -44,13 +43,11 @@ from substratus.controlplane.actions import (
     StartContainer,
 )
 from substratus.controlplane.executor import (
-    BUILD_ORDER,
     Allocated,
     Digested,
+    Dispatcher,
     Failed,
-    InFlight,
     Outcome,
-    PriorityPool,
     Verified,
     crash_outcome,
     verdict,
@@ -74,68 +71,40 @@ def transient(err: EngineError) -> bool:
     return isinstance(err, KubeError) and (err.status == 0 or err.status >= 500 or err.status in (409, 429))
 
 
-class KubeExecutor:
+class KubeExecutor(Dispatcher):
+    """Carries actions out on a cluster: the dispatching is the local executor's (Dispatcher)."""
+
     def __init__(self, runtime: KubernetesRuntime, store: Optional[ArtifactStore], images: RegistryImages,
                  report: Report, *, build_workers: int = 2, workers: int = 4,
                  token_maker: Callable[[], str] = lambda: secrets.token_hex(16)) -> None:
-        self.runtime, self.store, self.images, self.report = runtime, store, images, report
+        super().__init__(report, build_workers=build_workers, workers=workers)
+        self.runtime, self.store, self.images = runtime, store, images
         self.token_maker = token_maker
-        self._builds = PriorityPool(build_workers, "substratus-build")
-        self._misc = ThreadPoolExecutor(workers, "substratus-action")
-        self._running = InFlight()
 
-    def in_flight(self, owner: Key) -> frozenset[str]:
-        return self._running.of(owner)
+    def quick(self, owner: Key, action: Union[StartContainer, Allocate]) -> list[Outcome]:
+        return self.start(action) if isinstance(action, StartContainer) else self.allocate(owner, action)
 
-    def shutdown(self) -> None:
-        self._builds.shutdown()
-        self._misc.shutdown(wait=False, cancel_futures=True)
+    def slow(self, owner: Key, action: Action) -> list[Outcome]:
+        if isinstance(action, BuildImage):
+            return self.build_image(owner, action)
+        if isinstance(action, CheckContract):
+            return self.check(action)
+        if isinstance(action, BuildTrained):
+            return self.build_trained(owner, action)
+        if isinstance(action, CollectJob):
+            return self.collect_job(owner, action)
+        if isinstance(action, RemoveContainer):
+            self.remove(action)
+        return []
 
-    def submit(self, owner: Key, action: Action) -> str:
-        """Run or schedule one action; says what happened (for logs and tests)."""
-        if not self._running.claim(owner, action.key):
-            return "in-flight"
-        if isinstance(action, (StartContainer, Allocate)):
-            try:
-                outcomes = self.start(action) if isinstance(action, StartContainer) else self.allocate(owner, action)
-            finally:
-                self._finish(owner, action.key)
-            self.report(owner, outcomes)
-            return "done"
-        if isinstance(action, (BuildImage, BuildTrained)):
-            self._builds.submit(BUILD_ORDER.get(owner[0], 2), lambda: self._slow(owner, action))
-        else:
-            self._misc.submit(self._slow, owner, action)
-        return "scheduled"
-
-    def _finish(self, owner: Key, key: str) -> None:
-        self._running.finish(owner, key)
-
-    def _slow(self, owner: Key, action: Action) -> None:
-        outcomes: list[Outcome] = []
-        try:
-            if isinstance(action, BuildImage):
-                outcomes = self.build_image(owner, action)
-            elif isinstance(action, CheckContract):
-                outcomes = self.check(action)
-            elif isinstance(action, BuildTrained):
-                outcomes = self.build_trained(owner, action)
-            elif isinstance(action, CollectJob):
-                outcomes = self.collect_job(owner, action)
-            elif isinstance(action, RemoveContainer):
-                self.remove(action)
-        except EngineError as err:
-            if not transient(err):
-                log.warning("%s failed: %s", action.key, err)
-                outcomes = [crash_outcome(action, err)]
-            else:  # nothing recorded: the next pass plans the action again
-                log.warning("%s failed for now (will be retried): %s", action.key, err)
-        except Exception as err:  # noqa: BLE001 - any crash becomes the action's reported failure
-            log.exception("%s crashed", action.key)
-            outcomes = [crash_outcome(action, err)]
-        finally:
-            self._finish(owner, action.key)
-        self.report(owner, outcomes)
+    def failed(self, action: Action, err: Exception) -> list[Outcome]:
+        if isinstance(err, EngineError) and transient(err):  # nothing recorded: the next pass plans it again
+            log.warning("%s failed for now (will be retried): %s", action.key, err)
+            return []
+        if isinstance(err, EngineError):
+            log.warning("%s failed: %s", action.key, err)
+            return [crash_outcome(action, err)]
+        return super().failed(action, err)
 
     # -- quick actions ---------------------------------------------------------------------------
     def start(self, a: StartContainer) -> list[Outcome]:
