@@ -22,15 +22,20 @@ import secrets
 import signal
 import socket
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Optional
 
+import uvicorn
+
 from substratus.api import MIN_TOKEN_LENGTH, unixsock
+from substratus.api.app import create_app
+from substratus.controlplane.controller import Controller
 from substratus.controlplane.layout import Layout
 from substratus.controlplane.privatefiles import read_private, secure_home, write_private
+from substratus.controlplane.service import ControlPlane
+from substratus.controlplane.store import Store
 from substratus.runtimes.engine import DEFAULT_BUILD_TIMEOUT, EngineRuntime, detect_engine
 
 log = logging.getLogger("substratus.daemon")
@@ -158,29 +163,7 @@ def main() -> int:
 
 def serve(settings: Settings, layout: Layout) -> int:
     token = ensure_token(layout.token_file)
-    # Ask which engine answers while the web stack is imported (~0.1 s of waiting on a process,
-    # beside ~0.8 s of imports: a fresh `sub apply` waits for both).
-    engine: dict[str, object] = {}
-
-    def _detect() -> None:
-        try:
-            engine["name"] = detect_engine(settings.engine)
-        except Exception as err:  # noqa: BLE001 - raised again below, in this thread
-            engine["error"] = err
-
-    detecting = threading.Thread(target=_detect, name="detect-engine", daemon=True)
-    detecting.start()
-    import uvicorn
-
-    from substratus.api.app import create_app
-    from substratus.controlplane.controller import Controller
-    from substratus.controlplane.service import ControlPlane
-    from substratus.controlplane.store import Store
-
-    detecting.join()
-    if "error" in engine:
-        raise engine["error"]  # type: ignore[misc]
-    runtime = EngineRuntime(str(engine["name"]), build_timeout=settings.build_timeout)
+    runtime = EngineRuntime(detect_engine(settings.engine), build_timeout=settings.build_timeout)
     tcp = bind_tcp(settings.port)
     unix = unixsock.bind(layout.socket)
     port = int(tcp.getsockname()[1])
