@@ -174,6 +174,40 @@ class RuntimeContract:
         assert all(n == name for _, n in seen), "the label filter lets only this container's events through"
 
 
+    def test_died_events_carry_the_exit_code_zero_included(self, runtime: Runtime, image: str) -> None:
+        """The control plane judges a finished job from its died event without inspecting it."""
+        names = {unique("sub-contract-ok"): 0, unique("sub-contract-bad"): 3}
+        tag = unique("exit")
+        stream = runtime.events({"substratus.ai/role": tag})
+        codes: dict[str, object] = {}
+        reader = threading.Thread(target=lambda: codes.update((e.name, e.exit_code) for e in stream
+                                                              if e.type == "container" and e.action == "died"),
+                                  daemon=True)
+        reader.start()
+        time.sleep(1.0)
+        try:
+            for name, code in names.items():
+                runtime.run(RunSpec(name=name, image=image, command=["sh", "-c", f"exit {code}"],
+                                    labels={**LABELS, "substratus.ai/role": tag}))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and set(codes) < set(names):
+                time.sleep(0.1)
+        finally:
+            for name in names:
+                runtime.remove(name)
+            stream.close()
+            reader.join(10)
+        assert codes == names
+
+    def test_build_returns_the_id_of_the_image_it_made(self, runtime: Runtime, image_dir: Path) -> None:
+        tag = f"localhost/substratus/contract-iid:{uuid.uuid4().hex[:8]}"
+        built = runtime.build(BuildSpec(context=image_dir, tag=tag, layer_cache=False), lambda _: None)
+        try:
+            info = runtime.image_info(tag)
+            assert info is not None and built == info.id and len(built) == 64
+        finally:
+            runtime.remove_image(tag)
+
     def test_events_and_lists_keep_to_every_label_asked_for(self, runtime: Runtime, image: str) -> None:
         """Two containers share one label but not the other: asking for both sees one (engines OR
         label filters on events; a control plane must never act on another's containers)."""

@@ -35,7 +35,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, FakeRuntime]]:
     store.put_many([Record("ModelServer", "default", "s", 1, {"kind": "ModelServer"}, {})], "now")
     name = "sub-server"
     rt.run(RunSpec(name=name, image="img", labels=naming.object_labels("ModelServer", "default", "s",
-                                                                       instance=layout.instance)))
+                                                                       instance=layout.instance, role="server")))
     rt.say(name, "listening on :8080")
     ctl = Controller(store, rt, layout, workers=0, executor_workers=0)
     ctl.observer.containers.relist()

@@ -513,3 +513,46 @@ def test_another_control_planes_containers_are_never_touched(env: Env) -> None:
     env.advance(10)
     assert foreign.name in env.rt.items, "a foreign container was removed"
     assert env.ctl.observer.containers.of(("ModelServer", "default", "tuned")).keys() == {mine.spec.name}
+
+
+def test_containers_run_from_our_images_by_hand_are_never_taken_for_ours(env: Env) -> None:
+    """A container inherits its image's labels, and our images carry the owner's labels: one that
+    someone runs by hand from a model's image, or a contract probe, is neither planned for nor
+    removed (only the roles the planners run count)."""
+    apply(env)
+    settle(env)
+    serve_ready(env)
+    mine = server(env)
+    owner = ("ModelServer", "default", "tuned")
+    for role in ("source", "trained", "once"):
+        by_hand = replace(mine.spec, name=f"by-hand-{role}", labels={**mine.spec.labels, "substratus.ai/role": role})
+        env.rt.run(by_hand)
+        env.ctl.on_engine_event(EngineEvent(type="container", action="start", name=by_hand.name,
+                                            labels=by_hand.labels))
+    env.ctl.observer.containers.relist()
+    env.ctl.queue.add(owner)
+    env.advance(10)
+    env.ctl.collect_garbage()
+    assert {f"by-hand-{r}" for r in ("source", "trained", "once")} <= set(env.rt.items)
+    assert env.ctl.observer.containers.of(owner).keys() == {mine.spec.name}
+
+
+def test_a_jobs_exit_is_read_from_its_died_event_without_inspecting_it(env: Env) -> None:
+    """The died event carries the exit code: judging a finished job costs no inspect of its container."""
+    apply(env)
+    env.drain()
+    load = next(c for c in env.rt.items.values() if c.state.labels.get("substratus.ai/role") == "load")
+    inspected: list[str] = []
+    original = env.rt.container
+
+    def counting(name: str) -> Any:
+        inspected.append(name)
+        return original(name)
+
+    env.rt.container = counting  # type: ignore[method-assign]
+    finish_jobs(env, role="load")
+    assert inspected == []
+    assert load.spec.name not in env.rt.items, "the finished job's container is removed"
+    assert (Path(load.spec.mounts[0].source).parent / "job.log").read_text() == "job output line\n"
+    settle(env)
+    assert status(env, "Dataset", "ds")["ready"] is True and reason(env, "Dataset", "ds") == "Loaded"

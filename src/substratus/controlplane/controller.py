@@ -76,6 +76,7 @@ class Controller:
         self._dependents: dict[Key, set[Key]] = defaultdict(set)  # referenced object -> objects referencing it
         self._published: dict[Key, tuple[object, ...]] = {}
         self._events: Optional[EventStream] = None
+        self._listed = threading.Event()  # the first list of the engine's containers is done (or failed)
         for rec in store.records():
             self._index(rec)
         store.subscribe(self.on_store_event)
@@ -89,14 +90,15 @@ class Controller:
     def _bootstrap(self) -> None:
         try:
             self.facts = replace(self.facts, gpu=self.runtime.gpu_available())
-            owners = self.observer.containers.relist()
-        except Exception as err:  # noqa: BLE001 - the engine is down: the watch below retries and relists
-            log.warning("could not list containers at start: %s", err)
-            owners = set()
-        self.queue.add_many(sorted({r.key for r in self.store.records()} | owners))
+        except Exception as err:  # noqa: BLE001 - the engine is down: no GPU for now
+            log.warning("could not ask the engine about GPUs: %s", err)
+        # The watch subscribes to the engine's events, then lists what runs (queueing the owners): no
+        # pass plans before the containers of this instance are known, and none is missed in between.
+        self._spawn(self._watch_engine, "engine-events")
+        self._listed.wait()
+        self.queue.add_many(sorted(r.key for r in self.store.records()))
         for i in range(self.workers):
             self._spawn(self._work, f"reconcile-{i}")
-        self._spawn(self._watch_engine, "engine-events")
         self._spawn(self._resync, "resync")
         if self.gc_period > 0:
             self._spawn(self._collect_garbage, "gc")
@@ -275,11 +277,13 @@ class Controller:
             try:
                 events = self._events = self.runtime.events(self.observer.containers.selector)
                 self.queue.add_many(sorted(self.observer.containers.relist()))
+                self._listed.set()
                 self.observer.images.invalidate()
                 for event in events:
                     self.on_engine_event(event)
             except Exception as err:  # noqa: BLE001 - the engine went away: reconnect and relist
                 log.warning("engine event stream failed: %s", err)
+                self._listed.set()  # start the workers anyway: their passes retry until the engine is back
             self._stop.wait(ENGINE_RETRY)
 
     def on_engine_event(self, event: EngineEvent) -> None:

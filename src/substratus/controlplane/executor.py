@@ -305,11 +305,11 @@ class Executor(Dispatcher):
         self.containers.drop(owner, action.name)
 
     def build_image(self, a: BuildImage) -> list[Outcome]:
-        err = build_with_log(self.runtime, BuildSpec(context=Path(a.source.context), tag=a.tag, labels=a.labels),
-                             a.log_path)
-        if err is not None:
-            return [Failed(a.key, Reason.BUILD_FAILED, err)]
-        self.images.added(a.tag)
+        built = build_with_log(self.runtime, BuildSpec(context=Path(a.source.context), tag=a.tag, labels=a.labels),
+                               a.log_path)
+        if isinstance(built, BuildFailure):
+            return [Failed(a.key, Reason.BUILD_FAILED, built.message)]
+        self.images.added(a.tag, built)
         return []
 
     def check(self, a: CheckContract) -> list[Outcome]:
@@ -322,27 +322,42 @@ class Executor(Dispatcher):
     def build_trained(self, a: BuildTrained) -> list[Outcome]:
         dockerfile = a.run_dir / TRAINED_DOCKERFILE
         dockerfile.write_text(trained_dockerfile(a.base))
-        spec = BuildSpec(context=a.run_dir, tag=a.tag, dockerfile=dockerfile, labels=a.labels)
-        err = build_with_log(self.runtime, spec, a.run_dir / "build.log", ignore=("logs", "job.log", "data"))
-        if err is not None:
-            return [Failed(a.key, Reason.BUILD_FAILED, err)]
-        self.images.added(a.tag)
+        # Made once from one run's outputs and never rebuilt: no layer is worth keeping for a later build.
+        spec = BuildSpec(context=a.run_dir, tag=a.tag, dockerfile=dockerfile, labels=a.labels, layer_cache=False)
+        built = build_with_log(self.runtime, spec, a.run_dir / "build.log", ignore=("logs", "job.log", "data"))
+        if isinstance(built, BuildFailure):
+            return [Failed(a.key, Reason.BUILD_FAILED, built.message)]
+        self.images.added(a.tag, built)
         return []
 
     def collect_job(self, owner: Key, a: CollectJob) -> list[Outcome]:
+        """Judge a finished load/train job, keep its log, remove its container.
+
+        A job that exited 0 and wrote its outputs needs no log to be judged: it is marked succeeded
+        and reported at once, so the next stage starts while the log is copied and the container
+        removed (the container stays in the cache until then, so `sub logs` finds the log in one
+        place or the other). A failure is judged with the last lines of its log."""
         job_log = a.run_dir / "job.log"
-        save_logs(self.runtime, a.name, job_log, replace=True)
-        outcomes = judge_job(a, tail(job_log.read_text(errors="replace") if job_log.exists() else "", 15))
-        if not outcomes:
+        outcomes = judge_job(a, "") if a.exit_code == 0 else None
+        if outcomes == []:
             if a.step == "load":
                 outcomes.append(Digested(a.run_key, sha256_file(a.expect)))
-            marker = a.run_dir / ".succeeded"
-            tmp = marker.with_suffix(".tmp")
-            tmp.write_text("ok\n")
-            tmp.replace(marker)  # the run counts only once its outputs were judged complete
+            mark_succeeded(a.run_dir)
+            self.report(owner, outcomes)
+            outcomes = []
+        save_logs(self.runtime, a.name, job_log, replace=True)
+        if outcomes is None or outcomes:
+            outcomes = judge_job(a, tail(job_log.read_text(errors="replace") if job_log.exists() else "", 15))
         self.runtime.remove(a.name)
         self.containers.drop(owner, a.name)
         return outcomes
+
+
+def mark_succeeded(run_dir: Path) -> None:
+    marker = run_dir / ".succeeded"
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text("ok\n")
+    tmp.replace(marker)  # the run counts only once its outputs were judged complete
 
 
 def judge_job(a: CollectJob, last: str) -> list[Outcome]:
@@ -386,9 +401,15 @@ def sha256_file(path: Path) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
+@dataclass(frozen=True)
+class BuildFailure:
+    message: str
+
+
 def build_with_log(runtime: Runtime, spec: BuildSpec, log_path: Optional[Path],
-                   ignore: tuple[str, ...] = ()) -> Optional[str]:
-    """Build, writing the log to `log_path`; returns an error message, or None on success."""
+                   ignore: tuple[str, ...] = ()) -> Union[BuildFailure, str, None]:
+    """Build, writing the log to `log_path`; returns what failed, or the image's id (None when the
+    engine did not say it)."""
     if ignore:
         (spec.context / ".dockerignore").write_text("\n".join(ignore) + "\n")
     fh = None
@@ -402,21 +423,27 @@ def build_with_log(runtime: Runtime, spec: BuildSpec, log_path: Optional[Path],
             fh.flush()
 
     try:
-        runtime.build(spec, write)
+        return runtime.build(spec, write)
     except SubstratusError as err:
         tail_text = getattr(err, "log_tail", "") or ""
-        return f"{err.message} while building {spec.tag}; last build log lines:\n{tail(tail_text, 15)}"
+        return BuildFailure(f"{err.message} while building {spec.tag}; last build log lines:\n{tail(tail_text, 15)}")
     finally:
         if fh:
             fh.close()
-    return None
 
 
 def save_logs(runtime: Runtime, name: str, path: Path, replace: bool = False) -> None:
+    """Append the container's log to `path`, or (`replace`) put it there whole, at once: a reader
+    never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    target = path.with_name(path.name + ".part") if replace else path
     try:
-        with path.open("w" if replace else "a", encoding="utf-8") as fh:
+        with target.open("w" if replace else "a", encoding="utf-8") as fh:
             for line in runtime.logs(name):
                 fh.write(line + "\n")
+        if replace:
+            target.replace(path)
     except SubstratusError as err:
         log.warning("could not save logs of %s: %s", name, err)
+        if replace:
+            target.unlink(missing_ok=True)

@@ -19,6 +19,8 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +36,7 @@ Key = tuple[str, str, str]
 Prober = Callable[[str, int], bool]      # (role, host port) -> answered
 PROGRESS_TAIL = 256 * 1024
 OWN_REPO = naming.IMAGE_REPO + "/"  # our images are named by content: their id never changes under a tag
+CONTAINER_ROLES = frozenset({"load", "train", "server", "notebook"})  # what the planners run
 
 
 def owner_of(labels: dict[str, str]) -> Optional[Key]:
@@ -63,18 +66,45 @@ class ContainerCache:
         return touched
 
     def mine(self, labels: dict[str, str]) -> bool:
-        """Carries every label of this instance's selector. Engines OR several label filters on
-        events, so another control plane's containers can come through: they must never be touched."""
-        return all(labels.get(k) == v for k, v in self.selector.items())
+        """A container this control plane started: every label of its selector (engines OR several
+        label filters on events, so another control plane's containers come through) and one of the
+        roles it runs. A container inherits its image's labels, and our images carry the owner's, so
+        a container someone runs by hand from one of them (role "source" or "trained"), or a contract
+        probe (role "once"), matches the selector too: neither is ever planned for or removed."""
+        return (all(labels.get(k) == v for k, v in self.selector.items())
+                and labels.get(naming.label("role")) in CONTAINER_ROLES)
 
     def on_event(self, event: EngineEvent) -> Optional[Key]:
-        """Update from one container event; returns the owner to wake (None for foreign containers)."""
+        """Update from one container event; returns the owner to wake (None for others' containers).
+
+        The usual steps of a container we started are read from the event itself: it was recorded
+        when `run` returned (or by its create event), a start marks it running, a died event carries
+        the exit code. Anything else (a stop, a restart, a container nobody recorded) is inspected."""
         if not self.mine(event.labels):
             return None
         owner = owner_of(event.labels)
         if owner is None or event.action in ("attach", "init", "cleanup", "exec_died", "exec"):
             return owner
-        state = None if event.action == "remove" else self.runtime.container(event.name)
+        if event.action == "remove":
+            self.drop(owner, event.name, event.id)
+            return owner
+        known = self.of(owner).get(event.name)
+        same = known is not None and (not known.id or not event.id or known.id.startswith(event.id)
+                                      or event.id.startswith(known.id))
+        if event.action == "create" and known is None:
+            self.put(owner, ContainerState(name=event.name, id=event.id, image=str(event.labels.get("image", "")),
+                                           labels=dict(event.labels), running=False, exit_code=None,
+                                           status="created"))
+            return owner
+        if known is not None and same and event.action in ("create", "start"):
+            if event.action == "start" and not known.running:
+                self.put(owner, replace(known, id=known.id or event.id, running=True, status="running"))
+            return owner
+        if known is not None and same and event.action == "died" and event.exit_code is not None:
+            self.put(owner, replace(known, id=known.id or event.id, running=False, exit_code=event.exit_code,
+                                    status="exited"))
+            return owner
+        state = self.runtime.container(event.name)
         if state is None:
             self.drop(owner, event.name, event.id)
         else:
@@ -126,7 +156,11 @@ class ImageCache:
     def lookup(self, refs: list[str]) -> dict[str, str]:
         with self._lock:
             unknown = [r for r in dict.fromkeys(refs) if r not in self._known]
-        found = {r: self.runtime.image_info(r) for r in unknown}
+        if len(unknown) > 1:  # one engine process each: ask side by side
+            with ThreadPoolExecutor(min(len(unknown), 4)) as pool:
+                found = dict(zip(unknown, pool.map(self.runtime.image_info, unknown)))
+        else:
+            found = {r: self.runtime.image_info(r) for r in unknown}
         with self._lock:
             for ref, info in found.items():
                 self._known[ref] = info.id if info else None
@@ -135,11 +169,13 @@ class ImageCache:
     def id_of(self, ref: str) -> Optional[str]:
         return self.lookup([ref]).get(ref)
 
-    def added(self, ref: str) -> None:
-        """An image we built ourselves."""
-        info = self.runtime.image_info(ref)
+    def added(self, ref: str, image_id: Optional[str] = None) -> None:
+        """An image we built ourselves (its id, when the build said it)."""
+        if image_id is None:
+            info = self.runtime.image_info(ref)
+            image_id = info.id if info else None
         with self._lock:
-            self._known[ref] = info.id if info else None
+            self._known[ref] = image_id
 
     def on_event(self, action: str, name: str) -> bool:
         """Update after an image event; True when images may have gone (their users should look again)."""

@@ -33,6 +33,9 @@ class BuildSpec:
     dockerfile: Optional[Path] = None
     labels: dict[str, str] = field(default_factory=dict)
     build_args: dict[str, str] = field(default_factory=dict)
+    # False: nothing is gained by keeping each instruction's layer for later builds (an image made
+    # once, like a trained model's): podman then commits once, at the end.
+    layer_cache: bool = True
 
 
 @dataclass
@@ -107,6 +110,7 @@ class EngineEvent:
     name: str                      # container name, or image reference
     id: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    exit_code: Optional[int] = None  # a container's "died" event: how its process ended, when the engine says
 
 
 class EventStream(Protocol):
@@ -122,8 +126,9 @@ class Runtime(Protocol):
 
     engine: str
 
-    def build(self, spec: BuildSpec, log: LogSink) -> None:
-        """Build an image; stream each log line to `log`. Raises BuildError."""
+    def build(self, spec: BuildSpec, log: LogSink) -> Optional[str]:
+        """Build an image; stream each log line to `log`. Returns the new image's id when the engine
+        said it (None: ask `image_info`). Raises BuildError."""
 
     def image_info(self, ref: str) -> Optional[ImageInfo]:
         """The image's config, or None when it does not exist."""

@@ -247,18 +247,30 @@ class EngineRuntime:
         return data if isinstance(data, list) else []
 
     # -- images ----------------------------------------------------------------------
-    def build(self, spec: BuildSpec, log: LogSink) -> None:
+    def build(self, spec: BuildSpec, log: LogSink) -> Optional[str]:
+        """Build; returns the new image's id, which the engine writes to an --iidfile (so callers need
+        not inspect the image they just built), or None when it wrote none."""
+        fd, iid = tempfile.mkstemp(prefix="sub-build-", suffix=".iid")
+        os.close(fd)
+        extra = [*self.build_extra_args, "--iidfile", iid]
+        if not spec.layer_cache and Path(self.engine).name != "docker":
+            extra.append("--layers=false")  # one commit at the end instead of one per instruction
         text = labelled_dockerfile_text(self.engine, spec)
-        if text is None:
-            self._build(build_argv(self.engine, spec, self.build_extra_args), log)
-            return
-        fd, name = tempfile.mkstemp(prefix="sub-build-", suffix=".Dockerfile")
+        name = ""
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            self._build(build_argv(self.engine, spec, self.build_extra_args, labelled=Path(name)), log)
+            if text is None:
+                self._build(build_argv(self.engine, spec, extra), log)
+            else:
+                fd, name = tempfile.mkstemp(prefix="sub-build-", suffix=".Dockerfile")
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                self._build(build_argv(self.engine, spec, extra, labelled=Path(name)), log)
+            written = Path(iid).read_text(encoding="utf-8").strip()
+            return normalise_id(written) if re.fullmatch(r"(sha256:)?[0-9a-f]{64}", written) else None
         finally:
-            os.unlink(name)
+            os.unlink(iid)
+            if name:
+                os.unlink(name)
 
     def _build(self, argv: list[str], log: LogSink) -> None:
         recent: deque[str] = deque(maxlen=40)
@@ -495,10 +507,25 @@ def parse_event(line: str) -> Optional[EngineEvent]:
         attrs = dict(actor.get("Attributes") or {})
         name = attrs.pop("name", "") if d.get("Type") == "container" else attrs.get("name", actor.get("ID", ""))
         action = str(d.get("Action", "")).split(":")[0]
+        code = attrs.pop("exitCode", None) if d.get("Type") == "container" and action == "die" else None
         return EngineEvent(type=str(d.get("Type", "")), action="died" if action == "die" else action,
-                           name=str(name), id=str(actor.get("ID", "")), labels=attrs)
-    return EngineEvent(type=str(d.get("Type", "")), action=str(d.get("Status", "")), name=str(d.get("Name", "")),
-                       id=str(d.get("ID", "")), labels=dict(d.get("Attributes") or {}))
+                           name=str(name), id=str(actor.get("ID", "")), labels=attrs, exit_code=_code(code))
+    action = str(d.get("Status", ""))
+    return EngineEvent(type=str(d.get("Type", "")), action=action, name=str(d.get("Name", "")),
+                       id=str(d.get("ID", "")), labels=dict(d.get("Attributes") or {}),
+                       # podman writes the field with `omitempty`: a died event without it exited 0
+                       exit_code=_code(d.get("ContainerExitCode", 0)) if action == "died" else None)
+
+
+def _code(value: Any) -> Optional[int]:
+    """An exit code as the engines write it in events (an int, or a string of one)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,4}", value.strip()):
+        return int(value)
+    return None
 
 
 class EngineEvents:

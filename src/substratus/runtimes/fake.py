@@ -2,7 +2,7 @@
 
 Images come into being when built (their WORKDIR is read from the Dockerfile
 so contract checks can pass or fail); containers run until a test ends them
-with `exit()`. `run_once` answers from `once_results`, a function a test can
+with `exit()`, except `sh -c "exit N"`, which ends at once with N. `run_once` answers from `once_results`, a function a test can
 replace. Every call is recorded in `calls` so tests can assert what happened.
 
 `exec` is the one verb that runs something real: the argv runs on the host
@@ -99,12 +99,14 @@ class FakeRuntime:
         self.prints: Callable[[RunSpec], list[str]] = lambda spec: []
         self.streams: list[FakeEvents] = []
 
-    def _emit(self, type_: str, action: str, name: str, labels: Optional[dict[str, str]] = None) -> None:
+    def _emit(self, type_: str, action: str, name: str, labels: Optional[dict[str, str]] = None,
+              exit_code: Optional[int] = None) -> None:
         for stream in list(self.streams):
-            stream.emit(EngineEvent(type=type_, action=action, name=name, labels=dict(labels or {})))
+            stream.emit(EngineEvent(type=type_, action=action, name=name, labels=dict(labels or {}),
+                                    exit_code=exit_code))
 
     # -- images ------------------------------------------------------------------------
-    def build(self, spec: BuildSpec, log: LogSink) -> None:
+    def build(self, spec: BuildSpec, log: LogSink) -> Optional[str]:
         self.calls.append(("build", spec.tag))
         log(f"STEP 1/1: building {spec.tag}")
         if spec.tag in self.fail_builds:
@@ -120,6 +122,7 @@ class FakeRuntime:
                                           env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, labels=dict(spec.labels),
                                           entrypoint=[], cmd=[])
         self._emit("image", "build", spec.tag)
+        return self.image_store[spec.tag].id
 
     def image_info(self, ref: str) -> Optional[ImageInfo]:
         return self.image_store.get(ref)
@@ -143,6 +146,10 @@ class FakeRuntime:
                                running=True, exit_code=None, status="running", ports=dict(spec.ports))
         self.items[spec.name] = FakeContainer(spec=spec, state=state, output=list(self.prints(spec)))
         self._emit("container", "start", spec.name, spec.labels)
+        exit_now = re.fullmatch(r"exit ([0-9]{1,3})", " ".join(spec.command[2:])) \
+            if spec.command[:2] == ["sh", "-c"] else None
+        if exit_now:  # the one command the fake carries out: `sh -c "exit N"` ends at once with N
+            self.exit(spec.name, int(exit_now.group(1)))
         return replace(state, labels=dict(state.labels))
 
     def run_once(self, spec: RunSpec, timeout: float) -> Completed:
@@ -154,7 +161,7 @@ class FakeRuntime:
         c = self.items[name]
         c.output.extend(output.splitlines())
         c.state.running, c.state.exit_code, c.state.status = False, code, "exited"
-        self._emit("container", "died", name, c.state.labels)
+        self._emit("container", "died", name, c.state.labels, exit_code=code)
 
     def container(self, name: str) -> Optional[ContainerState]:
         c = self.items.get(name)
@@ -194,7 +201,7 @@ class FakeRuntime:
         if c is None:
             return False
         c.state.running, c.state.exit_code, c.state.status = False, 137, "exited"
-        self._emit("container", "died", name, c.state.labels)
+        self._emit("container", "died", name, c.state.labels, exit_code=137)
         return True
 
     def remove(self, name: str) -> bool:

@@ -69,8 +69,8 @@ class TrackedRuntime:
         return self.inner.run_once(self._own(spec, "job"), timeout)
 
     # -- plain delegation ------------------------------------------------------------
-    def build(self, spec: BuildSpec, log: LogSink) -> None:
-        self.inner.build(spec, log)
+    def build(self, spec: BuildSpec, log: LogSink) -> Optional[str]:
+        return self.inner.build(spec, log)
 
     def image_info(self, ref: str) -> Optional[ImageInfo]:
         return self.inner.image_info(ref)
