@@ -112,6 +112,8 @@ class ByHand:
     def __init__(self, work: Path, repo: Path) -> None:
         self.work, self.repo, self.tag = work, repo, uuid.uuid4().hex[:8]
         self.images: list[str] = []
+        self.server: str = ""  # the running server's container
+        self.port = 0
 
     def image(self, name: str) -> str:
         ref = f"localhost/bench-hand/{name}:{self.tag}"
@@ -148,11 +150,15 @@ class ByHand:
         self.serve()
 
     def serve(self) -> None:
-        subprocess.run([ENGINE, "rm", "-f", f"bench-hand-{self.tag}"], capture_output=True)
-        port = free_port()
-        run([ENGINE, "run", "-d", "--name", f"bench-hand-{self.tag}", "-p", f"127.0.0.1:{port}:8080",
+        """Serve the trained image; a roll replaces the running server on the same port (its clients
+        keep their URL), as `sub` does: the old container goes first, to free the port."""
+        if self.server:
+            run([ENGINE, "rm", "-f", self.server])
+        self.port = self.port or free_port()
+        self.server = f"bench-hand-{self.tag}"
+        run([ENGINE, "run", "-d", "--name", self.server, "-p", f"127.0.0.1:{self.port}:8080",
              self.image_of("mt"), "serve.sh"])
-        wait_http(f"http://127.0.0.1:{port}/docs")
+        wait_http(f"http://127.0.0.1:{self.port}/docs")
 
     def change(self) -> None:
         clone = self.work / "clone"
@@ -161,7 +167,8 @@ class ByHand:
         self.model(clone, self.work / "data")
 
     def cleanup(self) -> None:
-        subprocess.run([ENGINE, "rm", "-f", f"bench-hand-{self.tag}"], capture_output=True)
+        if self.server:
+            subprocess.run([ENGINE, "rm", "-f", self.server], capture_output=True)
         subprocess.run([ENGINE, "rmi", "-f", *self.images], capture_output=True)
 
 

@@ -189,7 +189,8 @@ def follower_target(sub: Sub, tmp_path: Path, busybox: Path) -> Iterator[Sub]:
                                      "spec: {filename: d.jsonl, source: {dir: img}}\n")
     sub.ok("apply", "-f", str(tmp_path / "d.yaml"))
     deadline = time.monotonic() + 240
-    while "Loading" not in sub.ok("get", "dataset", "d"):
+    # The status says Loading from the pass that starts the container; its output is there once it runs.
+    while "Loading" not in sub.ok("get", "dataset", "d") or "loading" not in sub.ok("logs", "dataset", "d"):
         assert time.monotonic() < deadline, "the load container never started"
         time.sleep(1)
     yield sub

@@ -134,3 +134,23 @@ def test_a_missing_path_is_named(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as e:
         git.fetch(f"file://{repo}", "", "models/nope", tmp_path / "cache")
     assert e.value.field == "spec.source.git.path" and "does not exist" in e.value.message
+
+
+def test_a_repository_on_this_disk_is_cloned_locally_and_follows_new_commits(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    assert git.local_repo(f"file://{repo}", cache) == repo and git.local_repo(str(repo), cache) == repo
+    for other in (f"file://{repo}%20x", "https://example.invalid/x", f"file://{tmp_path}/none", "file://host/srv/x"):
+        assert git.local_repo(other, cache) is None, other
+    first = git.fetch(f"file://{repo}", "", "models/m", cache)
+    (repo / "models" / "m" / "run.sh").write_text("#!/bin/sh\necho changed\n")
+    subprocess.run([*GIT, "commit", "-qam", "change"], cwd=repo, check=True)
+    second = git.fetch(f"file://{repo}", "", "models/m", cache)
+    assert second.git_commit != first.git_commit and second.revision != first.revision
+    assert (second.context / "run.sh").read_text() == "#!/bin/sh\necho changed\n"
+    subprocess.run([*GIT, "checkout", "-qb", "side"], cwd=repo, check=True)
+    (repo / "models" / "m" / "run.sh").write_text("#!/bin/sh\necho side\n")
+    subprocess.run([*GIT, "commit", "-qam", "side"], cwd=repo, check=True)
+    on_main = git.fetch(str(repo), "main", "models/m", cache)
+    assert (on_main.context / "run.sh").read_text() == "#!/bin/sh\necho changed\n"

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
-from substratus.runtimes.base import Mount, Runtime, RunSpec
+from substratus.runtimes.base import Completed, Mount, Runtime, RunSpec
 
 WORKDIRS = {"Model": "/model", "Dataset": "/dataset"}
 SCRIPTS = {"Model": ("serve.sh", "train.sh", "notebook.sh"), "Dataset": ("load.sh", "notebook.sh")}
@@ -74,31 +74,50 @@ class ClauseResult:
 
 
 def check_workdir(runtime: Runtime, image: str, kind: str) -> ClauseResult:
-    want = WORKDIRS[kind]
     info = runtime.image_info(image)
-    got = info.workdir if info else "(image not found)"
+    return workdir_result(info.workdir if info else None, kind)
+
+
+def workdir_result(got: Optional[str], kind: str) -> ClauseResult:
+    """The WORKDIR clause for what the image says (None: the image was not found)."""
+    want = WORKDIRS[kind]
+    shown = "(image not found)" if got is None else got
     ok = (got or "").rstrip("/") == want
-    evidence = f"image WORKDIR is {got or '(unset, i.e. /)'!r}"
+    evidence = f"image WORKDIR is {shown or '(unset, i.e. /)'!r}"
     if not ok:
         evidence += f"; the contract needs `WORKDIR {want}` in the Dockerfile"
     return ClauseResult(f"working directory is {want}", ok, evidence)
 
 
-def check_scripts(runtime: Runtime, image: str, kind: str, timeout: float = 120) -> list[ClauseResult]:
-    scripts = SCRIPTS[kind]
+def _probe(runtime: Runtime, image: str, kind: str, timeout: float) -> tuple[Completed, dict[str, Optional[str]],
+                                                                              Optional[str]]:
+    """One container: where each script is (None: missing) and the directory it starts in (the
+    image's WORKDIR; None when the probe could not say)."""
     probe = "; ".join(
-        f'p=$(command -v {s}) && [ -x "$p" ] && echo "found {s} $p" || echo "missing {s}"' for s in scripts
-    )
+        f'p=$(command -v {s}) && [ -x "$p" ] && echo "found {s} $p" || echo "missing {s}"' for s in SCRIPTS[kind]
+    ) + '; echo "workdir $(pwd)"'
     done = runtime.run_once(RunSpec(name="", image=image, entrypoint=["sh", "-c"], command=[probe], network=False),
                             timeout=timeout)
-    found = {}
+    found: dict[str, Optional[str]] = {}
+    workdir = None
     for line in done.output.splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0] in ("found", "missing"):
             found[parts[1]] = parts[2] if parts[0] == "found" and len(parts) > 2 else None
+        elif line.startswith("workdir /"):
+            workdir = "" if line == "workdir /" else line.removeprefix("workdir ")
+    return done, found, workdir
+
+
+def check_scripts(runtime: Runtime, image: str, kind: str, timeout: float = 120) -> list[ClauseResult]:
+    done, found, _ = _probe(runtime, image, kind, timeout)
+    return _script_results(done, found, kind)
+
+
+def _script_results(done: Completed, found: dict[str, Optional[str]], kind: str) -> list[ClauseResult]:
     results = []
-    for s in scripts:
-        if s in found and found[s]:
+    for s in SCRIPTS[kind]:
+        if found.get(s):
             results.append(ClauseResult(f"{s} is on PATH and executable", True, f"command -v {s} -> {found[s]}"))
         elif done.exit_code != 0 and not found:
             results.append(ClauseResult(f"{s} is on PATH and executable", False,
@@ -112,4 +131,9 @@ def check_scripts(runtime: Runtime, image: str, kind: str, timeout: float = 120)
 
 
 def check_image(runtime: Runtime, image: str, kind: str) -> list[ClauseResult]:
-    return [check_workdir(runtime, image, kind), *check_scripts(runtime, image, kind)]
+    """Both static clauses from one probe container: the directory a container starts in is the
+    image's WORKDIR (`/` when it has none), so no inspect of the image is needed unless the probe
+    could not run."""
+    done, found, workdir = _probe(runtime, image, kind, 120)
+    where = workdir_result(workdir, kind) if workdir is not None else check_workdir(runtime, image, kind)
+    return [where, *_script_results(done, found, kind)]

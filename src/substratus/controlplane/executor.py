@@ -155,10 +155,11 @@ class PriorityPool:
     def _work(self) -> None:
         while True:
             item = self._queue.get()
-            if item[2] is not None and self.gather:
+            if item[2] is not None and self.gather and item[0] > 0:
                 # Objects applied together reach their builds within milliseconds of each other,
                 # in whatever order their passes ran: wait a moment so the first build started
-                # is the most useful one, not the one whose pass happened to finish first.
+                # is the most useful one, not the one whose pass happened to finish first (work of
+                # the first priority has nothing to wait for).
                 time.sleep(self.gather)
                 self._queue.put(item)
                 item = self._queue.get()
@@ -223,7 +224,9 @@ class Dispatcher:
         if self._misc is None or self._builds is None:
             self._run(owner, action, self.slow)
         elif isinstance(action, (BuildImage, BuildTrained)):
-            self._builds.submit(BUILD_ORDER.get(owner[0], 2), lambda: self._run(owner, action, self.slow))
+            # A trained image is baked from a finished run: nothing applied with it needs to go first.
+            priority = 0 if isinstance(action, BuildTrained) else BUILD_ORDER.get(owner[0], 2)
+            self._builds.submit(priority, lambda: self._run(owner, action, self.slow))
         else:
             self._misc.submit(self._run, owner, action, self.slow)
         return "scheduled"

@@ -3,8 +3,9 @@
 The URL is checked again here (`resources.giturl`), for callers that bypass
 the schema such as `sub verify model SOURCE`; git only ever gets it after
 `--`, with GIT_ALLOW_PROTOCOL limited to plain transports. The repository is
-cloned bare into a per-commit cache and the build context is `git archive`
-of the tree at `path`: no `.git` directory (and no `.git/config` with a
+cloned bare into a per-commit cache (shallow from a remote; by git's local
+copy from this machine) and the build context is `git archive` of the tree
+at `path`: no `.git` directory (and no `.git/config` with a
 remote URL in it) ever reaches an image build.
 """
 
@@ -94,10 +95,16 @@ def _clone(url: str, branch: str, commit: str, cache: Path, field: str) -> tuple
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=cache))
     try:
-        args = ["clone", "--quiet", "--bare", "--depth", "1", "--no-tags", "--single-branch"]
+        local = local_repo(url, cache)
+        # A repository on this machine's disk is cloned by git's local copy (its objects hard-linked:
+        # ~15 ms here, against ~250 ms for packing a shallow copy through file://); its whole history
+        # comes along, which costs nothing when linked.
+        args = ["clone", "--quiet", "--bare", "--no-tags", "--single-branch"]
+        if local is None:
+            args[3:3] = ["--depth", "1"]
         if branch:
             args.append(f"--branch={branch}")
-        proc = _git(args + ["--", url, str(tmp / "repo.git")])
+        proc = _git(args + ["--", str(local) if local is not None else url, str(tmp / "repo.git")])
         if proc.returncode != 0:
             raise SourceError(f"{field}.url: git clone of {_redact(url)!r} failed: {proc.stderr.strip()[-300:]}",
                               field=f"{field}.url", hint="check the URL and branch")
@@ -107,6 +114,19 @@ def _clone(url: str, branch: str, commit: str, cache: Path, field: str) -> tuple
         return repo, got
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def local_repo(url: str, cache: Path) -> Path | None:
+    """The directory of a repository given as `file:///srv/repo` or `/srv/repo` when it lies on the
+    same filesystem as `cache` (so a local clone links its objects instead of copying them all);
+    None otherwise, and for anything git would read differently (percent-escapes, a host)."""
+    path = url.removeprefix("file://")
+    if not path.startswith("/") or "%" in path or ".." in Path(path).parts:
+        return None
+    try:
+        return Path(path) if os.stat(path).st_dev == os.stat(cache).st_dev else None
+    except OSError:
+        return None
 
 
 def settle(made: Path, target: Path) -> None:
