@@ -556,3 +556,26 @@ def test_a_jobs_exit_is_read_from_its_died_event_without_inspecting_it(env: Env)
     assert (Path(load.spec.mounts[0].source).parent / "job.log").read_text() == "job output line\n"
     settle(env)
     assert status(env, "Dataset", "ds")["ready"] is True and reason(env, "Dataset", "ds") == "Loaded"
+
+
+def test_a_starting_servers_log_tail_is_not_read_on_every_probe(env: Env) -> None:
+    """A starting server is probed every 100 ms; reading its log each time was an engine process
+    per probe. The tail is read again after a while, or at once when the container changed."""
+    apply(env)
+    settle(env)
+    name = server(env).spec.name
+    reads: list[str] = []
+    original = env.rt.logs
+
+    def counting(n: str, **kw: Any) -> Any:
+        if n == name:
+            reads.append(n)
+        return original(n, **kw)
+
+    env.rt.logs = counting  # type: ignore[method-assign]
+    for _ in range(30):  # three seconds of probes that find nothing listening yet
+        env.advance(0.1)
+    assert 1 <= len(reads) <= 2, f"{len(reads)} reads in 30 probes"
+    env.rt.exit(name, 1, "boom")
+    env.drain()
+    assert "boom" in ready_condition(env, "ModelServer", "tuned")["message"], "an exit reads the tail afresh"

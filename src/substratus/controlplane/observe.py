@@ -35,6 +35,7 @@ log = logging.getLogger("substratus.observe")
 Key = tuple[str, str, str]
 Prober = Callable[[str, int], bool]      # (role, host port) -> answered
 PROGRESS_TAIL = 256 * 1024
+TAIL_TTL = 2.0  # seconds a non-answering server's log tail is reused while the container is unchanged
 OWN_REPO = naming.IMAGE_REPO + "/"  # our images are named by content: their id never changes under a tag
 CONTAINER_ROLES = frozenset({"load", "train", "server", "notebook"})  # what the planners run
 
@@ -200,17 +201,24 @@ class Observer:
         self.runtime, self.layout, self.prober = runtime, layout, prober
         self.containers = ContainerCache(runtime, layout.instance)
         self.images = ImageCache(runtime)
+        # container name -> (what it was, when read, its tail); one entry per server/notebook name
+        self._tails: dict[str, tuple[tuple[str, bool, Optional[int]], float, str]] = {}
 
     def snapshot(self, key: Key, now: float, in_flight: frozenset[str], images: list[str]) -> Snapshot:
         kind, ns, name = key
         containers = self.containers.of(key)
-        probes, tails = self.probe(containers)
+        probes, tails = self.probe({n: c for n, c in containers.items() if f"remove:{n}" not in in_flight}, now)
         object_dir = self.layout.object_dir(kind, ns, name)
         return Snapshot(now=now, images=self.images.lookup(images), containers=containers,
                         succeeded=succeeded_runs(object_dir), in_flight=in_flight, probes=probes,
                         log_tails=tails, progress=self.job_progress(containers, object_dir))
 
-    def probe(self, containers: dict[str, ContainerState]) -> tuple[dict[str, bool], dict[str, str]]:
+    def probe(self, containers: dict[str, ContainerState],
+              now: float = 0.0) -> tuple[dict[str, bool], dict[str, str]]:
+        """Probe running servers and notebooks; the log tail of each that does not answer (for the
+        messages that quote it). A starting server is probed every 100 ms: its tail is read again
+        only after TAIL_TTL seconds or when the container changed (it exited, it is another one),
+        not on every probe, where each read is an engine process."""
         probes: dict[str, bool] = {}
         tails: dict[str, str] = {}
         for cname, c in containers.items():
@@ -221,7 +229,12 @@ class Observer:
             if c.running and port:
                 probes[cname] = self.prober(role, port)
             if not probes.get(cname):
-                tails[cname] = self.log_tail(cname)
+                seen = (c.id, c.running, c.exit_code)
+                cached = self._tails.get(cname)
+                if cached is None or cached[0] != seen or now - cached[1] >= TAIL_TTL or now < cached[1]:
+                    cached = (seen, now, self.log_tail(cname))
+                    self._tails[cname] = cached
+                tails[cname] = cached[2]
         return probes, tails
 
     def log_tail(self, name: str, lines: int = 15) -> str:
