@@ -65,7 +65,7 @@ class Settings:
         keep_runs = _number("SUBSTRATUS_KEEP_RUNS", 2, int)
         if keep_runs < 1:
             raise SettingsError(f"SUBSTRATUS_KEEP_RUNS={keep_runs} must be at least 1")
-        build_workers = _number("SUBSTRATUS_BUILD_WORKERS", 2, int)
+        build_workers = _number("SUBSTRATUS_BUILD_WORKERS", default_build_workers(), int)
         if build_workers < 1:
             raise SettingsError(f"SUBSTRATUS_BUILD_WORKERS={build_workers} must be at least 1")
         return Settings(home=default_home(), engine=os.environ.get("SUBSTRATUS_ENGINE") or None, port=int(port),
@@ -94,6 +94,17 @@ def _number(name: str, default: float, kind: type[int] | type[float], positive: 
     if non_negative and value < 0:
         raise SettingsError(f"{name}={raw!r} must be 0 or more")
     return value
+
+
+def default_build_workers() -> int:
+    """One build at a time on a machine of 2 CPUs or fewer (two builds side by side there took longer
+    than one after the other: each is CPU-bound, and the engine's other work runs beside them), two
+    on larger ones."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return 1 if cpus <= 2 else 2
 
 
 def default_home() -> Path:
