@@ -93,7 +93,7 @@ class ContainerCache:
         same = known is not None and (not known.id or not event.id or known.id.startswith(event.id)
                                       or event.id.startswith(known.id))
         if event.action == "create" and known is None:
-            self.put(owner, ContainerState(name=event.name, id=event.id, image=str(event.labels.get("image", "")),
+            self.put(owner, ContainerState(name=event.name, id=event.id, image=event.image,
                                            labels=dict(event.labels), running=False, exit_code=None,
                                            status="created"))
             return owner

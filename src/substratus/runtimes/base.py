@@ -111,6 +111,7 @@ class EngineEvent:
     id: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     exit_code: Optional[int] = None  # a container's "died" event: how its process ended, when the engine says
+    image: str = ""                  # a container's image, as the engine names it in the event
 
 
 class EventStream(Protocol):

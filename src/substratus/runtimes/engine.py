@@ -508,13 +508,16 @@ def parse_event(line: str) -> Optional[EngineEvent]:
         name = attrs.pop("name", "") if d.get("Type") == "container" else attrs.get("name", actor.get("ID", ""))
         action = str(d.get("Action", "")).split(":")[0]
         code = attrs.pop("exitCode", None) if d.get("Type") == "container" and action == "die" else None
+        image = str(attrs.pop("image", "")) if d.get("Type") == "container" else ""
         return EngineEvent(type=str(d.get("Type", "")), action="died" if action == "die" else action,
-                           name=str(name), id=str(actor.get("ID", "")), labels=attrs, exit_code=_code(code))
+                           name=str(name), id=str(actor.get("ID", "")), labels=attrs, exit_code=_code(code),
+                           image=image)
     action = str(d.get("Status", ""))
     return EngineEvent(type=str(d.get("Type", "")), action=action, name=str(d.get("Name", "")),
                        id=str(d.get("ID", "")), labels=dict(d.get("Attributes") or {}),
                        # podman writes the field with `omitempty`: a died event without it exited 0
-                       exit_code=_code(d.get("ContainerExitCode", 0)) if action == "died" else None)
+                       exit_code=_code(d.get("ContainerExitCode", 0)) if action == "died" else None,
+                       image=str(d.get("Image", "")) if d.get("Type") == "container" else "")
 
 
 def _code(value: Any) -> Optional[int]:
