@@ -579,3 +579,20 @@ def test_a_starting_servers_log_tail_is_not_read_on_every_probe(env: Env) -> Non
     env.rt.exit(name, 1, "boom")
     env.drain()
     assert "boom" in ready_condition(env, "ModelServer", "tuned")["message"], "an exit reads the tail afresh"
+
+
+def test_a_judged_jobs_container_left_by_a_stopped_control_plane_is_removed_with_its_log(env: Env) -> None:
+    """The job was judged (its run marked succeeded) but the control plane stopped before copying its
+    log and removing its container: the next one does both."""
+    apply(env)
+    env.drain()
+    load = next(c for c in env.rt.items.values() if c.state.labels.get("substratus.ai/role") == "load")
+    run_dir = Path(load.spec.mounts[0].source).parent
+    Path(load.spec.mounts[0].source, "data.jsonl").write_text('{"text":"x"}\n')
+    env.rt.exit(load.spec.name, 0, "loaded 1 record")
+    (run_dir / ".succeeded").write_text("ok\n")  # what the collect wrote before the stop
+    env.ctl = env.controller()  # a new control plane: it lists the exited container
+    env.ctl.queue.add_many([r.key for r in env.store.records()])
+    env.drain()
+    assert load.spec.name not in env.rt.items
+    assert "loaded 1 record" in (run_dir / "job.log").read_text()

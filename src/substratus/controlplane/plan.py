@@ -209,6 +209,12 @@ def run_job(plan: Plan, *, spec: RunSpec, run_dir: Path, expect: Path, step: str
     """Drive a load/train container to a judged end. True once the run succeeded."""
     type_ = "Loaded" if step == "load" else "Trained"
     if str(run_dir) in snap.succeeded:
+        c = snap.containers.get(spec.name)
+        if c is not None and not c.running and c.exit_code is not None and \
+                f"collect:{spec.name}" not in snap.in_flight:
+            # Judged, but its container outlived a control plane stopped before removing it.
+            plan.act(RemoveContainer(name=spec.name, save_log_to=run_dir / "job.log",
+                                     reason=f"{step}.sh finished before the control plane stopped"), snap)
         return True
     key = f"job:{spec.name}"
     if key in state.failures:
