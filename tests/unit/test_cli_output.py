@@ -134,3 +134,21 @@ def test_watch_resumes_after_a_broken_stream_lists_again_after_410_and_ends_when
         assert "stopped" in e.message
     assert c.resumed_from == [None, "5", None], "resume after a break, list again after a 410"
     assert [json.loads(line)["metadata"]["name"] for line in capsys.readouterr().out.splitlines()] == ["a", "a"]
+
+
+def test_timestamps_read_without_strptime_mean_what_strptime_made_of_them() -> None:
+    from datetime import datetime, timezone
+
+    def strptime(ts: str) -> datetime | None:
+        try:
+            return datetime.strptime(ts, output.STAMP).replace(tzinfo=timezone.utc)
+        except ValueError:
+            return None
+
+    odd = ["", "-", "2026-11-27T14:13:53Z", "2026-11-27t14:13:53z", "2026-1-27T14:13:53Z", "2024-02-29T00:00:00Z",
+           "2023-02-29T00:00:00Z", "2026-11-27T14:13:60Z", "2026-13-27T14:13:53Z", "0000-01-01T00:00:00Z",
+           "2026-11-27T24:00:00Z", "2026-11-27 14:13:53Z", "2026-11-27T14:13:53Z ", "\uff12026-11-27T14:13:53Z",
+           "2026-11-27T14:13:5\u00b2Z", "+026-11-27T14:13:53Z", "2026-11-27T14:13:53+00:00"]
+    for ts in odd:
+        assert output.parse_stamp(ts) == strptime(ts), ts
+    assert output.age("2026-11-27 14:13:53") == "-"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,3 +198,35 @@ def test_the_session_lists_every_reason_with_its_category(env: Any) -> None:
     reasons = client.get("/ui/api/session").json()["reasons"]
     assert reasons["TrainFailed"]["category"] == "failed" and reasons["Serving"]["category"] == "done"
     assert reasons["Training"]["category"] == "progress" and reasons["Training"]["description"]
+
+
+MOUNT_CHECK = """
+import sys
+from pathlib import Path
+from fastapi.testclient import TestClient
+from substratus.api.app import create_app
+from substratus.controlplane.controller import Controller
+from substratus.controlplane.layout import Layout
+from substratus.controlplane.service import ControlPlane
+from substratus.controlplane.store import Store
+from substratus.runtimes.fake import FakeRuntime
+
+layout = Layout(Path(sys.argv[1]))
+store = Store(layout.db)
+rt = FakeRuntime()
+cp = ControlPlane(store, rt, layout, Controller(store, rt, layout, workers=0, executor_workers=0))
+client = TestClient(create_app(cp, "t" * 32), base_url="http://127.0.0.1:8123", follow_redirects=False)
+pages = lambda: sorted(m for m in ("substratus.api.dashboard.pages", "substratus.api.dashboard.data") if m in sys.modules)
+before = client.get("/openapi.json").content
+print(pages(), client.get("/healthz").status_code, pages(), client.get("/ui/login").status_code, pages(),
+      client.get("/openapi.json").content == before)
+"""
+
+
+def test_the_dashboards_pages_are_built_at_the_first_ui_request_and_the_openapi_document_stays(
+        tmp_path: Path) -> None:
+    """A control plane no browser looks at does not import or build them at start-up (issue 8)."""
+    out = subprocess.run([sys.executable, "-c", MOUNT_CHECK, str(tmp_path / "home")], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["[]", "200", "[]", "200",
+                           "['substratus.api.dashboard.data',", "'substratus.api.dashboard.pages']", "True"]

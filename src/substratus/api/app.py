@@ -6,7 +6,8 @@ Served on the Unix socket `$SUBSTRATUS_HOME/api.sock` (the CLI) and on
 with mode 0600 and is at least MIN_TOKEN_LENGTH characters. Request bodies
 are bounded (`limits.BodyLimit`); log followers hold no worker thread.
 Lists and watches are written as raw JSON (no per-item response
-validation): `sub get` of 1,000 objects must stay quick.
+validation), lists from documents encoded once per version (`api.encoded`):
+`sub get` of 1,000 objects must stay quick.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import BaseModel, Field
 from substratus import __version__
 from substratus.api import MIN_TOKEN_LENGTH
 from substratus.api.dashboard import mount_dashboard
+from substratus.api.encoded import EncodedDocuments, encode
 from substratus.api.errors import error_body, status_for
 from substratus.api.limits import BodyLimit, FollowResponse
 from substratus.api.watch import Gone, Hub
@@ -85,7 +87,7 @@ class ObjectList(BaseModel):
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data, separators=(",", ":")), status_code=status, media_type="application/json")
+    return Response(encode(data), status_code=status, media_type="application/json")
 
 
 def check_bearer(authorization: Optional[str], token: str) -> bool:
@@ -104,6 +106,8 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
                               "them; read their logs.")
     app.add_middleware(BodyLimit)
     hub = Hub(cp.store)
+    documents = EncodedDocuments()
+    cp.store.subscribe(documents.forget)
 
     def authorised(authorization: Optional[str] = Header(default=None)) -> None:
         if not check_bearer(authorization, token):
@@ -153,7 +157,8 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
         return json_response(cp.apply(objects, dry_run=dry_run))
 
     def selected(kind: Optional[str], namespace: Optional[str], selector: Selector) -> list[Record]:
-        return [r for r in cp.records(kind, namespace) if selector.matches(r.labels)]
+        records = cp.records(kind, namespace)
+        return records if selector.empty else [r for r in records if selector.matches(r.labels)]
 
     @app.get("/api/v1/objects", response_model=ObjectList, dependencies=[Depends(authorised)])
     def list_objects(kind: Optional[str] = None, namespace: Optional[str] = None,
@@ -161,8 +166,9 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
         k = canonical_kind(kind) if kind else None
         selector = parse_selector(label_selector)
         version = cp.store.resource_version
-        return json_response({"items": [r.document() for r in selected(k, namespace, selector)],
-                              "resourceVersion": str(version)})
+        items = documents.array(selected(k, namespace, selector))
+        return Response(f'{{"items":{items},"resourceVersion":{encode(str(version))}}}',
+                        media_type="application/json")
 
     @app.get("/api/v1/watch", dependencies=[Depends(authorised)], response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}},

@@ -5,12 +5,11 @@ died (kill -9 leaves the endpoint file behind). The socket lives in the 0700
 `$SUBSTRATUS_HOME`, so only its owner (or root) can have created it, and the
 client checks the peer's uid (SO_PEERCRED) before it sends the token.
 Paths longer than a socket address allows (108 bytes) are reached through
-/proc/self/fd on Linux. Used by `api.daemon` (bind) and `cli.client` (connect).
+/proc/self/fd on Linux. Used by `api.daemon` (bind) and `cli.http1` (connect).
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import socket
 import stat
@@ -78,15 +77,3 @@ def connect(path: Path, timeout: Optional[float]) -> tuple[socket.socket, int]:
         raise ControlPlaneError(f"the process answering on {path} runs as uid {uid}, not as you; "
                                 "refusing to send the API token to it", hint=f"remove {path} and run `sub up`")
     return sock, pid
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """http.client over the daemon's Unix socket; `peer_pid` is the daemon's pid once connected."""
-
-    def __init__(self, path: Path, timeout: Optional[float] = None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-        self.peer_pid = 0
-
-    def connect(self) -> None:
-        self.sock, self.peer_pid = connect(self.socket_path, self.timeout)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
@@ -18,10 +18,11 @@ from substratus import __version__
 from substratus.cli import complete, output
 from substratus.cli.backend import Backend, make_client
 from substratus.cli.lazy import LazyGroup
-from substratus.cli.wait import ref, wait_for
 from substratus.errors import SubstratusError, ValidationError
-from substratus.resources.documents import Document, check_duplicates, documents_from_text, read_path
 from substratus.resources.kinds import canonical_kind
+
+if TYPE_CHECKING:  # imported where used: `sub get` reads no manifests (YAML) and waits for nothing
+    from substratus.resources.documents import Document
 
 # Commands imported only when run (`sub apply` must not pay for them): name -> (module:attr, help).
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
@@ -93,6 +94,8 @@ def client() -> Backend:
 def read_documents(paths: tuple[str, ...]) -> list[Document]:
     """The documents of every -f (`-` is standard input, its `dir` sources relative to the current
     directory), dirs resolved; validation happens in the control plane."""
+    from substratus.resources.documents import check_duplicates, documents_from_text, read_path
+
     if paths.count("-") > 1:
         raise click.UsageError("-f - (standard input) can be given only once")
     docs: list[Document] = []
@@ -165,6 +168,8 @@ def apply(paths: tuple[str, ...], dry_run: str, wait: bool, timeout: float, fmt:
     else:
         click.echo(output.dump(results, fmt))
     if wait:
+        from substratus.cli.wait import wait_for
+
         keys = set(doc_keys(docs))
         verdict = wait_for(c.watch(timeout=timeout), keys, timeout, view=progress_view(keys))
         if verdict.failed or verdict.pending:
@@ -179,6 +184,8 @@ def apply(paths: tuple[str, ...], dry_run: str, wait: bool, timeout: float, fmt:
 
 
 def report_failure(o: dict[str, Any], what: str) -> None:
+    from substratus.cli.wait import ref
+
     cond = output.ready_condition(o)
     err(f"{ref(o)} {what}: {cond.get('reason', 'Pending')}")
     for line in (cond.get("message") or "").splitlines():

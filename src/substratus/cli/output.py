@@ -1,14 +1,21 @@
-"""Rendering objects for people (tables, describe) and for scripts (json, yaml)."""
+"""Rendering objects for people (tables, describe) and for scripts (json, yaml).
+
+`sub get` of 1,000 objects must finish within 0.25 s, start-up included: YAML
+is imported only for `-o yaml` and describe, and timestamps in the form the
+control plane writes are read without `strptime` (5 us instead of 12 us each,
+no `_strptime` import), each distinct one once.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
-
-import yaml
+from functools import lru_cache
+from typing import Any, Optional
 
 from substratus.resources.kinds import KIND_ORDER
+
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
@@ -16,10 +23,23 @@ def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
     return next((c for c in conds if c.get("type") == "Ready"), {})
 
 
-def age(ts: str) -> str:
+@lru_cache(maxsize=4096)  # objects applied together share their timestamps
+def parse_stamp(ts: str) -> Optional[datetime]:
+    """`2026-11-27T14:13:53Z` as an aware datetime, None when it is not one (as `strptime` judges)."""
+    digits = ts[0:4] + ts[5:7] + ts[8:10] + ts[11:13] + ts[14:16] + ts[17:19]
     try:
-        then = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        if len(ts) == 20 and ts[4] + ts[7] + ts[10] + ts[13] + ts[16] + ts[19] == "--T::Z" \
+                and digits.isascii() and digits.isdigit():
+            return datetime(int(ts[0:4]), int(ts[5:7]), int(ts[8:10]), int(ts[11:13]), int(ts[14:16]),
+                            int(ts[17:19]), tzinfo=timezone.utc)
+        return datetime.strptime(ts, STAMP).replace(tzinfo=timezone.utc)  # any other spelling it accepts
     except ValueError:
+        return None
+
+
+def age(ts: str) -> str:
+    then = parse_stamp(ts)
+    if then is None:
         return "-"
     s = int((datetime.now(timezone.utc) - then).total_seconds())
     return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
@@ -66,10 +86,14 @@ def table(items: list[dict[str, Any]]) -> str:
 def dump(data: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2)
+    import yaml
+
     return yaml.safe_dump(data, sort_keys=False).rstrip()
 
 
 def describe(d: dict[str, Any]) -> str:
+    import yaml
+
     st = d.get("status", {})
     meta = d["metadata"]
     out = [f"Kind:        {d['kind']}", f"Name:        {meta['name']}", f"Namespace:   {meta.get('namespace')}",

@@ -12,22 +12,30 @@
 
 Every /ui response carries a strict Content-Security-Policy (same origin
 only), so a page cannot load anything from another host even by mistake.
+
+`codes` is mounted with the API (it is part of the OpenAPI document); `pages`
+and `data`, their modules and routes, are built when the first /ui request
+comes (`MountOnFirstUse`): a control plane that no browser looks at should
+not pay for them at every start, before it answers its first `sub apply`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from substratus.api.dashboard.auth import LoginCodes, Sessions
-from substratus.api.dashboard.links import MetricsProbe
 from substratus.api.watch import Hub
 from substratus.controlplane.service import ControlPlane
 
 if TYPE_CHECKING:
     import httpx  # imported when first used: it costs ~0.1 s of every control plane's start-up
+
+    from substratus.api.dashboard.links import MetricsProbe
 
 
 @dataclass
@@ -56,19 +64,47 @@ class Dashboard:
         self._http = client
 
     @property
-    def probe(self) -> MetricsProbe:
+    def probe(self) -> "MetricsProbe":
         if self._probe is None:
+            from substratus.api.dashboard.links import MetricsProbe
+
             self._probe = MetricsProbe(self.http)
         return self._probe
 
 
+def is_ui(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
+
+
+class MountOnFirstUse:
+    """ASGI middleware: calls `mount` before the first request for a /ui path goes on to the routes."""
+
+    def __init__(self, app: ASGIApp, mount: Callable[[], None]) -> None:
+        self.app = app
+        self.mount: Optional[Callable[[], None]] = mount
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.mount is not None and scope["type"] in ("http", "websocket") and is_ui(scope["path"]):
+            self.mount()  # on the event loop, so no other request is routed meanwhile
+            self.mount = None
+        await self.app(scope, receive, send)
+
+
 def mount_dashboard(app: FastAPI, cp: ControlPlane, hub: Hub, token: str) -> Dashboard:
-    """Add the dashboard's routes to the control plane's app; returns the shared state (for tests)."""
-    from substratus.api.dashboard import codes, data, pages
+    """Add the dashboard's routes to the control plane's app (those under /ui when first asked for);
+    returns the shared state (for tests)."""
+    from substratus.api.dashboard import codes
 
     dash = Dashboard(cp=cp, hub=hub, token=token)
     app.state.dashboard = dash
     app.include_router(codes.router(dash))
-    app.include_router(pages.router(dash))
-    app.include_router(data.router(dash))
+
+    def mount_ui() -> None:
+        from substratus.api.dashboard import data, pages
+
+        routers = [pages.router(dash), data.router(dash)]  # both built before either is added
+        for router in routers:
+            app.include_router(router)
+
+    app.add_middleware(MountOnFirstUse, mount=mount_ui)
     return dash
