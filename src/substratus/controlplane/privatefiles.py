@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 PRIVATE_FILES = ("state.db", "state.db-wal", "state.db-shm", "token", "controlplane.json", "controlplane.log",
@@ -37,6 +36,8 @@ def secure_home(home: Path) -> None:
 
 def write_private(path: Path, text: str) -> None:
     """Atomically replace `path` with `text`, mode 0600: readers see the old or the new, never half."""
+    import tempfile  # here: every `sub` command imports this module, few write a private file
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
