@@ -113,3 +113,20 @@ def test_a_secret_reaches_the_container_but_no_argv(runtime: EngineRuntime, bb_i
         assert processes_with(secret) == [], "the secret is on some process's command line"
     finally:
         runtime.remove(name)
+
+
+def test_background_work_runs_at_a_low_cpu_priority_and_does_the_same(runtime: EngineRuntime, bb_image: str) -> None:
+    """A contract probe beside a build runs under `nice`: the container's processes inherit it."""
+    def niceness(rt: EngineRuntime) -> int:
+        out = run_and_read(rt, RunSpec(name=unique("sub-nice"), image=bb_image, labels=LABELS,
+                                       command=["sh", "-c", "cat /proc/self/stat"]))
+        return int(out.rsplit(")", 1)[1].split()[16])  # field 19: nice
+
+    assert niceness(runtime.background()) == niceness(runtime) + 10
+    name = unique("sub-nice")
+    runtime.run(RunSpec(name=name, image=bb_image, labels=LABELS, command=["sh", "-c", "echo done"]))
+    deadline = time.monotonic() + 20
+    while "done" not in "\n".join(runtime.background().logs(name)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(runtime.background().logs(name)) == ["done"]
+    assert runtime.background().remove(name) and runtime.container(name) is None

@@ -316,7 +316,8 @@ class Executor(Dispatcher):
         return []
 
     def check(self, a: CheckContract) -> list[Outcome]:
-        problems = [r for r in contract.check_image(self.runtime, a.image, a.kind) if not r.ok]
+        # Beside the image's next step (a load, a build): that step gets the CPUs first.
+        problems = [r for r in contract.check_image(self.runtime.background(), a.image, a.kind) if not r.ok]
         if problems:
             text = "; ".join(f"{r.clause}: {r.evidence}" for r in problems)
             return [Failed(a.key, Reason.CONTRACT_VIOLATION, f"image {a.image} breaks the {a.kind} contract: {text}")]
@@ -341,6 +342,7 @@ class Executor(Dispatcher):
         removed (the container stays in the cache until then, so `sub logs` finds the log in one
         place or the other). A failure is judged with the last lines of its log."""
         job_log = a.run_dir / "job.log"
+        runtime = self.runtime
         outcomes = judge_job(a, "") if a.exit_code == 0 else None
         if outcomes == []:
             if a.step == "load":
@@ -348,10 +350,11 @@ class Executor(Dispatcher):
             mark_succeeded(a.run_dir)
             self.report(owner, outcomes)
             outcomes = []
-        save_logs(self.runtime, a.name, job_log, replace=True)
+            runtime = runtime.background()  # the next stage has started: it gets the CPUs first
+        save_logs(runtime, a.name, job_log, replace=True)
         if outcomes is None or outcomes:
             outcomes = judge_job(a, tail(job_log.read_text(errors="replace") if job_log.exists() else "", 15))
-        self.runtime.remove(a.name)
+        runtime.remove(a.name)
         self.containers.drop(owner, a.name)
         return outcomes
 

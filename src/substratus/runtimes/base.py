@@ -174,5 +174,10 @@ class Runtime(Protocol):
     def gpu_available(self) -> bool:
         """Whether containers can be given a GPU."""
 
+    def background(self) -> "Runtime":
+        """This runtime for work nothing waits on right away (a contract probe beside the next build,
+        a finished job's log copy and removal): where it can, its engine processes run at a low CPU
+        priority, so the work on the critical path gets the CPUs."""
+
     def events(self, labels: dict[str, str]) -> EventStream:
         """Container events of containers carrying all of `labels`, and every image event, as they happen."""

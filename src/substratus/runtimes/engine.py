@@ -11,6 +11,7 @@ capabilities a contract script can need.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import queue
@@ -215,11 +216,19 @@ class EngineRuntime:
         self.engine = engine
         self.build_extra_args = list(build_extra_args or [])
         self.build_timeout = build_timeout
+        self.nice: list[str] = []  # ["nice", "-n", "10"] in the background() view
+
+    def background(self) -> "EngineRuntime":
+        """The same engine, each of its processes started under `nice -n 10` (podman's conmon and the
+        container inherit it; a docker client only asks its daemon, so there it changes little)."""
+        view = copy.copy(self)
+        view.nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+        return view
 
     # -- helpers ---------------------------------------------------------------------
     def _run(self, args: list[str], *, timeout: float = 120, check: bool = True,
              env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
-        argv = [self.engine, *args]
+        argv = [*self.nice, self.engine, *args]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                                   env={**os.environ, **env} if env else None, stdin=subprocess.DEVNULL)
@@ -382,7 +391,7 @@ class EngineRuntime:
         labels = {MANAGED: "true", LABEL_PREFIX + "role": "once", **spec.labels}
         spec = RunSpec(**{**spec.__dict__, "name": spec.name or f"sub-once-{uuid.uuid4().hex[:10]}",
                           "labels": labels})
-        argv = run_argv(self.engine, spec, detach=False, remove=True)
+        argv = [*self.nice, *run_argv(self.engine, spec, detach=False, remove=True)]
         try:
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   errors="replace", timeout=timeout, stdin=subprocess.DEVNULL, env=run_env(spec))
@@ -408,7 +417,7 @@ class EngineRuntime:
         return [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
 
     def logs(self, name: str, *, tail: Optional[int] = None, follow: bool = False) -> Iterator[str]:
-        proc = subprocess.Popen(logs_argv(self.engine, name, tail, follow), stdout=subprocess.PIPE,
+        proc = subprocess.Popen([*self.nice, *logs_argv(self.engine, name, tail, follow)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
                                 stdin=subprocess.DEVNULL)
         deadline = None if follow else Deadline(proc, LOGS_TIMEOUT)

@@ -236,6 +236,9 @@ class FakeRuntime:
             raise EngineError(f"exec in {name} did not finish in {timeout:.0f}s") from err
         return ExecResult(exit_code=proc.returncode, stdout=proc.stdout, stderr=proc.stderr.decode(errors="replace"))
 
+    def background(self) -> "FakeRuntime":
+        return self  # no engine processes of its own to lower the priority of
+
     def gpu_available(self) -> bool:
         return self.gpu
 

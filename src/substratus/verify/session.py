@@ -102,6 +102,9 @@ class TrackedRuntime:
     def remove(self, name: str) -> bool:
         return self.inner.remove(name)
 
+    def background(self) -> "TrackedRuntime":
+        return self  # no engine processes of its own to lower the priority of
+
     def gpu_available(self) -> bool:
         return self.inner.gpu_available()
 

@@ -378,6 +378,9 @@ class KubernetesRuntime:
     def events(self, labels: dict[str, str]) -> KubeEvents:
         return KubeEvents(self.api, labels, labels.get(LABEL_PREFIX + "namespace"))
 
+    def background(self) -> "KubernetesRuntime":
+        return self  # no engine processes of its own to lower the priority of
+
     def gpu_available(self) -> bool:
         for node in self.api.list("v1", "Node"):
             allocatable = (node.get("status") or {}).get("allocatable") or {}
