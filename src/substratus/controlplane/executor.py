@@ -308,11 +308,12 @@ class Executor(Dispatcher):
         self.containers.drop(owner, action.name)
 
     def build_image(self, a: BuildImage) -> list[Outcome]:
-        built = build_with_log(self.runtime, BuildSpec(context=Path(a.source.context), tag=a.tag, labels=a.labels),
-                               a.log_path)
-        if isinstance(built, BuildFailure):
-            return [Failed(a.key, Reason.BUILD_FAILED, built.message)]
-        self.images.added(a.tag, built)
+        with self.images.building():
+            built = build_with_log(self.runtime, BuildSpec(context=Path(a.source.context), tag=a.tag,
+                                                           labels=a.labels), a.log_path)
+            if isinstance(built, BuildFailure):
+                return [Failed(a.key, Reason.BUILD_FAILED, built.message)]
+            self.images.added(a.tag, built)
         return []
 
     def check(self, a: CheckContract) -> list[Outcome]:
@@ -328,10 +329,11 @@ class Executor(Dispatcher):
         dockerfile.write_text(trained_dockerfile(a.base))
         # Made once from one run's outputs and never rebuilt: no layer is worth keeping for a later build.
         spec = BuildSpec(context=a.run_dir, tag=a.tag, dockerfile=dockerfile, labels=a.labels, layer_cache=False)
-        built = build_with_log(self.runtime, spec, a.run_dir / "build.log", ignore=("logs", "job.log", "data"))
-        if isinstance(built, BuildFailure):
-            return [Failed(a.key, Reason.BUILD_FAILED, built.message)]
-        self.images.added(a.tag, built)
+        with self.images.building():
+            built = build_with_log(self.runtime, spec, a.run_dir / "build.log", ignore=("logs", "job.log", "data"))
+            if isinstance(built, BuildFailure):
+                return [Failed(a.key, Reason.BUILD_FAILED, built.message)]
+            self.images.added(a.tag, built)
         return []
 
     def collect_job(self, owner: Key, a: CollectJob) -> list[Outcome]:

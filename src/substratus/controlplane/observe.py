@@ -14,11 +14,12 @@ readiness probes of its running servers and notebooks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -153,6 +154,9 @@ class ImageCache:
         self.runtime = runtime
         self._lock = threading.Lock()
         self._known: dict[str, Optional[str]] = {}
+        self._own_ids: dict[str, None] = {}  # ids of images we built (the latest 256), in order
+        self._building = 0                   # our builds running now
+        self._held: list[str] = []           # image events seen meanwhile, not yet known to be ours
 
     def lookup(self, refs: list[str]) -> dict[str, str]:
         with self._lock:
@@ -177,6 +181,27 @@ class ImageCache:
             image_id = info.id if info else None
         with self._lock:
             self._known[ref] = image_id
+            if image_id:
+                self._own_ids[image_id] = None
+                while len(self._own_ids) > 256:
+                    del self._own_ids[next(iter(self._own_ids))]
+
+    @contextlib.contextmanager
+    def building(self) -> Iterator[None]:
+        """Around one of our builds. Its own image event may arrive before the build says which image it
+        made: an event that would forget the absent images is held until our builds end, and dropped if
+        it was one of them (the next stage then need not ask about its images again)."""
+        with self._lock:
+            self._building += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._building -= 1
+                held = [n for n in self._held if n not in self._own_ids and self._known.get(n) is None]
+                self._held = held if self._building else []
+                if held and not self._building:
+                    self._forget_absent()
 
     def on_event(self, action: str, name: str) -> bool:
         """Update after an image event; True when images may have gone (their users should look again)."""
@@ -188,8 +213,19 @@ class ImageCache:
                     self._known = {r: i for r, i in self._known.items() if i is None}
                 return True
             # something was built or tagged: absent refs may exist now, and a base image may have moved
-            self._known = {r: i for r, i in self._known.items() if i is not None and r.startswith(OWN_REPO)}
+            ours = name.removeprefix("sha256:") in self._own_ids or (":" in name and self._known.get(name) and
+                                                                     name.startswith(OWN_REPO))
+            if ours:
+                return False
+            if self._building:
+                self._held.append(name.removeprefix("sha256:"))
+                return False
+            self._forget_absent()
         return False
+
+    def _forget_absent(self) -> None:
+        """Absent refs may exist now, and a base image may have moved (lock held)."""
+        self._known = {r: i for r, i in self._known.items() if i is not None and r.startswith(OWN_REPO)}
 
     def invalidate(self) -> None:
         with self._lock:
