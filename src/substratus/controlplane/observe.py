@@ -147,7 +147,8 @@ class ImageCache:
     A pass asks only about the images its planner may need (`plan.wanted_images`): listing every
     image of a busy shared engine takes seconds. Answers are kept: a present image until an event
     says images went away, an absent one until something is built or tagged. This control plane's
-    own builds record their result directly (`added`).
+    own builds record their result directly (`added`, inside `building`), and their own image
+    events do not make it forget what it knows.
     """
 
     def __init__(self, runtime: Runtime) -> None:
