@@ -490,6 +490,40 @@ def test_gc_keeps_current_and_recent_runs_and_images_and_removes_superseded_ones
     assert status(env, "ModelServer", "tuned")["ready"], "collecting garbage disturbed nothing in use"
 
 
+def test_gc_removes_only_images_this_control_plane_built(env: Env) -> None:
+    """Image names are shared by every home on one engine. Source images carry no owner labels (a LABEL
+    step costs a layer commit per build): the ledger of built ids says whose an image is."""
+    from dataclasses import replace as copy_with
+
+    from substratus.controlplane.ledger import BuiltImages
+    from substratus.runtimes.base import ImageInfo
+
+    apply(env)
+    settle(env)
+    serve_ready(env)
+    assert env.rt.image_store[status(env, "Model", "base")["containerImage"]].labels == {}, \
+        "a source image is built without a LABEL step"
+    assert env.rt.image_store[status(env, "Model", "tuned")["containerImage"]].labels, "a trained image keeps its"
+    for i in range(2):
+        (env.tmp / "model" / "serve.sh").write_text(f"#!/bin/sh\n# v{i}\n")
+        apply(env)
+        settle(env)
+        serve_ready(env)
+    for ref, info in list(env.rt.image_store.items()):  # only the ledger can tell whose they are now
+        env.rt.image_store[ref] = copy_with(info, labels={})
+    repo = status(env, "Model", "tuned")["containerImage"].rsplit(":", 1)[0]
+    foreign = ImageInfo(ref=f"{repo}:trained-f0reign", id="f" * 64, workdir="/model", env={}, labels={},
+                        entrypoint=[], cmd=[])
+    env.rt.image_store[foreign.ref] = foreign  # another home's build of an object of the same name
+    garbage = env.ctl.collect_garbage()
+    ours = [ref for ref in garbage.images if ref != foreign.ref]
+    assert ours and foreign.ref in garbage.images, "superseded images of both homes were found"
+    assert not set(ours) & set(env.rt.image_store), "ours were removed"
+    assert foreign.ref in env.rt.image_store, "another home's image was removed"
+    assert BuiltImages(env.layout.built_images).ids() == {i.id for i in env.rt.image_store.values()} - {foreign.id}, \
+        "the ledger keeps the ids of our images that exist, and only those"
+
+
 def test_gc_leaves_objects_on_their_way_alone(env: Env) -> None:
     apply(env)
     env.drain()  # building, nothing ready yet

@@ -31,11 +31,10 @@ from substratus.api.encoded import EncodedDocuments, encode
 from substratus.api.errors import error_body, status_for
 from substratus.api.limits import BodyLimit, FollowResponse
 from substratus.api.watch import Gone, Hub
-from substratus.controlplane.service import ControlPlane
+from substratus.controlplane.service import MAX_OBJECTS, ControlPlane
 from substratus.controlplane.store import Record
 from substratus.errors import SubstratusError, ValidationError
 from substratus.resources.kinds import canonical_kind
-from substratus.resources.manifest import parse_object
 from substratus.resources.selectors import Selector
 from substratus.resources.selectors import parse as parse_selector
 
@@ -43,7 +42,6 @@ SELECTOR_DOC = ("Only objects whose metadata.labels match, as kubectl writes it:
                 "`env in (a,b)`, `env notin (a)`, `gpu`, `!legacy`; requirements separated by ','.")
 
 
-MAX_OBJECTS = 10000  # per apply or delete request; the body limit (8 MiB) bounds it too
 UNAUTHORISED = "missing or wrong API token"
 
 
@@ -140,21 +138,7 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
 
     @app.post("/api/v1/apply", response_model=list[ApplyResult], dependencies=[Depends(authorised)])
     def apply(req: ApplyRequest, dry_run: bool = Query(False, alias="dryRun")) -> Response:
-        objects, problems = [], []
-        seen: dict[tuple[str, str, str], int] = {}
-        for i, doc in enumerate(req.objects):
-            try:
-                obj = parse_object(doc, source=f"objects[{i}]")
-            except ValidationError as err:
-                problems += [(f"objects[{i}]: {p}" if p else f"objects[{i}]", m) for p, m in err.problems]
-                continue
-            objects.append(obj)
-            if obj.key in seen:
-                problems.append((f"objects[{i}]", f"{obj.ref} is defined more than once (also objects[{seen[obj.key]}])"))
-            seen.setdefault(obj.key, i)
-        if problems:
-            raise ValidationError(problems, hint="nothing was applied")
-        return json_response(cp.apply(objects, dry_run=dry_run))
+        return json_response(cp.apply_documents(req.objects, dry_run=dry_run))
 
     def selected(kind: Optional[str], namespace: Optional[str], selector: Selector) -> list[Record]:
         records = cp.records(kind, namespace)

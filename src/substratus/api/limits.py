@@ -10,11 +10,12 @@ server announces, so a `sub logs -f` whose client went away stops at once
 from __future__ import annotations
 
 import json
+
 import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
+from substratus.api import MAX_BODY_BYTES
 
 
 class BodyTooLarge(Exception):

@@ -3,10 +3,11 @@
 - Run directories (loaded data, training outputs, logs) of each object: the
   one its status points at, any a container still uses, and the `keep` most
   recent others are kept; older ones are removed.
-- Images this instance built for its objects (they carry its instance label:
-  image names are shared by every control plane on one engine): those an
-  object publishes or still uses, the latest verified ones in its state, and
-  images any container runs on are kept; superseded ones are untagged.
+- Images this instance built for its objects (their ids are in its ledger,
+  `controlplane.ledger`, or, built before the ledger, they carry its instance
+  label: image names are shared by every control plane on one engine): those
+  an object publishes or still uses, the latest verified ones in its state,
+  and images any container runs on are kept; superseded ones are untagged.
 - Source snapshots and checkouts under `sources/` that no object refers to and
   that are older than an hour (an apply in progress may have just made one).
 
@@ -27,6 +28,7 @@ from typing import Any
 from substratus.build import naming
 from substratus.controlplane import state as states
 from substratus.controlplane.layout import Layout
+from substratus.controlplane.ledger import BuiltImages
 from substratus.controlplane.store import Record
 from substratus.runtimes.base import ContainerState, Runtime
 
@@ -128,14 +130,18 @@ def _scandir(path: Path) -> list[os.DirEntry[str]]:
 def collect(layout: Layout, runtime: Runtime, records: list[Record], containers: list[ContainerState],
             keep: int) -> Garbage:
     """Observe, decide and remove; returns what was removed."""
-    garbage = plan_gc(records, observe_runs(layout, records), runtime.images(), containers,
+    images = runtime.images()
+    garbage = plan_gc(records, observe_runs(layout, records), images, containers,
                       observe_sources(layout), time.time(), keep)
     for path in garbage.run_dirs + garbage.sources:
         shutil.rmtree(path, ignore_errors=True)
+    built = BuiltImages(layout.built_images)
+    removed = False
     for ref in garbage.images:
         info = runtime.image_info(ref)  # only what this control plane built: names are shared on one engine
-        if info is not None and info.labels.get(naming.label("instance")) == layout.instance:
-            runtime.remove_image(ref)
+        if info is not None and (info.id in built or info.labels.get(naming.label("instance")) == layout.instance):
+            removed = runtime.remove_image(ref) or removed
+    built.forget_all_but(set((runtime.images() if removed else images).values()))
     if garbage.run_dirs or garbage.images or garbage.sources:
         log.info("garbage collected: %d run directories, %d images, %d source snapshots",
                  len(garbage.run_dirs), len(garbage.images), len(garbage.sources))

@@ -46,6 +46,11 @@ class Layout:
     def dir_cache(self) -> Path:
         return self.home / "sources" / "dirs"
 
+    @property
+    def built_images(self) -> Path:
+        """The ids of the images this control plane built (`controlplane.ledger`)."""
+        return self.home / "images"
+
     def object_dir(self, kind: str, namespace: str, name: str) -> Path:
         return self.home / "objects" / kind.lower() / namespace / name
 

@@ -24,11 +24,13 @@ from substratus.controlplane.controller import Controller, utcnow
 from substratus.controlplane.layout import Layout
 from substratus.controlplane.store import Key, Record, Store
 from substratus.errors import ConflictError, NotFoundError, SourceError, ValidationError
+from substratus.resources.manifest import parse_object
 from substratus.resources.references import references
 from substratus.resources.schema import Dataset, Model, Resource
 from substratus.runtimes.base import ContainerState, Runtime
 from substratus.sources import ResolvedSource, git, local
 
+MAX_OBJECTS = 10000  # per apply or delete request; the API's body limit (8 MiB) bounds it too
 SYSTEM_META = {"generation", "resourceVersion", "uid", "creationTimestamp"}
 
 
@@ -42,6 +44,31 @@ class ControlPlane:
         self._fetch_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
     # -- apply --------------------------------------------------------------------------------
+    def apply_documents(self, documents: list[Any], *, dry_run: bool = False) -> list[dict[str, Any]]:
+        """Apply manifests as a client sent them (decoded JSON): each parsed and checked, every problem
+        of every document named together, nothing applied unless all are valid. The API's apply route
+        and the daemon's first apply (handed over by the `sub` that starts it) both come here."""
+        if len(documents) > MAX_OBJECTS:
+            raise ValidationError([("objects", f"{len(documents)} objects in one request")],
+                                  hint=f"send at most {MAX_OBJECTS} objects in one request: split the manifests "
+                                       "over several applies")
+        objects: list[Resource] = []
+        problems: list[tuple[str, str]] = []
+        seen: dict[Key, int] = {}
+        for i, doc in enumerate(documents):
+            try:
+                obj = parse_object(doc, source=f"objects[{i}]")
+            except ValidationError as err:
+                problems += [(f"objects[{i}]: {p}" if p else f"objects[{i}]", m) for p, m in err.problems]
+                continue
+            objects.append(obj)
+            if obj.key in seen:
+                problems.append((f"objects[{i}]", f"{obj.ref} is defined more than once (also objects[{seen[obj.key]}])"))
+            seen.setdefault(obj.key, i)
+        if problems:
+            raise ValidationError(problems, hint="nothing was applied")
+        return self.apply(objects, dry_run=dry_run)
+
     def apply(self, objects: list[Resource], *, dry_run: bool = False) -> list[dict[str, Any]]:
         with self._apply_lock:
             self.check_references(objects)
