@@ -49,6 +49,15 @@ def test_the_answer_is_what_the_api_would_have_sent(tmp_path: Path) -> None:
     assert plane.got == [[doc]]
 
 
+def test_a_large_apply_is_read_whole(tmp_path: Path) -> None:
+    """1,001 objects: a request far beyond the small files (tokens) the home otherwise holds."""
+    docs = [{"apiVersion": "substratus.ai/v1", "kind": "Notebook", "metadata": {"name": f"nb-{i}"},
+             "spec": {"modelName": "base", "suspend": True}} for i in range(1001)]
+    plane = FakePlane([])
+    assert run(tmp_path, {"objects": docs}, plane)["status"] == 200
+    assert plane.got == [docs]
+
+
 def test_a_refused_apply_answers_the_apis_status_and_error_body(tmp_path: Path) -> None:
     plane = FakePlane(ValidationError([("objects[0]: spec.modelName", "no such model")], hint="nothing was applied"))
     answer = run(tmp_path, {"objects": [{}]}, plane)

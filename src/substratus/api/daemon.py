@@ -33,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
-from substratus.api import MIN_TOKEN_LENGTH, unixsock
+from substratus.api import MAX_BODY_BYTES, MIN_TOKEN_LENGTH, unixsock
 from substratus.api.errors import error_body, status_for
 from substratus.controlplane.layout import Layout
 from substratus.controlplane.privatefiles import read_private, secure_home, write_private
@@ -168,7 +168,7 @@ class FirstApply:
         body: Any
         try:
             try:
-                request = json.loads(read_private(self.request))
+                request = json.loads(read_private(self.request, limit=MAX_BODY_BYTES))  # `sub` sends no more
                 objects = request.get("objects") if isinstance(request, dict) else None
                 if not isinstance(objects, list):
                     raise ValidationError([("objects", f"{self.request} holds no list of manifests")])
