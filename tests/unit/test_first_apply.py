@@ -124,3 +124,25 @@ def test_the_client_gives_up_on_a_daemon_that_never_answers() -> None:
             read_until_eof(pipe, 0.2)
     finally:
         os.close(w)
+
+
+@pytest.mark.parametrize("command", ["apply", "get"])
+def test_a_control_plane_that_cannot_start_says_why_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            command: str) -> None:
+    """No engine: the daemon prints the error and exits 3; `sub` shows it at once (it used to wait for
+    its 30 s start-up timeout, the daemon's exit looking like a lost race for the lock)."""
+    from substratus.cli.client import Client
+
+    monkeypatch.setenv("SUBSTRATUS_ENGINE", "no-such-engine-here")
+    client = Client(tmp_path / "home")
+    started = time.monotonic()
+    with pytest.raises(ControlPlaneError) as caught:
+        if command == "apply":
+            client.apply([{"apiVersion": "substratus.ai/v1", "kind": "Notebook", "metadata": {"name": "nb"}}])
+        else:
+            client.list()
+    assert time.monotonic() - started < 15
+    text = str(caught.value)
+    assert "exited with code 3" in text and "SUBSTRATUS_ENGINE='no-such-engine-here' is not on PATH" in text, text
+    assert "Traceback" not in text and "fix what the error above names" in text
+    assert not list((tmp_path / "home").glob(".first-apply-*"))

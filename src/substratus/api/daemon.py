@@ -220,6 +220,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except SubstratusError as err:  # no engine answers (or the one named is not installed)
+        print(f"error: {err}", file=sys.stderr)
+        return 3
 
 
 def in_background(call: Callable[[], T]) -> Callable[[], T]:

@@ -118,7 +118,8 @@ class Client:
         tail = (self.home / "controlplane.log").read_text(errors="replace").splitlines()[-10:]
         code = proc.poll()
         what = "did not start within 30s" if code is None else f"exited with code {code}"
-        hint = "fix the setting named above" if code == 2 else "check `podman info`"
+        hint = {2: "fix the setting named above", 3: "fix what the error above names"}.get(code or 0,
+                                                                                            "check `podman info`")
         raise ControlPlaneError(f"the control plane {what}:\n" + "\n".join(tail),
                                 hint=f"{hint}; the full log is {self.home / 'controlplane.log'}")
 
