@@ -25,7 +25,7 @@ from substratus.build import naming
 from substratus.cli import cluster_apply
 from substratus.errors import ControlPlaneError, NotFoundError, SubstratusError, ValidationError
 from substratus.resources.kinds import KIND_ORDER
-from substratus.resources.manifest import parse_object
+from substratus.resources.manifest import parse_objects
 from substratus.resources.references import references
 from substratus.resources.schema import Resource
 from substratus.resources.selectors import parse as parse_selector
@@ -120,21 +120,7 @@ class ClusterClient:
         return self.apply(objects, dry_run=True)
 
     def validate(self, objects: List[dict[str, Any]]) -> List[Resource]:
-        out, problems = [], []
-        seen: dict[Key, int] = {}
-        for i, doc in enumerate(objects):
-            try:
-                obj = parse_object(doc, source=f"objects[{i}]")
-            except ValidationError as err:
-                problems += [(f"objects[{i}]: {p}" if p else f"objects[{i}]", m) for p, m in err.problems]
-                continue
-            if obj.key in seen:
-                problems.append((f"objects[{i}]", f"{obj.ref} is defined more than once (also objects[{seen[obj.key]}])"))
-            seen.setdefault(obj.key, i)
-            out.append(obj)
-        if problems:
-            raise ValidationError(problems, hint="nothing was applied")
-        return out
+        return parse_objects(objects)
 
     def check_references(self, objects: List[Resource]) -> None:
         batch = {o.key for o in objects}

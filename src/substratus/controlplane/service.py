@@ -24,7 +24,7 @@ from substratus.controlplane.controller import Controller, utcnow
 from substratus.controlplane.layout import Layout
 from substratus.controlplane.store import Key, Record, Store
 from substratus.errors import ConflictError, NotFoundError, SourceError, ValidationError
-from substratus.resources.manifest import parse_object
+from substratus.resources.manifest import parse_objects
 from substratus.resources.references import references
 from substratus.resources.schema import Dataset, Model, Resource
 from substratus.runtimes.base import ContainerState, Runtime
@@ -52,22 +52,7 @@ class ControlPlane:
             raise ValidationError([("objects", f"{len(documents)} objects in one request")],
                                   hint=f"send at most {MAX_OBJECTS} objects in one request: split the manifests "
                                        "over several applies")
-        objects: list[Resource] = []
-        problems: list[tuple[str, str]] = []
-        seen: dict[Key, int] = {}
-        for i, doc in enumerate(documents):
-            try:
-                obj = parse_object(doc, source=f"objects[{i}]")
-            except ValidationError as err:
-                problems += [(f"objects[{i}]: {p}" if p else f"objects[{i}]", m) for p, m in err.problems]
-                continue
-            objects.append(obj)
-            if obj.key in seen:
-                problems.append((f"objects[{i}]", f"{obj.ref} is defined more than once (also objects[{seen[obj.key]}])"))
-            seen.setdefault(obj.key, i)
-        if problems:
-            raise ValidationError(problems, hint="nothing was applied")
-        return self.apply(objects, dry_run=dry_run)
+        return self.apply(parse_objects(documents), dry_run=dry_run)
 
     def apply(self, objects: list[Resource], *, dry_run: bool = False) -> list[dict[str, Any]]:
         with self._apply_lock:

@@ -68,6 +68,27 @@ def parse_object(doc: Any, *, source: str = "") -> Resource:
     return obj
 
 
+
+def parse_objects(documents: list[Any]) -> list[Resource]:
+    """A client's list of manifests, each validated: every problem of every document is named
+    (`objects[i]: field`), as is an object given twice; nothing is returned unless all are valid."""
+    out: list[Resource] = []
+    problems: list[tuple[str, str]] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, doc in enumerate(documents):
+        try:
+            obj = parse_object(doc, source=f"objects[{i}]")
+        except ValidationError as err:
+            problems += [(f"objects[{i}]: {p}" if p else f"objects[{i}]", m) for p, m in err.problems]
+            continue
+        if obj.key in seen:
+            problems.append((f"objects[{i}]", f"{obj.ref} is defined more than once (also objects[{seen[obj.key]}])"))
+        seen.setdefault(obj.key, i)
+        out.append(obj)
+    if problems:
+        raise ValidationError(problems, hint="nothing was applied")
+    return out
+
 def _is_known_kind(value: Any) -> bool:
     try:
         canonical_kind(str(value))
