@@ -126,3 +126,17 @@ def test_duplicates_in_one_apply_are_refused(tmp_path: Path) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="no such file"):
         load_path(tmp_path / "nope.yaml")
+
+
+def test_a_clients_list_names_every_problem_and_every_object_given_twice() -> None:
+    from substratus.resources.manifest import parse_objects
+
+    nb = {"apiVersion": "substratus.ai/v1", "kind": "Notebook", "metadata": {"name": "nb"},
+          "spec": {"modelName": "m"}}
+    assert [o.name for o in parse_objects([nb])] == ["nb"]
+    with pytest.raises(ValidationError) as caught:
+        parse_objects([nb, {"apiVersion": "substratus.ai/v1", "kind": "Nope"}, dict(nb), "text"])
+    fields = [f for f, _ in caught.value.problems]
+    assert fields == ["objects[1]: kind", "objects[2]", "objects[3]"], caught.value.problems
+    assert "defined more than once (also objects[0])" in caught.value.problems[1][1]
+    assert caught.value.hint == "nothing was applied"
