@@ -28,6 +28,7 @@ def test_the_first_apply_is_applied_by_the_control_plane_it_starts(sub: Sub, tmp
     first = sub.ok("apply", "-f", str(tmp_path / "m.yaml"), "-o", "json")
     assert [(r["kind"], r["name"], r["result"], r["generation"]) for r in json.loads(first)] == \
         [("Model", "base", "created", 1), ("Notebook", "nb", "created", 1)]
+    assert (sub.home / "controlplane.json").exists(), "the control plane answers once `sub apply` returns"
     log = (sub.home / "controlplane.log").read_text()
     assert f"applied 2 objects {HANDED_OVER}" in log, log
     assert "Traceback" not in log
@@ -44,6 +45,7 @@ def test_a_refused_first_apply_changes_nothing_and_the_plane_runs_on(sub: Sub, t
     assert proc.returncode == 1, proc.stderr
     assert "spec.modelName" in proc.stderr and "'missing' does not exist" in proc.stderr, proc.stderr
     assert "nothing was applied" in proc.stderr
+    assert (sub.home / "controlplane.json").exists(), "the control plane answers once `sub apply` returns"
     assert json.loads(sub.ok("get", "notebooks", "-o", "json"))["items"] == []
     log = (sub.home / "controlplane.log").read_text()
     assert log.count("control plane for ") == 1, "the control plane that refused the apply answers the next command"

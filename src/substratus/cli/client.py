@@ -128,8 +128,8 @@ class Client:
         controller runs, before its HTTP server is even imported (~0.5 s sooner: the first `sub apply`
         on a fresh home should cost little more than typing the engine's commands by hand). The objects
         travel in a private file in the 0700 home, the answer on a pipe only this process holds.
-        Returns None (the daemon has been waited for) when it did not take the apply: another daemon
-        was starting for this home."""
+        Returns None when it did not take the apply (another daemon was starting for this home); in
+        every case once the control plane answers on its socket."""
         import tempfile
 
         secure_home(self.home)
@@ -147,8 +147,10 @@ class Client:
                 answer = read_until_eof(pipe, REQUEST_TIMEOUT)
         finally:
             Path(name).unlink(missing_ok=True)
+        # As after any command that started it, the control plane answers when `sub` returns (its first
+        # builds already run meanwhile).
+        self._await(proc)
         if not answer:
-            self._await(proc)
             return None
         reply = json.loads(answer)
         if int(reply["status"]) >= 400:
