@@ -252,3 +252,47 @@ def test_artifact_keys_are_what_the_planners_mount() -> None:
     url = layout.artifact_url(run / "data" / "f.jsonl")
     assert url == "s3://bucket/pre/objects/dataset/ns/d/0123456789abcdef/data/f.jsonl"
     assert layout.artifact_path(url) == run / "data" / "f.jsonl"
+
+
+class RecordingApi:
+    """The one object, as the API server has it now; what was read and patched."""
+
+    def __init__(self, current: dict[str, Any]) -> None:
+        self.current, self.gets, self.patches = current, 0, 0
+
+    def get(self, *args: Any) -> dict[str, Any]:
+        self.gets += 1
+        return self.current
+
+    def patch(self, *args: Any, **kwargs: Any) -> None:
+        self.patches += 1
+
+
+def test_a_pass_with_actions_plans_again_when_an_outcome_changed_the_state_meanwhile() -> None:
+    """A contract check finished (its verdict saved in the state) between a pass's read and its write:
+    the pass planned the check again from what it read. With nothing to write it used to skip reading
+    the object again and ran the check a second time (a third `sub-once-` pod in the emulator tier)."""
+    import threading
+    from collections import defaultdict
+
+    from substratus.controlplane.state import DatasetState
+    from substratus.operator.reconciler import Reconciler
+
+    state = DatasetState()
+    text, _ = records.encode("t1", state)
+    read = {"metadata": {"generation": 1, "annotations": {ann.STATE: text}}, "status": {"ready": False}}
+    verified = records.encode("t1", state.model_copy(update={"verified": ["img:1"]}))[0]
+    api = RecordingApi({"metadata": {"generation": 1, "annotations": {ann.STATE: verified}}, "status": {"ready": False}})
+    rec = Reconciler.__new__(Reconciler)
+    rec.api, rec._written = api, {}  # type: ignore[assignment]
+    rec._locks, rec._locks_guard = defaultdict(threading.Lock), threading.Lock()
+    key = ("Dataset", "default", "d")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("substratus.operator.reconciler.apply_trigger", lambda body: "t1")
+        assert rec.write(key, read, "t1", state, "", {"ready": False}) is True, "nothing to write, nothing to do"
+        assert api.gets == 0
+        assert rec.write(key, read, "t1", state, "", {"ready": False}, acting=True) is False
+        assert api.gets == 1 and api.patches == 0
+        api.current = read
+        assert rec.write(key, read, "t1", state, "", {"ready": False}, acting=True) is True, "unchanged: act"
+        assert api.patches == 0

@@ -138,7 +138,7 @@ class Reconciler:
             plan = self.confirmed(obj, state, snap, self.facts(), body)
         publish_cluster_urls(plan, obj)
         status = build_status(self.record(body), plan, utcnow())
-        if not self.write(key, body, apply_trigger(body), plan.state, source_error, status):
+        if not self.write(key, body, apply_trigger(body), plan.state, source_error, status, acting=bool(plan.actions)):
             return 0.0  # the object changed while we planned: plan again from what is there now
         for action in plan.actions:
             log.debug("%s/%s/%s: %s -> %s", *key, action.key, self.executor.submit(key, action))
@@ -212,12 +212,16 @@ class Reconciler:
 
     # -- writing -----------------------------------------------------------------------------------
     def write(self, key: Key, body: dict[str, Any], trigger: str, state: states.AnyState, source_error: str,
-              status: dict[str, Any]) -> bool:
-        """Status and state, unless the object changed since `body` was read. False on such a conflict."""
+              status: dict[str, Any], acting: bool = False) -> bool:
+        """Status and state, unless the object changed since `body` was read. False on such a conflict.
+
+        `acting`: the plan has actions, so the object is read again even when nothing is to be written.
+        An action that finished after `body` was read has its outcome in the state by now (a contract
+        check's verdict, say): the pass plans again instead of running the action a second time."""
         old = body.get("status") or {}
         text, _ = records.encode(trigger, state, source_error)
-        if annotations_of(body).get(STATE) == text and status in (old, self._written.get(key)):
-            return True  # nothing to write (most passes): no need to read the object again
+        if annotations_of(body).get(STATE) == text and status in (old, self._written.get(key)) and not acting:
+            return True  # nothing to write nor to do (most passes): no need to read the object again
         with self.lock(key):
             fresh = self.get(key)
             if fresh is None or deleting(fresh) or meta(fresh).get("generation") != meta(body).get("generation") \
