@@ -31,7 +31,7 @@ from substratus.api.encoded import EncodedDocuments, encode
 from substratus.api.errors import error_body, status_for
 from substratus.api.limits import BodyLimit, FollowResponse
 from substratus.api.watch import Gone, Hub
-from substratus.controlplane.service import MAX_OBJECTS, ControlPlane
+from substratus.controlplane.service import MAX_OBJECTS, TOO_MANY_HINT, ControlPlane
 from substratus.controlplane.store import Record
 from substratus.errors import SubstratusError, ValidationError
 from substratus.resources.kinds import canonical_kind
@@ -51,7 +51,7 @@ def request_problems(errors: Any) -> ValidationError:
         loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")]
         problems.append((".".join(loc) or "request", str(e.get("msg", "invalid"))))
         if e.get("type") == "too_long" and loc[:1] == ["objects"]:
-            hint = f"send at most {MAX_OBJECTS} objects in one request: split the manifests over several applies"
+            hint = TOO_MANY_HINT
     return ValidationError(problems, hint=hint)
 
 

@@ -27,11 +27,11 @@ import secrets
 import signal
 import socket
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional
 
 from substratus.api import MAX_BODY_BYTES, MIN_TOKEN_LENGTH, unixsock
 from substratus.api.errors import error_body, status_for
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from substratus.controlplane.service import ControlPlane
 
 log = logging.getLogger("substratus.daemon")
-T = TypeVar("T")
 TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_.~+/=-]+$")
 
 
@@ -225,36 +224,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 3
 
 
-def in_background(call: Callable[[], T]) -> Callable[[], T]:
-    """Start `call` on a thread now; the returned function waits for its result (or raises its error)."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = call()
-        except BaseException as err:  # noqa: BLE001 - handed to whoever waits for the result
-            box["error"] = err
-
-    thread = threading.Thread(target=run, name="engine-probe", daemon=True)
-    thread.start()
-
-    def result() -> T:
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]  # type: ignore[no-any-return]
-
-    return result
-
-
 def serve(settings: Settings, layout: Layout, first: Optional[FirstApply] = None) -> int:
-    engine = in_background(lambda: detect_engine(settings.engine))  # the engine answers while we import
+    probe = ThreadPoolExecutor(1, "engine-probe")
+    engine = probe.submit(detect_engine, settings.engine)  # the engine answers while we import
+    probe.shutdown(wait=False)
     from substratus.controlplane.controller import Controller
     from substratus.controlplane.service import ControlPlane
     from substratus.controlplane.store import Store
 
     token = ensure_token(layout.token_file)
-    runtime = EngineRuntime(engine(), build_timeout=settings.build_timeout)
+    runtime = EngineRuntime(engine.result(), build_timeout=settings.build_timeout)
     tcp = bind_tcp(settings.port)
     unix = unixsock.bind(layout.socket)  # listening: a client's request waits in the backlog until served
     port = int(tcp.getsockname()[1])

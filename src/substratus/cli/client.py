@@ -212,13 +212,12 @@ class Client:
                 yield line.decode("utf-8", errors="replace").rstrip("\n")
 
     def apply(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        request = json.dumps({"objects": objects}).encode()
         if not self.healthy():
-            # Handed over only what the API would take (a larger body is refused by it, as always).
-            results = self._start_applying(request) if len(request) <= MAX_BODY_BYTES else None
-            if results is not None:
+            request = json.dumps({"objects": objects}).encode()
+            if len(request) > MAX_BODY_BYTES:  # the API refuses it, as always: handed over only what it takes
+                self.start()
+            elif (results := self._start_applying(request)) is not None:
                 return results
-            self.start()
         return list(self.request("POST", "/api/v1/apply", json_body={"objects": objects}, started=True))
 
     def list(self, kind: Optional[str] = None, namespace: Optional[str] = None) -> list[dict[str, Any]]:

@@ -320,8 +320,8 @@ class Executor(Dispatcher):
         return []
 
     def _record(self, tag: str, image_id: Optional[str]) -> None:
-        self.images.added(tag, image_id)
-        if self.built is not None and (iid := image_id or self.images.id_of(tag)):
+        iid = self.images.added(tag, image_id)
+        if self.built is not None and iid:
             self.built.add(iid)
 
     def check(self, a: CheckContract) -> list[Outcome]:

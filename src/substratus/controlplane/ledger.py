@@ -13,11 +13,13 @@ import os
 import re
 from pathlib import Path
 
+from substratus.runtimes.base import normalise_id
+
 IMAGE_ID = re.compile(r"^[0-9a-f]{12,128}$")
 
 
 def normal_id(image_id: str) -> str:
-    return image_id.strip().removeprefix("sha256:")
+    return normalise_id(image_id.strip())
 
 
 class BuiltImages:

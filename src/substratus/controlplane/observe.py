@@ -175,8 +175,8 @@ class ImageCache:
     def id_of(self, ref: str) -> Optional[str]:
         return self.lookup([ref]).get(ref)
 
-    def added(self, ref: str, image_id: Optional[str] = None) -> None:
-        """An image we built ourselves (its id, when the build said it)."""
+    def added(self, ref: str, image_id: Optional[str] = None) -> Optional[str]:
+        """An image we built ourselves (its id, when the build said it); returns its id (None: unknown)."""
         if image_id is None:
             info = self.runtime.image_info(ref)
             image_id = info.id if info else None
@@ -186,6 +186,7 @@ class ImageCache:
                 self._own_ids[image_id] = None
                 while len(self._own_ids) > 256:
                     del self._own_ids[next(iter(self._own_ids))]
+        return image_id
 
     @contextlib.contextmanager
     def building(self) -> Iterator[None]:

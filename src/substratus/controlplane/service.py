@@ -31,6 +31,7 @@ from substratus.runtimes.base import ContainerState, Runtime
 from substratus.sources import ResolvedSource, git, local
 
 MAX_OBJECTS = 10000  # per apply or delete request; the API's body limit (8 MiB) bounds it too
+TOO_MANY_HINT = f"send at most {MAX_OBJECTS} objects in one request: split the manifests over several applies"
 SYSTEM_META = {"generation", "resourceVersion", "uid", "creationTimestamp"}
 
 
@@ -50,8 +51,7 @@ class ControlPlane:
         and the daemon's first apply (handed over by the `sub` that starts it) both come here."""
         if len(documents) > MAX_OBJECTS:
             raise ValidationError([("objects", f"{len(documents)} objects in one request")],
-                                  hint=f"send at most {MAX_OBJECTS} objects in one request: split the manifests "
-                                       "over several applies")
+                                  hint=TOO_MANY_HINT)
         return self.apply(parse_objects(documents), dry_run=dry_run)
 
     def apply(self, objects: list[Resource], *, dry_run: bool = False) -> list[dict[str, Any]]:

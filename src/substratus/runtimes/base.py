@@ -72,6 +72,11 @@ class ContainerState:
     finished_at: str = ""
 
 
+def normalise_id(image_id: str) -> str:
+    """An image id as every runtime reports it: the hex digest, without `sha256:`."""
+    return image_id.removeprefix("sha256:")
+
+
 @dataclass
 class ImageInfo:
     ref: str

@@ -39,6 +39,7 @@ from substratus.runtimes.base import (
     ImageInfo,
     LogSink,
     RunSpec,
+    normalise_id,
 )
 from substratus.runtimes.processes import MAX_LINE, Deadline, logs_argv, reap, split_lines
 
@@ -497,10 +498,6 @@ def parse_image_list(text: str) -> dict[str, str]:
         for name in names:
             out[str(name)] = image_id
     return out
-
-
-def normalise_id(image_id: str) -> str:
-    return image_id.removeprefix("sha256:")
 
 
 def parse_event(line: str) -> Optional[EngineEvent]:
