@@ -7,7 +7,7 @@
 #   localhost/substratus/ml-base:0.1           images/ml/Dockerfile: CPU torch,
 #                                              transformers, jupyterlab, substratus-ml
 #
-# A thin wrapper: the work is done by `sub images build` (src/substratus/images/),
+# A thin wrapper: the work is done by `sub images build` (src/substratus/baseimages/),
 # the same code an installed `sub` runs, so there is one implementation. It uses the
 # checkout's .venv (`make venv`), else a `sub` on PATH. Arguments go to it as they
 # are; `--rebuild` rebuilds both images. See `sub images build --help` for the

@@ -1,14 +1,17 @@
 """Substratus for Python: orchestrate ML containers through container contracts.
 
-Layers (checked by import-linter, see `.importlinter`):
-    cli, api            -> talk to people and to HTTP clients
-    controlplane        -> store, plan/apply reconcilers, the daemon
-    build, sources      -> turning a source into an image
-    images              -> `sub images build`: the offline base images
-    runtimes            -> podman/docker, fake (one narrow interface)
-    resources           -> the Dataset/Model/ModelServer/Notebook schemas
-    bundle              -> files shipped with the package (image contexts, examples)
+Layers (checked by import-linter, see `.importlinter`), top to bottom:
+    cli                 -> talk to people: `sub`
+    api, kube           -> the local backend's HTTP API and daemon; the Kubernetes backend (operator)
+    local, verify       -> the local backend (store, controller, observer, executor, GC); `sub verify`
+    reconcile           -> the core both backends share: pure planners, actions, state, outcomes, queue
+    build, sources,     -> image names and contract checks; git and dir sources; `sub notebook`'s
+    sync, baseimages       file sync; `sub images build` (the offline base images)
+    runtimes            -> one narrow engine interface: podman/docker, Kubernetes, fake
+    artifacts           -> the artifact store used on Kubernetes
+    resources, bundle   -> the Dataset/Model/ModelServer/Notebook schemas; files shipped in the package
     errors              -> the one exception tree
+The two backends (local, kube) never import each other.
 """
 
 __version__ = "0.1.0"

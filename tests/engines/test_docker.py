@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from substratus.images.context import HOST_CA_BUNDLE
-from substratus.images.plan import ROOTFS
+from substratus.baseimages.context import HOST_CA_BUNDLE
+from substratus.baseimages.decide import ROOTFS
 from substratus.runtimes.engine import EngineRuntime
 from tests.integration.conftest import Sub, cleanup
 from tests.integration.fixtures_verify import prepare_module

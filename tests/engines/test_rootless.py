@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from substratus.controlplane.layout import Layout
+from substratus.reconcile.layout import Layout
 from tests.engines.conftest import REPO
 from tests.requirements import require
 

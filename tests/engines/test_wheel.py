@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from substratus.controlplane.layout import Layout
-from substratus.images.plan import ROOTFS
+from substratus.reconcile.layout import Layout
+from substratus.baseimages.decide import ROOTFS
 from tests.engines.conftest import REPO, run
 
 TEST_PYTHON_BASE = "localhost/substratus-test/python-base:wheel-tier"

@@ -80,7 +80,7 @@ class Sub:
 
 
 def cleanup(sub: Sub, engine: str) -> None:
-    from substratus.controlplane.layout import Layout
+    from substratus.reconcile.layout import Layout
 
     sub("down", timeout=60)
     instance = Layout(sub.home.resolve()).instance

@@ -178,7 +178,7 @@ def test_shell_contract_images_from_git_go_through_the_whole_pipeline(sub: Sub, 
 
 
 def instance(sub: Sub) -> str:
-    from substratus.controlplane.layout import Layout
+    from substratus.reconcile.layout import Layout
 
     return Layout(sub.home.resolve()).instance
 

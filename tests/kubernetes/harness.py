@@ -45,11 +45,11 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 20, every: fl
 
 
 class OperatorProcess:
-    """`python -m substratus.operator ARGS` as a process of its own, its output kept for checks and
+    """`python -m substratus.kube ARGS` as a process of its own, its output kept for checks and
     for failure reports."""
 
     def __init__(self, *args: str, env: Optional[dict[str, str]] = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "substratus.operator", *args], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "substratus.kube", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
                                      env={**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1"})
         self.lines: list[str] = []

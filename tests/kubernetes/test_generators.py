@@ -14,7 +14,7 @@ from substratus.errors import ValidationError
 from substratus.runtimes.base import RunSpec
 from substratus.runtimes.kubernetes import builds, install, names, workloads
 from substratus.runtimes.kubernetes.settings import KubeSettings, parse_settings, settings_from_configmap
-from tests.kubernetes.catalogue import IMAGE, OWNER, SETTINGS, build_jobs, everything, run_specs
+from tests.kubernetes.catalogue import IMAGE, SETTINGS, build_jobs, everything, run_specs
 
 
 def containers(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -328,7 +328,7 @@ def test_install_order_and_operator_deployment() -> None:
     pod = dep["spec"]["template"]["spec"]
     assert dep["metadata"]["namespace"] == "ml-system" and dep["spec"]["replicas"] == 1
     assert pod["serviceAccountName"] == "substratus-operator"
-    assert pod["containers"][0]["command"] == ["python", "-m", "substratus.operator"]
+    assert pod["containers"][0]["command"] == ["python", "-m", "substratus.kube"]
     assert pod["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
     ns = objs[0]
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

@@ -1,6 +1,6 @@
 """`sub kube install` (printed and applied) and the operator's start-up, against the emulated cluster.
 
-The real `sub` and `python -m substratus.operator` run as subprocesses, talking
+The real `sub` and `python -m substratus.kube` run as subprocesses, talking
 HTTP to the emulator through a kubeconfig, as they would to a cluster.
 """
 
@@ -129,7 +129,7 @@ def test_operator_connects_reads_its_settings_and_reconciles_the_four_kinds(clus
 
 
 def test_operator_without_its_settings_says_how_to_install(cluster: Cluster) -> None:
-    proc = subprocess.run([sys.executable, "-m", "substratus.operator", "--kubeconfig", cluster.kubeconfig],
+    proc = subprocess.run([sys.executable, "-m", "substratus.kube", "--kubeconfig", cluster.kubeconfig],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "ConfigMap substratus/substratus-settings not found" in proc.stderr

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,7 +72,7 @@ def test_the_operator_in_the_image_watches_the_emulated_cluster(image: str, clus
     kubeconfig = Path(cluster.kubeconfig)
     kubeconfig.chmod(0o644)  # readable by the image's user
     proc = subprocess.Popen(["podman", "run", "--rm", "--name", name, *HARDENED, "-v", f"{kubeconfig}:/kubeconfig:ro",
-                             image, "python", "-m", "substratus.operator", "--kubeconfig", "/kubeconfig"],
+                             image, "python", "-m", "substratus.kube", "--kubeconfig", "/kubeconfig"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(line.rstrip() for line in proc.stdout or []), daemon=True).start()

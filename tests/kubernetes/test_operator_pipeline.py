@@ -1,7 +1,7 @@
 """The operator drives the whole pipeline on the emulated cluster, through the planners.
 
 Everything runs for real except the cluster's own machinery: the operator is
-`python -m substratus.operator` in a subprocess, connected over HTTP to kmock's
+`python -m substratus.kube` in a subprocess, connected over HTTP to kmock's
 API emulator (watch streams included); `sub` (SUBSTRATUS_BACKEND=kubernetes)
 applies the manifests, uploading the `dir` source to the artifact store, moto's
 S3 server; the simulated controllers (kubelet.py, pipeline.py) run Jobs, Pods

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from substratus.controlplane.layout import Layout
+from substratus.reconcile.layout import Layout
 from tests.integration.conftest import busybox, engine, runtime  # noqa: F401  (shared fixtures)
 
 FIGURES = pytest.StashKey[dict[str, Any]]()

@@ -21,7 +21,12 @@ from typing import Any, Optional
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from pydantic import BaseModel, Field
 
 from substratus import __version__
@@ -31,9 +36,9 @@ from substratus.api.encoded import EncodedDocuments, encode
 from substratus.api.errors import error_body, status_for
 from substratus.api.limits import BodyLimit, FollowResponse
 from substratus.api.watch import Gone, Hub
-from substratus.controlplane.service import MAX_OBJECTS, TOO_MANY_HINT, ControlPlane
-from substratus.controlplane.store import Record
 from substratus.errors import SubstratusError, ValidationError
+from substratus.local.service import MAX_OBJECTS, TOO_MANY_HINT, ControlPlane
+from substratus.local.store import Record
 from substratus.resources.kinds import canonical_kind
 from substratus.resources.selectors import Selector
 from substratus.resources.selectors import parse as parse_selector

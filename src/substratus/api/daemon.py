@@ -35,13 +35,17 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from substratus.api import MAX_BODY_BYTES, MIN_TOKEN_LENGTH, unixsock
 from substratus.api.errors import error_body, status_for
-from substratus.controlplane.layout import Layout
-from substratus.controlplane.privatefiles import read_private, secure_home, write_private
 from substratus.errors import SubstratusError, ValidationError
-from substratus.runtimes.engine import DEFAULT_BUILD_TIMEOUT, EngineRuntime, detect_engine
+from substratus.local.privatefiles import read_private, secure_home, write_private
+from substratus.reconcile.layout import Layout
+from substratus.runtimes.engine import (
+    DEFAULT_BUILD_TIMEOUT,
+    EngineRuntime,
+    detect_engine,
+)
 
 if TYPE_CHECKING:
-    from substratus.controlplane.service import ControlPlane
+    from substratus.local.service import ControlPlane
 
 log = logging.getLogger("substratus.daemon")
 TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_.~+/=-]+$")
@@ -228,9 +232,9 @@ def serve(settings: Settings, layout: Layout, first: Optional[FirstApply] = None
     probe = ThreadPoolExecutor(1, "engine-probe")
     engine = probe.submit(detect_engine, settings.engine)  # the engine answers while we import
     probe.shutdown(wait=False)
-    from substratus.controlplane.controller import Controller
-    from substratus.controlplane.service import ControlPlane
-    from substratus.controlplane.store import Store
+    from substratus.local.controller import Controller
+    from substratus.local.service import ControlPlane
+    from substratus.local.store import Store
 
     token = ensure_token(layout.token_file)
     runtime = EngineRuntime(engine.result(), build_timeout=settings.build_timeout)

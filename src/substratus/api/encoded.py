@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from substratus.controlplane.store import Event, Key, Record
+from substratus.local.store import Event, Key, Record
 
 
 def encode(data: object) -> str:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from substratus.controlplane.store import Event, Record, Store
+from substratus.local.store import Event, Record, Store
 
 HISTORY = 10_000
 SUBSCRIBER_BACKLOG = 10_000

@@ -4,6 +4,6 @@ object storage through fsspec, or a ReadWriteMany volume (a local path where mou
 
     store    ArtifactStore: keys -> files and directories, tarballs
     layout   where each object's runs live, as keys (the Kubernetes counterpart of
-             controlplane.layout)
+             reconcile.layout)
     __main__ `python -m substratus.artifacts fetch|sync`, run inside generated pods
 """

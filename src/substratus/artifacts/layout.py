@@ -1,6 +1,6 @@
 """Where things live in the artifact store. Pure key arithmetic, no I/O.
 
-The same method names as `controlplane.layout.Layout`, so planners that take a
+The same method names as `reconcile.layout.Layout`, so planners that take a
 layout can be given this one on Kubernetes: their mount sources become keys
 (`objects/dataset/default/shakespeare/1a2b.../data`) that the Kubernetes runtime
 turns into PVC subPaths or object-store staging (runtimes.kubernetes.podspec).

@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from substratus.runtimes.base import Completed, Mount, Runtime, RunSpec
+from substratus.runtimes.base import Completed, Mount, RunSpec, Runtime
 
 WORKDIRS = {"Model": "/model", "Dataset": "/dataset"}
 SCRIPTS = {"Model": ("serve.sh", "train.sh", "notebook.sh"), "Dataset": ("load.sh", "notebook.sh")}

@@ -66,7 +66,9 @@ def wants_cluster(context: Optional[str], env: Optional[dict[str, str]] = None) 
 
 def make_client(context: Optional[str] = None, kubeconfig: Optional[str] = None) -> Backend:
     if wants_cluster(context):
-        from substratus.cli.cluster import ClusterClient  # the Kubernetes client, only on this path
+        from substratus.cli.cluster import (
+            ClusterClient,  # the Kubernetes client, only on this path
+        )
 
         return ClusterClient.connect(kubeconfig, context)
     from substratus.cli.client import Client, home_dir

@@ -21,14 +21,20 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, List, Optional  # List: `list` is a method name in Client
+from typing import (  # List: `list` is a method name in Client
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    List,
+    Optional,
+)
 from urllib.parse import urlencode
 
 from substratus.api import MAX_BODY_BYTES
 from substratus.api.errors import error_from_body
 from substratus.cli import http1
-from substratus.controlplane.privatefiles import open_private_log, read_private, secure_home
 from substratus.errors import ControlPlaneError
+from substratus.local.privatefiles import open_private_log, read_private, secure_home
 
 if TYPE_CHECKING:
     import subprocess

@@ -23,7 +23,12 @@ from substratus.artifacts.layout import ArtifactLayout
 from substratus.artifacts.store import ArtifactError, ArtifactStore
 from substratus.build import naming
 from substratus.cli import cluster_apply
-from substratus.errors import ControlPlaneError, NotFoundError, SubstratusError, ValidationError
+from substratus.errors import (
+    ControlPlaneError,
+    NotFoundError,
+    SubstratusError,
+    ValidationError,
+)
 from substratus.resources.kinds import KIND_ORDER
 from substratus.resources.manifest import parse_objects
 from substratus.resources.references import references
@@ -32,7 +37,10 @@ from substratus.resources.selectors import parse as parse_selector
 from substratus.runtimes.base import ContainerState
 from substratus.runtimes.kubernetes.client import KubeApi, KubeError
 from substratus.runtimes.kubernetes.runtime import CR_VERSION, KubernetesRuntime
-from substratus.runtimes.kubernetes.settings import KubeSettings, settings_from_configmap
+from substratus.runtimes.kubernetes.settings import (
+    KubeSettings,
+    settings_from_configmap,
+)
 
 POLL = 1.0
 DELETE_WAIT = 60.0
@@ -170,7 +178,7 @@ class ClusterClient:
 
     def token(self, kind: str, namespace: str, name: str) -> Optional[str]:
         """A server's bearer token or a notebook's token, from its Secret (when this user may read it)."""
-        from substratus.operator.records import token_from_secret, token_secret_name
+        from substratus.kube.records import token_from_secret, token_secret_name
 
         try:
             return token_from_secret(self.api.get("v1", "Secret", token_secret_name(kind, name), namespace))

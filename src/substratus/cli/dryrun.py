@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from substratus.cli import output
+from substratus.errors import ValidationError
 from substratus.resources.documents import Document
 from substratus.resources.manifest import validate_documents
 from substratus.resources.references import references
-from substratus.errors import ValidationError
 
 SYSTEM_META = ("generation", "resourceVersion", "uid", "creationTimestamp")
 

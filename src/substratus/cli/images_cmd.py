@@ -16,8 +16,15 @@ from typing import Any, Optional
 
 import click
 
-from substratus.images.plan import (DEBIAN_MIRROR, ML_BASE, PYTHON_BASE, ROOTFS, TORCH_INDEX_URL, TORCH_VERSION,
-                                    Settings)
+from substratus.baseimages.decide import (
+    DEBIAN_MIRROR,
+    ML_BASE,
+    PYTHON_BASE,
+    ROOTFS,
+    TORCH_INDEX_URL,
+    TORCH_VERSION,
+    Settings,
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,7 @@ class Flags:
 
 def settings_from(flags: Flags, environ: dict[str, str]) -> Settings:
     """Flags > environment > defaults, read once here and passed down."""
-    from substratus.images import context
+    from substratus.baseimages import context
 
     if flags.no_ca_bundle:
         ca_bundle = None
@@ -99,7 +106,7 @@ def build(**given: Any) -> None:
       SUBSTRATUS_ENGINE=docker sub images build --wheels ~/wheels
       sub images build --only python-base --pull-timeout 0
     """
-    from substratus.images.builder import Builder
+    from substratus.baseimages.builder import Builder
     from substratus.runtimes.engine import EngineRuntime, detect_engine
 
     settings = settings_from(Flags(**given), dict(os.environ))

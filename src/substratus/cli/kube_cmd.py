@@ -72,7 +72,9 @@ def install_cmd(dry_run: bool, kubeconfig: Optional[str], context: Optional[str]
     if dry_run:
         click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
         return
-    from substratus.runtimes.kubernetes.client import KubeApi  # the client library only when applying
+    from substratus.runtimes.kubernetes.client import (
+        KubeApi,  # the client library only when applying
+    )
 
     api = KubeApi.connect(kubeconfig, context)
     click.echo(f"applying {len(objects)} objects to {api.connection().server}", err=True)
@@ -85,9 +87,9 @@ def install_cmd(dry_run: bool, kubeconfig: Optional[str], context: Optional[str]
                                              "allow_extra_args": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def operator_cmd(args: tuple[str, ...]) -> None:
-    """Run the operator (the same as `python -m substratus.operator`; --help lists its options)."""
+    """Run the operator (the same as `python -m substratus.kube`; --help lists its options)."""
     try:
-        from substratus.operator.app import main
+        from substratus.kube.app import main
     except ImportError as err:
         raise click.ClickException(f"the operator needs the kubernetes extra ({err}): "
                                    "pip install 'substratus-py[kubernetes]'") from None

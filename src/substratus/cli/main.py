@@ -31,7 +31,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "examples": ("substratus.cli.examples_cmd:examples", "Write example manifests and contract images to a folder."),
     "dashboard": ("substratus.cli.dashboard_cmd:dashboard", "Print the web dashboard's URL with a one-time login code."),
     "kube": ("substratus.cli.kube_cmd:kube", "Run Substratus on a Kubernetes cluster: sub kube install [--dry-run]."),
-    "operator": ("substratus.cli.kube_cmd:operator_cmd", "Run the Kubernetes operator (python -m substratus.operator)."),
+    "operator": ("substratus.cli.kube_cmd:operator_cmd", "Run the Kubernetes operator (python -m substratus.kube)."),
     "explain": ("substratus.cli.explain:explain", "Describe a kind or a field: type, default, allowed values."),
     "completion": ("substratus.cli.completion:completion", "Print a shell completion script (bash, zsh, fish)."),
     "notebook": ("substratus.cli.notebook:notebook",
@@ -94,7 +94,11 @@ def client() -> Backend:
 def read_documents(paths: tuple[str, ...]) -> list[Document]:
     """The documents of every -f (`-` is standard input, its `dir` sources relative to the current
     directory), dirs resolved; validation happens in the control plane."""
-    from substratus.resources.documents import check_duplicates, documents_from_text, read_path
+    from substratus.resources.documents import (
+        check_duplicates,
+        documents_from_text,
+        read_path,
+    )
 
     if paths.count("-") > 1:
         raise click.UsageError("-f - (standard input) can be given only once")
@@ -208,7 +212,9 @@ SELECTOR_HELP = "Label selector, e.g. 'app=web', 'tier!=db', 'env in (a,b)', 'en
 
 def check_selector(selector: str) -> str:
     """Parse here first: a typo is a usage error before anything is contacted."""
-    from substratus.resources.selectors import parse as parse_selector  # only when -l is given
+    from substratus.resources.selectors import (
+        parse as parse_selector,  # only when -l is given
+    )
 
     return str(parse_selector(selector, field="--selector"))
 

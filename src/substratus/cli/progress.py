@@ -13,7 +13,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from substratus.cli.output import duration, ready_condition
 from substratus.cli.wait import FAILED_REASONS, Key, current, key_of, ref, settled

@@ -19,7 +19,16 @@ from typing import Optional
 import click
 
 from substratus.errors import SubstratusError
-from substratus.verify import GROUPS, KINDS, Options, Target, exit_code, render_text, to_dict, verify as run_verify
+from substratus.verify import (
+    GROUPS,
+    KINDS,
+    Options,
+    Target,
+    exit_code,
+    render_text,
+    to_dict,
+)
+from substratus.verify import verify as run_verify
 
 
 def _skip_groups(value: str) -> frozenset[str]:

@@ -21,7 +21,7 @@ import copy
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
 from substratus.resources.schema import API_VERSION, DNS1123_LABEL, KINDS

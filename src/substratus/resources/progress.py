@@ -20,6 +20,7 @@ from typing import Any, Optional
 from substratus.resources.status import Progress
 
 PROGRESS_FILE = "progress.jsonl"
+PROGRESS_TAIL = 256 * 1024  # bytes of the file read from its end: the latest lines are what status shows
 MAX_LINE = 4096
 MAX_METRICS = 16
 KNOWN = ("step", "total_steps", "epoch", "loss", "time")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional
 
-from substratus.sync.plan import Conflict, Copy, Delete, Entry, SideName, plan
+from substratus.sync.decide import Conflict, Copy, Delete, Entry, SideName, plan
 from substratus.sync.sides import FileData, ScanError, Side
 
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
 
+from substratus.sync.decide import Entry
 from substratus.sync.ignore import TEMP_MARK, Excludes
-from substratus.sync.plan import Entry
 
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 Expect = Mapping[str, Optional[Entry]]

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from substratus.build import baseimages, contract
+from substratus.build import contract
+from substratus.build import fromlines as baseimages
 from substratus.build.naming import label
 from substratus.errors import BuildError, SourceError
-from substratus.runtimes.base import MANAGED, BuildSpec, Runtime, RunSpec
+from substratus.runtimes.base import MANAGED, BuildSpec, RunSpec, Runtime
 from substratus.sources import git, local
 from substratus.verify.clauses import Outcome, Skipped
 from substratus.verify.options import Options, Target, verify_image_tag

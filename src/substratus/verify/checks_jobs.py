@@ -14,7 +14,7 @@ from pathlib import Path
 
 from substratus.build import contract
 from substratus.errors import tail
-from substratus.runtimes.base import Completed, Runtime, RunSpec
+from substratus.runtimes.base import Completed, RunSpec, Runtime
 from substratus.verify.clauses import Outcome
 from substratus.verify.options import Options
 from substratus.verify.sample import FILENAME as SAMPLE_NAME

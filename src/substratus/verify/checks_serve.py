@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from substratus.build import contract
 from substratus.build.contract import free_port
-from substratus.runtimes.base import Runtime, RunSpec
+from substratus.runtimes.base import RunSpec, Runtime
 from substratus.verify.clauses import Outcome
 from substratus.verify.probe import Clock, HttpProbe, ProbeError, wait_for_http
 

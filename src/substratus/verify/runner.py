@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from substratus.build import contract
+from substratus.build.trained import write_trained_context
 from substratus.errors import BuildError, SubstratusError
 from substratus.runtimes.base import BuildSpec, Runtime
 from substratus.verify import checks_image as ci
@@ -27,7 +28,6 @@ from substratus.verify.options import Options, Target, trained_image_tag
 from substratus.verify.probe import Clock, HttpProbe, HttpxProbe
 from substratus.verify.report import Report
 from substratus.verify.session import Session
-from substratus.build.trained import write_trained_context
 
 Progress = Callable[[str], None]
 Check = Callable[[], Union[Outcome, Skipped]]

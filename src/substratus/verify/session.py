@@ -33,8 +33,8 @@ from substratus.runtimes.base import (
     ExecResult,
     ImageInfo,
     LogSink,
-    Runtime,
     RunSpec,
+    Runtime,
 )
 
 ROLE_LABEL = label("role")

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from substratus.api.dashboard.auth import LoginCodes, Sessions
 from substratus.api.watch import Hub
-from substratus.controlplane.service import ControlPlane
+from substratus.local.service import ControlPlane
 
 if TYPE_CHECKING:
     import httpx  # imported when first used: it costs ~0.1 s of every control plane's start-up

@@ -21,12 +21,19 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from substratus import __version__
-from substratus.api.dashboard import Dashboard, events, lineage, logtail, playground, series
+from substratus.api.dashboard import (
+    Dashboard,
+    events,
+    lineage,
+    logtail,
+    playground,
+    series,
+)
 from substratus.api.dashboard.links import object_links, redact
 from substratus.api.dashboard.web import SECURITY_HEADERS, require_csrf, require_session
-from substratus.controlplane import state as states
-from substratus.controlplane.store import Record
 from substratus.errors import ValidationError
+from substratus.local.store import Record
+from substratus.reconcile import state as states
 from substratus.resources.kinds import canonical_kind
 from substratus.resources.reasons import Reason
 

@@ -23,7 +23,7 @@ from fastapi import Request
 
 from substratus.api.dashboard.links import redact
 from substratus.api.watch import Gone, Hub
-from substratus.controlplane.store import Record
+from substratus.local.store import Record
 
 LIFETIME = 20.0
 HEARTBEAT = 5.0

@@ -12,8 +12,8 @@ from collections import deque
 from pathlib import Path
 
 from substratus.api.dashboard.series import read_tail_nofollow
-from substratus.controlplane.service import ControlPlane
-from substratus.controlplane.store import Record
+from substratus.local.service import ControlPlane
+from substratus.local.store import Record
 from substratus.resources import progress
 
 FILE_TAIL = 64 * 1024

@@ -95,7 +95,7 @@ def settings_configmap(settings: KubeSettings) -> dict[str, Any]:
 def operator_deployment(settings: KubeSettings) -> dict[str, Any]:
     container = {
         "name": "operator", "image": settings.operator_image, "imagePullPolicy": settings.image_pull_policy,
-        "command": ["python", "-m", "substratus.operator"],
+        "command": ["python", "-m", "substratus.kube"],
         "args": ["--all-namespaces", "--liveness", f"http://0.0.0.0:{HEALTH_PORT}/healthz"],
         "env": [{"name": "SUBSTRATUS_OPERATOR_NAMESPACE",
                  "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},

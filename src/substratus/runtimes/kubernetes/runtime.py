@@ -24,7 +24,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
-from pathlib import Path
 from typing import Any, Optional
 
 from substratus.artifacts.layout import ArtifactLayout

@@ -1,1 +1,0 @@
-"""The control plane: the object store, the pure planners, and the loop that applies their plans."""

@@ -1,0 +1,7 @@
+"""`python -m substratus.kube` (also `sub operator`): run the operator."""
+
+import sys
+
+from substratus.kube.app import main
+
+sys.exit(main())

@@ -1,0 +1,255 @@
+"""Carries out what planners ask for, through a Runtime, and reports typed outcomes.
+
+Quick actions (start a container, choose a port or token) run inline in the
+reconcile pass, so the next pass sees their effect. Slow ones (builds,
+contract checks, judging a finished job, removing a container) run on thread
+pools; when one finishes, its outcomes are applied to the object's state and
+the object is queued again (`Report`). An action whose key is in flight is
+never started twice. Outcomes are plain data and `apply_outcome` is a pure
+function, so what an action changes is visible and testable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from substratus.build import contract
+from substratus.build.trained import trained_dockerfile
+from substratus.errors import SubstratusError, tail
+from substratus.local.ledger import BuiltImages
+from substratus.local.observe import ContainerCache, ImageCache
+from substratus.reconcile.actions import (
+    Action,
+    Allocate,
+    BuildImage,
+    BuildTrained,
+    CheckContract,
+    CollectJob,
+    RemoveContainer,
+    StartContainer,
+)
+from substratus.reconcile.dispatch import Dispatcher
+from substratus.reconcile.outcomes import (
+    Allocated,
+    Digested,
+    Failed,
+    Outcome,
+    PortLost,
+    Report,
+    Verified,
+    verdict,
+)
+from substratus.resources.status import Reason
+from substratus.runtimes.base import BuildSpec, Runtime
+
+log = logging.getLogger("substratus.executor")
+Key = tuple[str, str, str]
+TRAINED_DOCKERFILE = "Dockerfile.substratus"
+# How podman and docker say that the image to run is not there (then they try a registry, and fail).
+MISSING_IMAGE = re.compile(r"image not known|no such image|unable to find image|pinging container registry|"
+                           r"manifest unknown|repository does not exist|pull access denied", re.I)
+
+
+# ---- outcomes ---------------------------------------------------------------------------------
+
+class Executor(Dispatcher):
+    """Carries actions out on this machine's engine."""
+
+    def __init__(self, runtime: Runtime, containers: ContainerCache, images: ImageCache, report: Report, *,
+                 build_workers: int = 2, workers: int = 4,
+                 port_finder: Callable[[], int] = contract.free_port,
+                 token_maker: Callable[[], str] = lambda: secrets.token_hex(16),
+                 built: Optional[BuiltImages] = None) -> None:
+        super().__init__(report, build_workers=build_workers, workers=workers)
+        self.runtime, self.containers, self.images, self.built = runtime, containers, images, built
+        self.port_finder, self.token_maker = port_finder, token_maker
+
+    def quick(self, owner: Key, action: Union[StartContainer, Allocate]) -> list[Outcome]:
+        if isinstance(action, Allocate):
+            if action.what == "port":
+                return [Allocated(port=self.port_finder())]
+            return [Allocated(token=self.token_maker())]
+        return self.start(owner, action)
+
+    def slow(self, owner: Key, action: Action) -> list[Outcome]:
+        if isinstance(action, BuildImage):
+            return self.build_image(action)
+        if isinstance(action, CheckContract):
+            return self.check(action)
+        if isinstance(action, BuildTrained):
+            return self.build_trained(action)
+        if isinstance(action, CollectJob):
+            return self.collect_job(owner, action)
+        if isinstance(action, RemoveContainer):
+            self.remove(owner, action)
+        return []
+
+    # -- quick actions ---------------------------------------------------------------------------
+    def start(self, owner: Key, action: StartContainer) -> list[Outcome]:
+        for m in action.spec.mounts:
+            if not m.read_only:
+                Path(m.source).mkdir(parents=True, exist_ok=True)
+        log.info("starting %s (%s)", action.spec.name, action.reason)
+        try:
+            state = self.runtime.run(action.spec)
+        except SubstratusError as err:
+            text = str(err)
+            if "address already in use" in text or "port is already allocated" in text:
+                log.warning("port of %s taken; choosing another", action.spec.name)
+                return [PortLost()]
+            if "already in use" in text:  # our cache missed a container of that name: look again
+                self.containers.relist()
+                return []
+            if MISSING_IMAGE.search(text):  # removed under us (elsewhere on a shared engine): build it again
+                log.warning("image %s of %s vanished; it will be built again", action.spec.image, action.spec.name)
+                self.images.invalidate()
+                return []
+            return [Failed(action.failure_key, action.failure_reason,
+                           f"the engine could not start {action.spec.name}: {err.message}")]
+        self.containers.put(owner, state)
+        return []
+
+    # -- slow actions ----------------------------------------------------------------------------
+    def remove(self, owner: Key, action: RemoveContainer) -> None:
+        log.info("removing %s (%s)", action.name, action.reason)
+        if action.save_log_to is not None:
+            save_logs(self.runtime, action.name, action.save_log_to)
+        self.runtime.remove(action.name)
+        self.containers.drop(owner, action.name)
+
+    def build_image(self, a: BuildImage) -> list[Outcome]:
+        # No owner labels in a source image: on podman a LABEL instruction is one more committed layer
+        # (0.2-0.45 s of every source build). The ledger records whose image it is instead.
+        with self.images.building():
+            built = build_with_log(self.runtime, BuildSpec(context=Path(a.source.context), tag=a.tag), a.log_path)
+            if isinstance(built, BuildFailure):
+                return [Failed(a.key, Reason.BUILD_FAILED, built.message)]
+            self._record(a.tag, built)
+        return []
+
+    def _record(self, tag: str, image_id: Optional[str]) -> None:
+        iid = self.images.added(tag, image_id)
+        if self.built is not None and iid:
+            self.built.add(iid)
+
+    def check(self, a: CheckContract) -> list[Outcome]:
+        # Beside the image's next step (a load, a build): that step gets the CPUs first.
+        problems = [r for r in contract.check_image(self.runtime.background(), a.image, a.kind) if not r.ok]
+        if problems:
+            text = "; ".join(f"{r.clause}: {r.evidence}" for r in problems)
+            return [Failed(a.key, Reason.CONTRACT_VIOLATION, f"image {a.image} breaks the {a.kind} contract: {text}")]
+        return [Verified(a.image)]
+
+    def build_trained(self, a: BuildTrained) -> list[Outcome]:
+        dockerfile = a.run_dir / TRAINED_DOCKERFILE
+        dockerfile.write_text(trained_dockerfile(a.base))
+        # Made once from one run's outputs and never rebuilt: no layer is worth keeping for a later build.
+        spec = BuildSpec(context=a.run_dir, tag=a.tag, dockerfile=dockerfile, labels=a.labels, layer_cache=False)
+        with self.images.building():
+            built = build_with_log(self.runtime, spec, a.run_dir / "build.log", ignore=("logs", "job.log", "data"))
+            if isinstance(built, BuildFailure):
+                return [Failed(a.key, Reason.BUILD_FAILED, built.message)]
+            self._record(a.tag, built)
+        return []
+
+    def collect_job(self, owner: Key, a: CollectJob) -> list[Outcome]:
+        """Judge a finished load/train job, keep its log, remove its container.
+
+        A job that exited 0 and wrote its outputs needs no log to be judged: it is marked succeeded
+        and reported at once, so the next stage starts while the log is copied and the container
+        removed (the container stays in the cache until then, so `sub logs` finds the log in one
+        place or the other). A failure is judged with the last lines of its log."""
+        job_log = a.run_dir / "job.log"
+        runtime = self.runtime
+        outcomes = judge_job(a, "") if a.exit_code == 0 else None
+        if outcomes == []:
+            if a.step == "load":
+                outcomes.append(Digested(a.run_key, sha256_file(a.expect)))
+            mark_succeeded(a.run_dir)
+            self.report(owner, outcomes)
+            outcomes = []
+            runtime = runtime.background()  # the next stage has started: it gets the CPUs first
+        save_logs(runtime, a.name, job_log, replace=True)
+        if outcomes is None or outcomes:
+            outcomes = judge_job(a, tail(job_log.read_text(errors="replace") if job_log.exists() else "", 15))
+        runtime.remove(a.name)
+        self.containers.drop(owner, a.name)
+        return outcomes
+
+
+def mark_succeeded(run_dir: Path) -> None:
+    marker = run_dir / ".succeeded"
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text("ok\n")
+    tmp.replace(marker)  # the run counts only once its outputs were judged complete
+
+
+def judge_job(a: CollectJob, last: str) -> list[Outcome]:
+    if a.step == "load":
+        wrote = a.expect.is_file() and a.expect.stat().st_size > 0
+    else:
+        wrote = a.expect.is_dir() and any(a.expect.iterdir())
+    return verdict(a, last, wrote)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class BuildFailure:
+    message: str
+
+
+def build_with_log(runtime: Runtime, spec: BuildSpec, log_path: Optional[Path],
+                   ignore: tuple[str, ...] = ()) -> Union[BuildFailure, str, None]:
+    """Build, writing the log to `log_path`; returns what failed, or the image's id (None when the
+    engine did not say it)."""
+    if ignore:
+        (spec.context / ".dockerignore").write_text("\n".join(ignore) + "\n")
+    fh = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = log_path.open("w", encoding="utf-8")
+
+    def write(line: str) -> None:
+        if fh is not None:
+            fh.write(line + "\n")
+            fh.flush()
+
+    try:
+        return runtime.build(spec, write)
+    except SubstratusError as err:
+        tail_text = getattr(err, "log_tail", "") or ""
+        return BuildFailure(f"{err.message} while building {spec.tag}; last build log lines:\n{tail(tail_text, 15)}")
+    finally:
+        if fh:
+            fh.close()
+
+
+def save_logs(runtime: Runtime, name: str, path: Path, replace: bool = False) -> None:
+    """Append the container's log to `path`, or (`replace`) put it there whole, at once: a reader
+    never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = path.with_name(path.name + ".part") if replace else path
+    try:
+        with target.open("w" if replace else "a", encoding="utf-8") as fh:
+            for line in runtime.logs(name):
+                fh.write(line + "\n")
+        if replace:
+            target.replace(path)
+    except SubstratusError as err:
+        log.warning("could not save logs of %s: %s", name, err)
+        if replace:
+            target.unlink(missing_ok=True)
