@@ -21,12 +21,7 @@ from typing import Any, Optional
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import (
-    JSONResponse,
-    PlainTextResponse,
-    Response,
-    StreamingResponse,
-)
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from substratus import __version__
@@ -40,6 +35,7 @@ from substratus.errors import SubstratusError, ValidationError
 from substratus.local.service import MAX_OBJECTS, TOO_MANY_HINT, ControlPlane
 from substratus.local.store import Record
 from substratus.resources.kinds import canonical_kind
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.selectors import Selector
 from substratus.resources.selectors import parse as parse_selector
 
@@ -207,14 +203,14 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
 
     @app.delete("/api/v1/objects/{kind}/{namespace}/{name}", dependencies=[Depends(authorised)])
     def delete_object(kind: str, namespace: str, name: str) -> Response:
-        [result] = cp.delete([(canonical_kind(kind), namespace, name)])
+        [result] = cp.delete([ObjectKey(canonical_kind(kind), namespace, name)])
         return json_response(result)
 
     @app.post("/api/v1/delete", dependencies=[Depends(authorised)])
     def delete_objects(req: DeleteRequest, kind: Optional[str] = None, namespace: Optional[str] = None,
                        label_selector: Optional[str] = Query(None, alias="labelSelector", description=SELECTOR_DOC)
                        ) -> Response:
-        keys = [(canonical_kind(o.kind), o.namespace, o.name) for o in req.objects]
+        keys = [ObjectKey(canonical_kind(o.kind), o.namespace, o.name) for o in req.objects]
         if label_selector is not None:
             selector = parse_selector(label_selector)
             if selector.empty:

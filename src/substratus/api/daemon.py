@@ -38,11 +38,7 @@ from substratus.api.errors import error_body, status_for
 from substratus.errors import SubstratusError, ValidationError
 from substratus.local.privatefiles import read_private, secure_home, write_private
 from substratus.reconcile.layout import Layout
-from substratus.runtimes.engine import (
-    DEFAULT_BUILD_TIMEOUT,
-    EngineRuntime,
-    detect_engine,
-)
+from substratus.runtimes.engine import DEFAULT_BUILD_TIMEOUT, EngineRuntime, detect_engine
 
 if TYPE_CHECKING:
     from substratus.local.service import ControlPlane

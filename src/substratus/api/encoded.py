@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from substratus.local.store import Event, Key, Record
+from substratus.local.store import Event, Record
+from substratus.resources.objectkey import ObjectKey
 
 
 def encode(data: object) -> str:
@@ -25,7 +26,7 @@ def encode(data: object) -> str:
 
 class EncodedDocuments:
     def __init__(self) -> None:
-        self._cache: dict[Key, tuple[Record, str]] = {}
+        self._cache: dict[ObjectKey, tuple[Record, str]] = {}
 
     def forget(self, event: Event) -> None:
         """A store listener (runs under the store's lock: only a dict operation here)."""

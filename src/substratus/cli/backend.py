@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any, List, Optional, Protocol
 
 from substratus.errors import ControlPlaneError, ValidationError
+from substratus.resources.objectkey import ObjectKey
 
 BACKEND_ENV = "SUBSTRATUS_BACKEND"
 BACKENDS = ("local", "kubernetes")
@@ -36,7 +37,7 @@ class Backend(Protocol):
 
     def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]: ...
 
-    def delete_many(self, keys: List[tuple[str, str, str]]) -> List[dict[str, Any]]: ...
+    def delete_many(self, keys: List[ObjectKey]) -> List[dict[str, Any]]: ...
 
     def watch(self, kind: Optional[str] = None, namespace: Optional[str] = None,
               timeout: Optional[float] = None) -> Iterator[dict[str, Any]]: ...
@@ -66,9 +67,7 @@ def wants_cluster(context: Optional[str], env: Optional[dict[str, str]] = None) 
 
 def make_client(context: Optional[str] = None, kubeconfig: Optional[str] = None) -> Backend:
     if wants_cluster(context):
-        from substratus.cli.cluster import (
-            ClusterClient,  # the Kubernetes client, only on this path
-        )
+        from substratus.cli.cluster import ClusterClient  # the Kubernetes client, only on this path
 
         return ClusterClient.connect(kubeconfig, context)
     from substratus.cli.client import Client, home_dir

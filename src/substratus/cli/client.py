@@ -21,13 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import (  # List: `list` is a method name in Client
-    TYPE_CHECKING,
-    Any,
-    BinaryIO,
-    List,
-    Optional,
-)
+from typing import TYPE_CHECKING, Any, BinaryIO, List, Optional  # List: `list` is a method name in Client
 from urllib.parse import urlencode
 
 from substratus.api import MAX_BODY_BYTES
@@ -35,6 +29,7 @@ from substratus.api.errors import error_from_body
 from substratus.cli import http1
 from substratus.errors import ControlPlaneError
 from substratus.local.privatefiles import open_private_log, read_private, secure_home
+from substratus.resources.objectkey import ObjectKey
 
 if TYPE_CHECKING:
     import subprocess
@@ -239,7 +234,7 @@ class Client:
     def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return dict(self.request("DELETE", f"/api/v1/objects/{kind}/{namespace}/{name}"))
 
-    def delete_many(self, keys: List[tuple[str, str, str]]) -> List[dict[str, Any]]:
+    def delete_many(self, keys: List[ObjectKey]) -> List[dict[str, Any]]:
         body = {"objects": [{"kind": k, "namespace": ns, "name": n} for k, ns, n in keys]}
         return list(self.request("POST", "/api/v1/delete", json_body=body)["items"])
 

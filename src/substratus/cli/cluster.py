@@ -23,30 +23,22 @@ from substratus.artifacts.layout import ArtifactLayout
 from substratus.artifacts.store import ArtifactError, ArtifactStore
 from substratus.build import naming
 from substratus.cli import cluster_apply
-from substratus.errors import (
-    ControlPlaneError,
-    NotFoundError,
-    SubstratusError,
-    ValidationError,
-)
+from substratus.errors import ControlPlaneError, NotFoundError, SubstratusError, ValidationError
 from substratus.resources.kinds import KIND_ORDER
 from substratus.resources.manifest import parse_objects
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.references import references
 from substratus.resources.schema import Resource
 from substratus.resources.selectors import parse as parse_selector
 from substratus.runtimes.base import ContainerState
 from substratus.runtimes.kubernetes.client import KubeApi, KubeError
 from substratus.runtimes.kubernetes.runtime import CR_VERSION, KubernetesRuntime
-from substratus.runtimes.kubernetes.settings import (
-    KubeSettings,
-    settings_from_configmap,
-)
+from substratus.runtimes.kubernetes.settings import KubeSettings, settings_from_configmap
 
 POLL = 1.0
 DELETE_WAIT = 60.0
 HIDDEN_META = ("managedFields",)
 OPERATOR_NAMESPACE_ENV = "SUBSTRATUS_OPERATOR_NAMESPACE"
-Key = tuple[str, str, str]
 
 
 def document(obj: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -226,10 +218,10 @@ class ClusterClient:
 
     # -- delete ----------------------------------------------------------------------------------
     def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        [result] = self.delete_many([(kind, namespace, name)], missing_ok=False)
+        [result] = self.delete_many([ObjectKey(kind, namespace, name)], missing_ok=False)
         return result
 
-    def delete_many(self, keys: List[Key], missing_ok: bool = True) -> List[dict[str, Any]]:
+    def delete_many(self, keys: List[ObjectKey], missing_ok: bool = True) -> List[dict[str, Any]]:
         """Delete resources; the operator removes what they run. Waits (a while) until they are gone."""
         out, doomed = [], []
         for kind, ns, name in keys:
@@ -240,12 +232,12 @@ class ClusterClient:
                 continue
             containers = [c.name for c in self.containers(kind, ns, name)]
             self.api.delete(CR_VERSION, kind, name, ns)
-            doomed.append((kind, ns, name))
+            doomed.append(ObjectKey(kind, ns, name))
             out.append({"kind": kind, "namespace": ns, "name": name, "result": "deleted", "containers": containers})
         self.wait_gone(doomed)
         return out
 
-    def wait_gone(self, keys: List[Key], timeout: float = DELETE_WAIT) -> None:
+    def wait_gone(self, keys: List[ObjectKey], timeout: float = DELETE_WAIT) -> None:
         deadline = time.monotonic() + timeout
         pending = list(keys)
         while pending and time.monotonic() < deadline:
@@ -271,14 +263,14 @@ class ClusterClient:
         """The watch of `watch`, restricted to the selected objects (a fresh list each time: the
         polling watch has nothing to resume from)."""
         sel = parse_selector(selector)
-        inside: set[Key] = set()
+        inside: set[ObjectKey] = set()
         for event in self.watch(kind, namespace):
             obj = event.get("object")
             if obj is None:
                 yield event
                 continue
             meta = obj.get("metadata") or {}
-            key = (obj.get("kind", ""), meta.get("namespace", "default"), meta.get("name", ""))
+            key = ObjectKey(obj.get("kind", ""), meta.get("namespace", "default"), meta.get("name", ""))
             if event["type"] == "DELETED":
                 if key in inside:
                     inside.discard(key)
@@ -295,7 +287,7 @@ class ClusterClient:
             raise ValidationError([("--selector", "an empty selector would delete everything")],
                                   hint="name the labels to select, e.g. -l app=demo")
         items, _ = self.list_selected(kind, namespace, selector)
-        return self.delete_many([(o["kind"], o["metadata"].get("namespace", "default"), o["metadata"]["name"])
+        return self.delete_many([ObjectKey(o["kind"], o["metadata"].get("namespace", "default"), o["metadata"]["name"])
                                  for o in items])
 
     def running(self) -> bool:
@@ -311,10 +303,10 @@ class ClusterClient:
               timeout: Optional[float] = None) -> Iterator[dict[str, Any]]:
         """ADDED/MODIFIED/DELETED events from listing every POLL seconds; a BOOKMARK after the first list."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        seen: dict[Key, str] = {}
+        seen: dict[ObjectKey, str] = {}
         first = True
         while True:
-            now: dict[Key, dict[str, Any]] = {(o["kind"], o["metadata"].get("namespace", "default"),
+            now: dict[ObjectKey, dict[str, Any]] = {ObjectKey(o["kind"], o["metadata"].get("namespace", "default"),
                                                o["metadata"]["name"]): o for o in self.list(kind, namespace)}
             for key, obj in now.items():
                 version = str(obj["metadata"].get("resourceVersion", ""))

@@ -10,12 +10,7 @@ from __future__ import annotations
 import sys
 
 import click
-from click.shell_completion import (
-    BashComplete,
-    FishComplete,
-    ShellComplete,
-    ZshComplete,
-)
+from click.shell_completion import BashComplete, FishComplete, ShellComplete, ZshComplete
 
 SHELLS: dict[str, type[ShellComplete]] = {"bash": BashComplete, "zsh": ZshComplete, "fish": FishComplete}
 COMPLETE_VAR = "_SUB_COMPLETE"

@@ -72,9 +72,7 @@ def install_cmd(dry_run: bool, kubeconfig: Optional[str], context: Optional[str]
     if dry_run:
         click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
         return
-    from substratus.runtimes.kubernetes.client import (
-        KubeApi,  # the client library only when applying
-    )
+    from substratus.runtimes.kubernetes.client import KubeApi  # the client library only when applying
 
     api = KubeApi.connect(kubeconfig, context)
     click.echo(f"applying {len(objects)} objects to {api.connection().server}", err=True)

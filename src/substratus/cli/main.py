@@ -20,6 +20,7 @@ from substratus.cli.backend import Backend, make_client
 from substratus.cli.lazy import LazyGroup
 from substratus.errors import SubstratusError, ValidationError
 from substratus.resources.kinds import canonical_kind
+from substratus.resources.objectkey import ObjectKey
 
 if TYPE_CHECKING:  # imported where used: `sub get` reads no manifests (YAML) and waits for nothing
     from substratus.resources.documents import Document
@@ -94,11 +95,7 @@ def client() -> Backend:
 def read_documents(paths: tuple[str, ...]) -> list[Document]:
     """The documents of every -f (`-` is standard input, its `dir` sources relative to the current
     directory), dirs resolved; validation happens in the control plane."""
-    from substratus.resources.documents import (
-        check_duplicates,
-        documents_from_text,
-        read_path,
-    )
+    from substratus.resources.documents import check_duplicates, documents_from_text, read_path
 
     if paths.count("-") > 1:
         raise click.UsageError("-f - (standard input) can be given only once")
@@ -125,7 +122,7 @@ def where(err: ValidationError, docs: list[Document]) -> ValidationError:
     return ValidationError([(place(f), msg) for f, msg in err.problems], hint=err.hint)
 
 
-def doc_keys(docs: list[Document]) -> list[tuple[str, str, str]]:
+def doc_keys(docs: list[Document]) -> list[ObjectKey]:
     return [k for k in (d.key() for d in docs) if k is not None]
 
 
@@ -198,7 +195,7 @@ def report_failure(o: dict[str, Any], what: str) -> None:
         f"and: sub logs {o['kind'].lower()} {o['metadata']['name']}")
 
 
-def progress_view(keys: set[tuple[str, str, str]]) -> Any:
+def progress_view(keys: set[ObjectKey]) -> Any:
     """Live progress bars (rich) on a terminal; plain lines, one per change, otherwise."""
     if not sys.stderr.isatty():
         return None
@@ -212,9 +209,7 @@ SELECTOR_HELP = "Label selector, e.g. 'app=web', 'tier!=db', 'env in (a,b)', 'en
 
 def check_selector(selector: str) -> str:
     """Parse here first: a typo is a usage error before anything is contacted."""
-    from substratus.resources.selectors import (
-        parse as parse_selector,  # only when -l is given
-    )
+    from substratus.resources.selectors import parse as parse_selector  # only when -l is given
 
     return str(parse_selector(selector, field="--selector"))
 

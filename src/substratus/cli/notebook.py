@@ -32,6 +32,7 @@ from substratus.cli.client import Client, home_dir
 from substratus.cli.output import ready_condition
 from substratus.cli.wait import wait_for
 from substratus.errors import ValidationError
+from substratus.resources.objectkey import ObjectKey
 from substratus.sync.container import ContainerDir
 from substratus.sync.ignore import Excludes
 from substratus.sync.session import Syncer
@@ -180,7 +181,7 @@ def start(c: Client, t: Target, directory: Path, filename: str, timeout: float) 
     docs = manifests(t, directory, filename)
     for r in c.apply(docs):
         err(f"{r['kind'].lower()}/{r['name']} {r['result']}")
-    keys = {(t.kind, t.namespace, t.name), ("Notebook", t.namespace, t.name)}
+    keys = {ObjectKey(t.kind, t.namespace, t.name), ObjectKey("Notebook", t.namespace, t.name)}
     from substratus.cli.main import progress_view, report_failure
 
     try:

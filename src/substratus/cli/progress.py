@@ -13,17 +13,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from substratus.cli.output import duration, ready_condition
-from substratus.cli.wait import FAILED_REASONS, Key, current, key_of, ref, settled
+from substratus.cli.wait import FAILED_REASONS, current, key_of, ref, settled
+from substratus.resources.objectkey import ObjectKey
 
 
 def describe_state(obj: dict[str, Any]) -> tuple[str, Optional[float], bool]:
@@ -50,12 +44,12 @@ def describe_state(obj: dict[str, Any]) -> tuple[str, Optional[float], bool]:
 class RichView:
     """A rich Progress on stderr with a task per object, in the order they were applied."""
 
-    def __init__(self, keys: set[Key], console: Optional[Console] = None) -> None:
+    def __init__(self, keys: set[ObjectKey], console: Optional[Console] = None) -> None:
         self.progress = Progress(SpinnerColumn(finished_text=" "), TextColumn("{task.fields[ref]:<36}"),
                                  BarColumn(bar_width=30), TextColumn("{task.fields[percent]:>5}"),
                                  TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
                                  console=console or Console(stderr=True), transient=False)
-        self.tasks: dict[Key, TaskID] = {}
+        self.tasks: dict[ObjectKey, TaskID] = {}
         self.expected = keys
         self.progress.start()
 

@@ -19,15 +19,7 @@ from typing import Optional
 import click
 
 from substratus.errors import SubstratusError
-from substratus.verify import (
-    GROUPS,
-    KINDS,
-    Options,
-    Target,
-    exit_code,
-    render_text,
-    to_dict,
-)
+from substratus.verify import GROUPS, KINDS, Options, Target, exit_code, render_text, to_dict
 from substratus.verify import verify as run_verify
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Optional, Protocol, TextIO
 
 from substratus.cli.output import ready_condition
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.reasons import FAILED
 from substratus.resources.references import references
 
 FAILED_REASONS = frozenset(r.value for r in FAILED)
-Key = tuple[str, str, str]
 
 
 @dataclass
@@ -64,8 +64,8 @@ def ref(o: dict[str, Any]) -> str:
     return f"{o['kind'].lower()}/{o['metadata']['name']}"
 
 
-def key_of(o: dict[str, Any]) -> Key:
-    return (o["kind"], o["metadata"].get("namespace", "default"), o["metadata"]["name"])
+def key_of(o: dict[str, Any]) -> ObjectKey:
+    return ObjectKey(o["kind"], o["metadata"].get("namespace", "default"), o["metadata"]["name"])
 
 
 class View(Protocol):
@@ -81,7 +81,7 @@ class PlainView:
 
     def __init__(self, out: TextIO = sys.stderr) -> None:
         self.out = out
-        self.last: dict[Key, tuple[str, str]] = {}
+        self.last: dict[ObjectKey, tuple[str, str]] = {}
 
     def update(self, obj: dict[str, Any], elapsed: float) -> None:
         report_change(obj, self.last, elapsed, self.out.isatty(), self.out)
@@ -90,7 +90,7 @@ class PlainView:
         return None
 
 
-def wait_for(events: Iterable[dict[str, Any]], keys: set[Key], timeout: float, *, out: TextIO = sys.stderr,
+def wait_for(events: Iterable[dict[str, Any]], keys: set[ObjectKey], timeout: float, *, out: TextIO = sys.stderr,
              clock: Callable[[], float] = time.monotonic, view: Optional[View] = None) -> Verdict:
     """Fold watch events for `keys` until a verdict; a stream that ends early means the timeout passed."""
     shown = view if view is not None else PlainView(out)
@@ -100,10 +100,10 @@ def wait_for(events: Iterable[dict[str, Any]], keys: set[Key], timeout: float, *
         shown.close()
 
 
-def _fold(events: Iterable[dict[str, Any]], keys: set[Key], timeout: float, clock: Callable[[], float],
+def _fold(events: Iterable[dict[str, Any]], keys: set[ObjectKey], timeout: float, clock: Callable[[], float],
           view: View) -> Verdict:
     start = clock()
-    seen: dict[Key, dict[str, Any]] = {}
+    seen: dict[ObjectKey, dict[str, Any]] = {}
     synced = False
     for event in events:
         if event.get("type") == "ERROR":
@@ -126,7 +126,7 @@ def _fold(events: Iterable[dict[str, Any]], keys: set[Key], timeout: float, cloc
     return Verdict(done=False, failed=[], pending=[o for o in seen.values() if not (current(o) and settled(o))])
 
 
-def report_change(o: dict[str, Any], last: dict[Key, tuple[str, str]], elapsed: float, tty: bool,
+def report_change(o: dict[str, Any], last: dict[ObjectKey, tuple[str, str]], elapsed: float, tty: bool,
                   out: TextIO) -> None:
     cond = ready_condition(o)
     state = ("ready" if settled(o) and current(o) else cond.get("reason", "Pending"),

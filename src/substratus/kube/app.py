@@ -28,11 +28,7 @@ from substratus.resources import crd
 from substratus.resources.schema import KINDS
 from substratus.runtimes.kubernetes.client import KubeApi, KubeError
 from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
-from substratus.runtimes.kubernetes.settings import (
-    KubeSettings,
-    parse_settings,
-    settings_from_configmap,
-)
+from substratus.runtimes.kubernetes.settings import KubeSettings, parse_settings, settings_from_configmap
 
 log = logging.getLogger("substratus.kube")
 

@@ -45,23 +45,15 @@ from substratus.reconcile.actions import (
     StartContainer,
 )
 from substratus.reconcile.dispatch import Dispatcher
-from substratus.reconcile.outcomes import (
-    Allocated,
-    Digested,
-    Failed,
-    Outcome,
-    Verified,
-    crash_outcome,
-    verdict,
-)
+from substratus.reconcile.outcomes import Allocated, Digested, Failed, Outcome, Verified, crash_outcome, verdict
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Reason
 from substratus.runtimes.kubernetes import builds
 from substratus.runtimes.kubernetes.client import KubeError
 from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
 
 log = logging.getLogger("substratus.kube.executor")
-Key = tuple[str, str, str]
-Report = Callable[[Key, list[Outcome]], None]
+Report = Callable[[ObjectKey, list[Outcome]], None]
 PORTS = {"ModelServer": contract.SERVER_PORT, "Notebook": contract.NOTEBOOK_PORT}
 MAX_EXITED_LOG = 1 << 20  # an exited workload's log in the store is kept to its last MiB
 
@@ -81,10 +73,10 @@ class KubeExecutor(Dispatcher):
         self.runtime, self.store, self.images = runtime, store, images
         self.token_maker = token_maker
 
-    def quick(self, owner: Key, action: Union[StartContainer, Allocate]) -> list[Outcome]:
+    def quick(self, owner: ObjectKey, action: Union[StartContainer, Allocate]) -> list[Outcome]:
         return self.start(action) if isinstance(action, StartContainer) else self.allocate(owner, action)
 
-    def slow(self, owner: Key, action: Action) -> list[Outcome]:
+    def slow(self, owner: ObjectKey, action: Action) -> list[Outcome]:
         if isinstance(action, BuildImage):
             return self.build_image(owner, action)
         if isinstance(action, CheckContract):
@@ -120,7 +112,7 @@ class KubeExecutor(Dispatcher):
                                                               f"{err.message}")]
         return []
 
-    def allocate(self, owner: Key, a: Allocate) -> list[Outcome]:
+    def allocate(self, owner: ObjectKey, a: Allocate) -> list[Outcome]:
         if a.what == "port":  # no host port on a cluster: the container's own, which its Service publishes
             return [Allocated(port=PORTS.get(owner[0], contract.SERVER_PORT))]
         return [Allocated(token=self.token_maker())]
@@ -132,7 +124,7 @@ class KubeExecutor(Dispatcher):
             self.append_log(str(a.save_log_to), list(self.runtime.logs(a.name)))
         self.runtime.remove(a.name)
 
-    def build_image(self, owner: Key, a: BuildImage) -> list[Outcome]:
+    def build_image(self, owner: ObjectKey, a: BuildImage) -> list[Outcome]:
         src = a.source
         context: builds.BuildContext
         if src.git_url and src.git_commit:
@@ -145,7 +137,7 @@ class KubeExecutor(Dispatcher):
         err = self.run_build(job, a.tag, str(a.log_path) if a.log_path else None)
         return [Failed(a.key, Reason.BUILD_FAILED, err)] if err else []
 
-    def build_trained(self, owner: Key, a: BuildTrained) -> list[Outcome]:
+    def build_trained(self, owner: ObjectKey, a: BuildTrained) -> list[Outcome]:
         base = self.runtime.settings.image_ref(a.base)  # BuildKit pulls the base from the registry
         context = builds.TrainedContext(base_image=base, trained_key=str(a.run_dir / "trained"),
                                         dockerfile=trained_dockerfile(base))
@@ -153,7 +145,7 @@ class KubeExecutor(Dispatcher):
         err = self.run_build(job, a.tag, str(a.run_dir / "build.log"))
         return [Failed(a.key, Reason.BUILD_FAILED, err)] if err else []
 
-    def build_job(self, owner: Key, what: str, tag: str, context: builds.BuildContext,
+    def build_job(self, owner: ObjectKey, what: str, tag: str, context: builds.BuildContext,
                   labels: dict[str, str]) -> builds.BuildJob:
         kind, ns, name = owner
         return builds.BuildJob(name=f"sub-{what}-{kind.lower()}-{name}-{naming.digest(tag)[:10]}", namespace=ns,
@@ -181,7 +173,7 @@ class KubeExecutor(Dispatcher):
             return [Failed(a.key, Reason.CONTRACT_VIOLATION, f"image {a.image} breaks the {a.kind} contract: {text}")]
         return [Verified(a.image)]
 
-    def collect_job(self, owner: Key, a: CollectJob) -> list[Outcome]:
+    def collect_job(self, owner: ObjectKey, a: CollectJob) -> list[Outcome]:
         """Keep the Job's log in its run, judge the outputs in the store, mark the run, delete the Job.
 
         A loaded file's digest is recorded before the marker is written, so the dataset is never

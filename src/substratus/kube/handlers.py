@@ -30,13 +30,13 @@ import kopf
 
 from substratus.kube.reconciler import Reconciler
 from substratus.resources import crd
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.references import references
 from substratus.resources.schema import KINDS
 from substratus.runtimes.base import LABEL_PREFIX
 from substratus.runtimes.kubernetes.workloads import MANAGED_BY
 
 log = logging.getLogger("substratus.kube")
-Key = tuple[str, str, str]
 RESYNC = 300.0            # look again at least this often, in case an event was missed
 MIN_REQUEUE = 0.5         # readiness arrives as watch events: no need to poll faster than this
 BACKOFF = (0.05, 60.0)    # first and largest delay after a failed pass
@@ -48,19 +48,19 @@ class Wakers:
 
     def __init__(self) -> None:
         self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self._events: dict[Key, asyncio.Event] = defaultdict(asyncio.Event)
+        self._events: dict[ObjectKey, asyncio.Event] = defaultdict(asyncio.Event)
 
-    def event(self, key: Key) -> asyncio.Event:
+    def event(self, key: ObjectKey) -> asyncio.Event:
         return self._events[key]
 
-    def wake(self, key: Key) -> None:
+    def wake(self, key: ObjectKey) -> None:
         self._events[key].set()
 
-    def wake_threadsafe(self, key: Key) -> None:
+    def wake_threadsafe(self, key: ObjectKey) -> None:
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.wake, key)
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: ObjectKey) -> None:
         self._events.pop(key, None)
 
 
@@ -68,19 +68,19 @@ class Dependents:
     """Which objects refer to which (from their specs), and what each published last."""
 
     def __init__(self) -> None:
-        self._refs: dict[Key, set[Key]] = {}
-        self._published: dict[Key, tuple[Any, ...]] = {}
+        self._refs: dict[ObjectKey, set[ObjectKey]] = {}
+        self._published: dict[ObjectKey, tuple[Any, ...]] = {}
 
-    def update(self, key: Key, spec: dict[str, Any], deleted: bool = False) -> None:
+    def update(self, key: ObjectKey, spec: dict[str, Any], deleted: bool = False) -> None:
         if deleted:
             self._refs.pop(key, None)
         else:
             self._refs[key] = references(key[0], key[1], spec)
 
-    def of(self, key: Key) -> list[Key]:
+    def of(self, key: ObjectKey) -> list[ObjectKey]:
         return sorted(k for k, targets in self._refs.items() if key in targets)
 
-    def changed(self, key: Key, status: dict[str, Any], generation: Any, gone: bool) -> bool:
+    def changed(self, key: ObjectKey, status: dict[str, Any], generation: Any, gone: bool) -> bool:
         """Whether what `key` publishes (readiness, image, data, reason) differs from last time."""
         ready = next((c.get("reason") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
         published = (status.get("ready"), status.get("containerImage"), status.get("url"), status.get("digest"),
@@ -132,11 +132,11 @@ class Handlers:
     def daemon_for(self, kind: str) -> Any:
         async def reconcile(stopped: kopf.DaemonStopped, namespace: str, name: str, logger: logging.Logger,
                             **_: Any) -> None:
-            await self.run((kind, namespace, name), stopped, logger)
+            await self.run(ObjectKey(kind, namespace, name), stopped, logger)
         reconcile.__name__ = f"reconcile_{kind.lower()}"
         return reconcile
 
-    async def run(self, key: Key, stopped: kopf.DaemonStopped, logger: logging.Logger) -> None:
+    async def run(self, key: ObjectKey, stopped: kopf.DaemonStopped, logger: logging.Logger) -> None:
         assert self.reconciler is not None
         loop = asyncio.get_running_loop()
         wake, failures = self.wakers.event(key), 0
@@ -161,7 +161,7 @@ class Handlers:
     # -- wake-ups --------------------------------------------------------------------------------
     def resource_event_for(self, kind: str) -> Any:
         async def on_event(event: dict[str, Any], body: Any, namespace: str, name: str, **_: Any) -> None:
-            key: Key = (kind, namespace, name)
+            key = ObjectKey(kind, namespace, name)
             gone = event.get("type") == "DELETED"
             self.dependents.update(key, dict(body.get("spec") or {}), deleted=gone)
             if gone:
@@ -179,13 +179,13 @@ class Handlers:
         labels = body.get("metadata", {}).get("labels") or {}
         kind, ns, name = (labels.get(LABEL_PREFIX + k) for k in ("kind", "namespace", "name"))
         if kind in KINDS and ns and name:
-            self.wakers.wake((kind, ns, name))
+            self.wakers.wake(ObjectKey(kind, ns, name))
 
     # -- delete ----------------------------------------------------------------------------------
     def finalizer_for(self, kind: str) -> Any:
         def finalize(namespace: str, name: str, logger: logging.Logger, **_: Any) -> None:
             assert self.reconciler is not None
-            left = self.reconciler.finalize((kind, namespace, name))
+            left = self.reconciler.finalize(ObjectKey(kind, namespace, name))
             if left:
                 raise kopf.TemporaryError(f"{left} container(s) still going away", delay=1)
             logger.info("%s %s/%s: everything it ran is removed", kind, namespace, name)

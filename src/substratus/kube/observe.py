@@ -28,12 +28,12 @@ from substratus.build import naming
 from substratus.errors import SubstratusError
 from substratus.reconcile.plan import Snapshot
 from substratus.resources import progress
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Progress
 from substratus.runtimes.base import ContainerState
 from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
 
 log = logging.getLogger("substratus.kube.observe")
-Key = tuple[str, str, str]
 MARKER = ".succeeded"
 RUNS_JOBS = ("Dataset", "Model")
 NEGATIVE_TTL = 30.0     # seconds an "absent from the registry" answer is trusted
@@ -101,11 +101,11 @@ class ClusterObserver:
                  images: RegistryImages) -> None:
         self.runtime, self.store, self.layout, self.images = runtime, store, layout, images
 
-    def containers(self, key: Key) -> dict[str, ContainerState]:
+    def containers(self, key: ObjectKey) -> dict[str, ContainerState]:
         kind, ns, name = key
         return {c.name: c for c in self.runtime.containers(naming.object_labels(kind, ns, name))}
 
-    def snapshot(self, key: Key, now: float, in_flight: frozenset[str]) -> Snapshot:
+    def snapshot(self, key: ObjectKey, now: float, in_flight: frozenset[str]) -> Snapshot:
         containers = self.containers(key)
         probes, tails = self.readiness(containers)
         object_dir = self.layout.object_dir(*key)

@@ -44,27 +44,16 @@ from substratus.reconcile.outcomes import Outcome, apply_outcome
 from substratus.reconcile.plan import Dep, Facts, Plan, Snapshot
 from substratus.reconcile.status import build_status, utcnow
 from substratus.reconcile.workloads import plan_notebook, plan_server
-from substratus.resources.schema import (
-    KINDS,
-    Dataset,
-    Model,
-    ModelServer,
-    Notebook,
-    Resource,
-)
+from substratus.resources.objectkey import ObjectKey
+from substratus.resources.schema import KINDS, Dataset, Model, ModelServer, Notebook, Resource
 from substratus.resources.status import Reason, Status
 from substratus.runtimes.kubernetes import names
-from substratus.runtimes.kubernetes.annotations import (
-    STATE,
-    annotations_of,
-    apply_trigger,
-)
+from substratus.runtimes.kubernetes.annotations import STATE, annotations_of, apply_trigger
 from substratus.runtimes.kubernetes.client import KubeApi, merge_patch
 from substratus.runtimes.kubernetes.runtime import CR_VERSION, KubernetesRuntime
 from substratus.runtimes.kubernetes.workloads import Owner
 
 log = logging.getLogger("substratus.kube")
-Key = tuple[str, str, str]
 GPU_RECHECK = 60.0
 ROLES = {"ModelServer": ("server", 8080), "Notebook": ("notebook", 8888)}
 
@@ -108,7 +97,7 @@ def cluster_facts(layout: ArtifactLayout, ready_timeout: float, gpu: bool) -> Fa
 
 class Reconciler:
     def __init__(self, api: KubeApi, runtime: KubernetesRuntime, store: Optional[ArtifactStore], *,
-                 scratch: Path, wake: Callable[[Key], None] = lambda key: None,
+                 scratch: Path, wake: Callable[[ObjectKey], None] = lambda key: None,
                  clock: Callable[[], float] = time.time, build_workers: int = 2, workers: int = 4) -> None:
         self.api, self.runtime, self.store, self.scratch, self.wake, self.clock = \
             api, runtime, store, scratch, wake, clock
@@ -117,16 +106,16 @@ class Reconciler:
         self.observer = ClusterObserver(runtime, store, self.layout, self.images)
         self.executor = KubeExecutor(runtime, store, self.images, self.on_outcomes, build_workers=build_workers,
                                      workers=workers)
-        self._locks: dict[Key, threading.Lock] = defaultdict(threading.Lock)
+        self._locks: dict[ObjectKey, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
-        self._written: dict[Key, dict[str, Any]] = {}
+        self._written: dict[ObjectKey, dict[str, Any]] = {}
         self._gpu: tuple[bool, float] = (False, -math.inf)
 
-    def lock(self, key: Key) -> threading.Lock:
+    def lock(self, key: ObjectKey) -> threading.Lock:
         with self._locks_guard:
             return self._locks[key]
 
-    def get(self, key: Key) -> Optional[dict[str, Any]]:
+    def get(self, key: ObjectKey) -> Optional[dict[str, Any]]:
         kind, ns, name = key
         return self.api.get(CR_VERSION, kind, name, ns)
 
@@ -138,7 +127,7 @@ class Reconciler:
         return cluster_facts(self.layout, float(self.runtime.settings.ready_timeout_seconds), gpu)
 
     # -- one pass ----------------------------------------------------------------------------------
-    def reconcile(self, key: Key) -> Optional[float]:
+    def reconcile(self, key: ObjectKey) -> Optional[float]:
         """One pass; returns when to look again (None: when something changes)."""
         body = self.get(key)
         if body is None or deleting(body):
@@ -211,7 +200,7 @@ class Reconciler:
 
     def dep(self, kind: str, namespace: str, name: str) -> Dep:
         """A referenced object as its published status shows it."""
-        body = self.get((kind, namespace, name))
+        body = self.get(ObjectKey(kind, namespace, name))
         if body is None or deleting(body):
             return Dep(exists=False)
         status = Status.model_validate(body.get("status") or {})
@@ -220,7 +209,7 @@ class Reconciler:
                    compute_types=compute)
 
     # -- writing -----------------------------------------------------------------------------------
-    def write(self, key: Key, body: dict[str, Any], trigger: str, state: states.AnyState, source_error: str,
+    def write(self, key: ObjectKey, body: dict[str, Any], trigger: str, state: states.AnyState, source_error: str,
               status: dict[str, Any], acting: bool = False) -> bool:
         """Status and state, unless the object changed since `body` was read. False on such a conflict.
 
@@ -245,7 +234,7 @@ class Reconciler:
                 self._written[key] = status
         return True
 
-    def save_state(self, key: Key, fresh: dict[str, Any], trigger: str, state: states.AnyState,
+    def save_state(self, key: ObjectKey, fresh: dict[str, Any], trigger: str, state: states.AnyState,
                    source_error: str) -> None:
         """The state annotation (and the token's Secret); the caller holds the object's lock."""
         kind, ns, name = key
@@ -263,7 +252,7 @@ class Reconciler:
         secret = self.api.get("v1", "Secret", records.token_secret_name(kind, name), namespace)
         return records.token_from_secret(secret)
 
-    def on_outcomes(self, key: Key, outcomes: list[Outcome]) -> None:
+    def on_outcomes(self, key: ObjectKey, outcomes: list[Outcome]) -> None:
         """An action finished: fold its outcomes into the object's state, then look at it again."""
         if outcomes:
             with self.lock(key):
@@ -278,7 +267,7 @@ class Reconciler:
         self.wake(key)
 
     # -- deletion ----------------------------------------------------------------------------------
-    def finalize(self, key: Key) -> int:
+    def finalize(self, key: ObjectKey) -> int:
         """Remove what the object runs and its artifacts; returns how many containers are still there."""
         containers = self.observer.containers(key)
         for name in containers:
@@ -292,7 +281,7 @@ class Reconciler:
         self._written.pop(key, None)
         return 0
 
-    def remove_artifacts(self, key: Key) -> None:
+    def remove_artifacts(self, key: ObjectKey) -> None:
         """Its runs, logs and loaded data go with it; a store that cannot be reached does not hold the
         deletion up (the object would never go): what is left is named in the log."""
         if self.store is None:
@@ -304,7 +293,7 @@ class Reconciler:
             log.warning("%s/%s/%s deleted, but its artifacts at %s stay: %s", *key,
                         self.layout.artifact_url(where), err)
 
-    def deleting_status(self, key: Key, left: int) -> None:
+    def deleting_status(self, key: ObjectKey, left: int) -> None:
         body = self.get(key)
         if body is None:
             return

@@ -28,11 +28,7 @@ from typing import Any, Optional
 
 from substratus.reconcile import state as states
 from substratus.runtimes.kubernetes import names
-from substratus.runtimes.kubernetes.annotations import (
-    STATE,
-    annotations_of,
-    apply_trigger,
-)
+from substratus.runtimes.kubernetes.annotations import STATE, annotations_of, apply_trigger
 from substratus.runtimes.kubernetes.workloads import MANAGED_BY, Owner
 
 TOKEN_KEY = "token"

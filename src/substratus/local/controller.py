@@ -29,7 +29,7 @@ from substratus.local import gc
 from substratus.local.executor import Executor
 from substratus.local.ledger import BuiltImages
 from substratus.local.metrics import Metrics
-from substratus.local.observe import Key, Observer, Prober
+from substratus.local.observe import Observer, Prober
 from substratus.local.probes import http_probe
 from substratus.local.store import Event, Record, Store
 from substratus.reconcile import state as states
@@ -41,15 +41,9 @@ from substratus.reconcile.plan import Dep, Facts, Plan, Snapshot
 from substratus.reconcile.queue import WorkQueue
 from substratus.reconcile.status import build_status, reason_of, utcnow
 from substratus.reconcile.workloads import plan_notebook, plan_server
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.references import references
-from substratus.resources.schema import (
-    KINDS,
-    Dataset,
-    Model,
-    ModelServer,
-    Notebook,
-    Resource,
-)
+from substratus.resources.schema import KINDS, Dataset, Model, ModelServer, Notebook, Resource
 from substratus.resources.status import Status
 from substratus.runtimes.base import EngineEvent, EventStream, Runtime
 
@@ -70,7 +64,7 @@ class Controller:
                  token_maker: Optional[Callable[[], str]] = None) -> None:
         self.store, self.runtime, self.layout, self.clock = store, runtime, layout, clock
         self.observer = Observer(runtime, layout, prober)
-        self.queue: WorkQueue[Key] = WorkQueue(clock=clock)
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(clock=clock)
         self.metrics = Metrics()
         extra = {k: v for k, v in (("port_finder", port_finder), ("token_maker", token_maker)) if v is not None}
         self.executor = Executor(runtime, self.observer.containers, self.observer.images, self.on_outcomes,
@@ -81,8 +75,8 @@ class Controller:
         self.keep_runs, self.gc_period = keep_runs, gc_period
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._dependents: dict[Key, set[Key]] = defaultdict(set)  # referenced object -> objects referencing it
-        self._published: dict[Key, tuple[object, ...]] = {}
+        self._dependents: dict[ObjectKey, set[ObjectKey]] = defaultdict(set)  # referenced object -> objects referencing it
+        self._published: dict[ObjectKey, tuple[object, ...]] = {}
         self._events: Optional[EventStream] = None
         self._subscribed = threading.Event()  # the engine's event stream is open (or failed to open)
         self._listed = threading.Event()  # the first list of the engine's containers is done (or failed)
@@ -138,7 +132,7 @@ class Controller:
             finally:
                 self.queue.done(key)
 
-    def _ask_about_images(self, key: Key) -> None:
+    def _ask_about_images(self, key: ObjectKey) -> None:
         """Before the first list of containers is done: ask the engine about the images `key`'s pass will
         want, so that its answers are in the image cache when the pass plans (on a fresh start the list
         and these lookups take ~0.15 s each). Only once the event stream is open: answers from before it
@@ -152,7 +146,7 @@ class Controller:
         except Exception as err:  # noqa: BLE001 - the pass asks again and reports
             log.debug("looking up the images of %s/%s/%s ahead of its pass: %s", *key, err)
 
-    def process(self, key: Key) -> None:
+    def process(self, key: ObjectKey) -> None:
         """One pass for `key`, with the queue's retry rules (also used by tests, synchronously)."""
         started = time.perf_counter()
         try:
@@ -169,7 +163,7 @@ class Controller:
             self.queue.add_after(key, requeue)
 
     # -- one pass ----------------------------------------------------------------------------------
-    def reconcile(self, key: Key) -> Optional[float]:
+    def reconcile(self, key: ObjectKey) -> Optional[float]:
         rec = self.store.get(*key)
         if rec is None:
             return self.remove_orphans(key)
@@ -245,7 +239,7 @@ class Controller:
                    compute_types=compute)
 
     # -- deletion ------------------------------------------------------------------------------------
-    def delete(self, keys: list[Key]) -> dict[Key, list[str]]:
+    def delete(self, keys: list[ObjectKey]) -> dict[ObjectKey, list[str]]:
         """Mark objects for deletion (one write) and queue them; returns the containers to be removed."""
         doomed = {k: sorted(self.observer.containers.of(k)) for k in keys if self.store.get(*k) is not None}
         self.store.update_many(list(doomed), lambda r: replace(r, deleting=True), utcnow())
@@ -264,14 +258,14 @@ class Controller:
                          kwargs={"ignore_errors": True}, daemon=True).start()
         return None
 
-    def remove_orphans(self, key: Key) -> Optional[float]:
+    def remove_orphans(self, key: ObjectKey) -> Optional[float]:
         """Containers whose object is gone (deleted while the control plane was down)."""
         for name in self.observer.containers.of(key):
             self.executor.submit(key, RemoveContainer(name=name, reason="its object no longer exists"))
         return None
 
     # -- wake-ups ------------------------------------------------------------------------------------
-    def on_outcomes(self, key: Key, outcomes: list[Outcome]) -> None:
+    def on_outcomes(self, key: ObjectKey, outcomes: list[Outcome]) -> None:
         if outcomes:
             def change(rec: Record) -> Record:
                 state = states.load(rec.kind, rec.state)
@@ -330,7 +324,7 @@ class Controller:
             if self.observer.images.on_event(event.action, event.name):  # images may have gone: users look again
                 self.queue.add_many(self.users_of_image(event.name))
 
-    def users_of_image(self, ref: str) -> list[Key]:
+    def users_of_image(self, ref: str) -> list[ObjectKey]:
         """Objects that publish `ref`; every object when a base image or a bare id went."""
         records = self.store.records()
         if not ref.startswith(naming.IMAGE_REPO + "/"):

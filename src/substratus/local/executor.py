@@ -36,21 +36,12 @@ from substratus.reconcile.actions import (
     StartContainer,
 )
 from substratus.reconcile.dispatch import Dispatcher
-from substratus.reconcile.outcomes import (
-    Allocated,
-    Digested,
-    Failed,
-    Outcome,
-    PortLost,
-    Report,
-    Verified,
-    verdict,
-)
+from substratus.reconcile.outcomes import Allocated, Digested, Failed, Outcome, PortLost, Report, Verified, verdict
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Reason
 from substratus.runtimes.base import BuildSpec, Runtime
 
 log = logging.getLogger("substratus.executor")
-Key = tuple[str, str, str]
 TRAINED_DOCKERFILE = "Dockerfile.substratus"
 # How podman and docker say that the image to run is not there (then they try a registry, and fail).
 MISSING_IMAGE = re.compile(r"image not known|no such image|unable to find image|pinging container registry|"
@@ -71,14 +62,14 @@ class Executor(Dispatcher):
         self.runtime, self.containers, self.images, self.built = runtime, containers, images, built
         self.port_finder, self.token_maker = port_finder, token_maker
 
-    def quick(self, owner: Key, action: Union[StartContainer, Allocate]) -> list[Outcome]:
+    def quick(self, owner: ObjectKey, action: Union[StartContainer, Allocate]) -> list[Outcome]:
         if isinstance(action, Allocate):
             if action.what == "port":
                 return [Allocated(port=self.port_finder())]
             return [Allocated(token=self.token_maker())]
         return self.start(owner, action)
 
-    def slow(self, owner: Key, action: Action) -> list[Outcome]:
+    def slow(self, owner: ObjectKey, action: Action) -> list[Outcome]:
         if isinstance(action, BuildImage):
             return self.build_image(action)
         if isinstance(action, CheckContract):
@@ -92,7 +83,7 @@ class Executor(Dispatcher):
         return []
 
     # -- quick actions ---------------------------------------------------------------------------
-    def start(self, owner: Key, action: StartContainer) -> list[Outcome]:
+    def start(self, owner: ObjectKey, action: StartContainer) -> list[Outcome]:
         for m in action.spec.mounts:
             if not m.read_only:
                 Path(m.source).mkdir(parents=True, exist_ok=True)
@@ -117,7 +108,7 @@ class Executor(Dispatcher):
         return []
 
     # -- slow actions ----------------------------------------------------------------------------
-    def remove(self, owner: Key, action: RemoveContainer) -> None:
+    def remove(self, owner: ObjectKey, action: RemoveContainer) -> None:
         log.info("removing %s (%s)", action.name, action.reason)
         if action.save_log_to is not None:
             save_logs(self.runtime, action.name, action.save_log_to)
@@ -159,7 +150,7 @@ class Executor(Dispatcher):
             self._record(a.tag, built)
         return []
 
-    def collect_job(self, owner: Key, a: CollectJob) -> list[Outcome]:
+    def collect_job(self, owner: ObjectKey, a: CollectJob) -> list[Outcome]:
         """Judge a finished load/train job, keep its log, remove its container.
 
         A job that exited 0 and wrote its outputs needs no log to be judged: it is marked succeeded

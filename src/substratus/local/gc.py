@@ -30,6 +30,7 @@ from substratus.local.ledger import BuiltImages
 from substratus.local.store import Record
 from substratus.reconcile import state as states
 from substratus.reconcile.layout import Layout
+from substratus.resources.objectkey import ObjectKey
 from substratus.runtimes.base import ContainerState, Runtime
 
 log = logging.getLogger("substratus.gc")
@@ -74,7 +75,7 @@ def kept_images(records: list[Record], containers: list[ContainerState]) -> set[
     return keep - {""}
 
 
-def plan_gc(records: list[Record], runs: dict[tuple[str, str, str], list[RunDir]], images: dict[str, str],
+def plan_gc(records: list[Record], runs: dict[ObjectKey, list[RunDir]], images: dict[str, str],
             containers: list[ContainerState], sources: list[RunDir], now: float, keep: int) -> Garbage:
     """What may go, given what was observed. Pure. Objects still on their way (not ready at their
     current generation) are left alone: their newest run or image may not be published yet."""
@@ -105,8 +106,8 @@ def plan_gc(records: list[Record], runs: dict[tuple[str, str, str], list[RunDir]
     return garbage
 
 
-def observe_runs(layout: Layout, records: list[Record]) -> dict[tuple[str, str, str], list[RunDir]]:
-    out: dict[tuple[str, str, str], list[RunDir]] = {}
+def observe_runs(layout: Layout, records: list[Record]) -> dict[ObjectKey, list[RunDir]]:
+    out: dict[ObjectKey, list[RunDir]] = {}
     for rec in records:
         d = layout.object_dir(rec.kind, rec.namespace, rec.name)
         out[rec.key] = [RunDir(Path(e.path), e.stat(follow_symlinks=False).st_mtime)

@@ -29,20 +29,20 @@ from substratus.build import contract, naming
 from substratus.reconcile.layout import Layout
 from substratus.reconcile.plan import Snapshot
 from substratus.resources import progress
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Progress
 from substratus.runtimes.base import MANAGED, ContainerState, EngineEvent, Runtime
 
 log = logging.getLogger("substratus.observe")
-Key = tuple[str, str, str]
 Prober = Callable[[str, int], bool]      # (role, host port) -> answered
 TAIL_TTL = 2.0  # seconds a non-answering server's log tail is reused while the container is unchanged
 OWN_REPO = naming.IMAGE_REPO + "/"  # our images are named by content: their id never changes under a tag
 CONTAINER_ROLES = frozenset({"load", "train", "server", "notebook"})  # what the planners run
 
 
-def owner_of(labels: dict[str, str]) -> Optional[Key]:
+def owner_of(labels: dict[str, str]) -> Optional[ObjectKey]:
     kind, ns, name = (labels.get(naming.label(k)) for k in ("kind", "namespace", "name"))
-    return (kind, ns, name) if kind and ns and name else None
+    return ObjectKey(kind, ns, name) if kind and ns and name else None
 
 
 class ContainerCache:
@@ -52,11 +52,11 @@ class ContainerCache:
         self.runtime = runtime
         self.selector = {MANAGED: "true", naming.label("instance"): instance}
         self._lock = threading.Lock()
-        self._by_owner: dict[Key, dict[str, ContainerState]] = defaultdict(dict)
+        self._by_owner: dict[ObjectKey, dict[str, ContainerState]] = defaultdict(dict)
 
-    def relist(self) -> set[Key]:
+    def relist(self) -> set[ObjectKey]:
         """Read every container again; returns the owners seen (before and now)."""
-        fresh: dict[Key, dict[str, ContainerState]] = defaultdict(dict)
+        fresh: dict[ObjectKey, dict[str, ContainerState]] = defaultdict(dict)
         for c in self.runtime.containers(self.selector):
             owner = owner_of(c.labels)
             if owner and self.mine(c.labels):
@@ -75,7 +75,7 @@ class ContainerCache:
         return (all(labels.get(k) == v for k, v in self.selector.items())
                 and labels.get(naming.label("role")) in CONTAINER_ROLES)
 
-    def on_event(self, event: EngineEvent) -> Optional[Key]:
+    def on_event(self, event: EngineEvent) -> Optional[ObjectKey]:
         """Update from one container event; returns the owner to wake (None for others' containers).
 
         The usual steps of a container we started are read from the event itself: it was recorded
@@ -112,7 +112,7 @@ class ContainerCache:
             self.put(owner, state)
         return owner
 
-    def put(self, owner: Key, state: ContainerState) -> None:
+    def put(self, owner: ObjectKey, state: ContainerState) -> None:
         """Record what was seen, unless something newer about the same container is known already: the
         executor's look after `run` and the event thread's looks race, and a container only moves
         forward (created -> running -> exited)."""
@@ -122,7 +122,7 @@ class ContainerCache:
                 return
             self._by_owner[owner][state.name] = state
 
-    def drop(self, owner: Key, name: str, container_id: str = "") -> None:
+    def drop(self, owner: ObjectKey, name: str, container_id: str = "") -> None:
         """Forget a removed container; a late remove event of an older container of the same name
         (its id differs) leaves the new one alone."""
         with self._lock:
@@ -131,11 +131,11 @@ class ContainerCache:
                                       or container_id.startswith(known.id)):
                 del self._by_owner[owner][name]
 
-    def of(self, owner: Key) -> dict[str, ContainerState]:
+    def of(self, owner: ObjectKey) -> dict[str, ContainerState]:
         with self._lock:
             return dict(self._by_owner.get(owner, {}))
 
-    def owners(self) -> set[Key]:
+    def owners(self) -> set[ObjectKey]:
         with self._lock:
             return {k for k, v in self._by_owner.items() if v}
 
@@ -241,7 +241,7 @@ class Observer:
         # container name -> (what it was, when read, its tail); one entry per server/notebook name
         self._tails: dict[str, tuple[tuple[str, bool, Optional[int]], float, str]] = {}
 
-    def snapshot(self, key: Key, now: float, in_flight: frozenset[str], images: list[str]) -> Snapshot:
+    def snapshot(self, key: ObjectKey, now: float, in_flight: frozenset[str], images: list[str]) -> Snapshot:
         kind, ns, name = key
         containers = self.containers.of(key)
         probes, tails = self.probe({n: c for n, c in containers.items() if f"remove:{n}" not in in_flight}, now)

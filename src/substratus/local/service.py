@@ -22,11 +22,12 @@ from substratus.build import naming
 from substratus.errors import ConflictError, NotFoundError, SourceError, ValidationError
 from substratus.local import logfiles
 from substratus.local.controller import Controller
-from substratus.local.store import Key, Record, Store
+from substratus.local.store import Record, Store
 from substratus.reconcile import state as states
 from substratus.reconcile.layout import Layout
 from substratus.reconcile.status import utcnow
 from substratus.resources.manifest import parse_objects
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.references import references
 from substratus.resources.schema import Dataset, Model, Resource
 from substratus.runtimes.base import ContainerState, Runtime
@@ -175,7 +176,7 @@ class ControlPlane:
         return self.store.records(kind, namespace)
 
     def containers(self, kind: str, namespace: str, name: str) -> list[ContainerState]:
-        return list(self.controller.observer.containers.of((kind, namespace, name)).values())
+        return list(self.controller.observer.containers.of(ObjectKey(kind, namespace, name)).values())
 
     def secrets(self, rec: Record) -> dict[str, str]:
         """What `sub describe` may show its owner: a server's bearer token."""
@@ -185,7 +186,7 @@ class ControlPlane:
         return {}
 
     # -- delete -------------------------------------------------------------------------------
-    def delete(self, keys: list[Key], *, wait: float = 60.0) -> list[dict[str, Any]]:
+    def delete(self, keys: list[ObjectKey], *, wait: float = 60.0) -> list[dict[str, Any]]:
         """Delete objects (their containers are removed by the controller); waits until they are gone."""
         missing = [k for k in keys if self.store.get(*k) is None]
         if missing and len(missing) == len(keys) and len(keys) == 1:
@@ -198,7 +199,7 @@ class ControlPlane:
                 for k in missing]
         return out
 
-    def wait_gone(self, keys: list[Key], timeout: float) -> None:
+    def wait_gone(self, keys: list[ObjectKey], timeout: float) -> None:
         gone = threading.Event()
         pending = {k for k in keys if self.store.get(*k) is not None}
 

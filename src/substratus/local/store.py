@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-Key = tuple[str, str, str]
+from substratus.resources.objectkey import ObjectKey
+
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
 SCHEMA = """
@@ -58,8 +59,8 @@ class Record:
     updated_at: str = ""
 
     @property
-    def key(self) -> Key:
-        return (self.kind, self.namespace, self.name)
+    def key(self) -> ObjectKey:
+        return ObjectKey(self.kind, self.namespace, self.name)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -96,7 +97,7 @@ class Store:
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
         rows = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM objects").fetchall()
-        self._records: dict[Key, Record] = {r.key: r for r in map(_row, rows)}
+        self._records: dict[ObjectKey, Record] = {r.key: r for r in map(_row, rows)}
         self._version = max((r.resource_version for r in self._records.values()), default=0)
 
     def close(self) -> None:
@@ -109,7 +110,7 @@ class Store:
         return self._version
 
     def get(self, kind: str, namespace: str, name: str) -> Optional[Record]:
-        return self._records.get((kind, namespace, name))
+        return self._records.get(ObjectKey(kind, namespace, name))
 
     def records(self, kind: Optional[str] = None, namespace: Optional[str] = None) -> list[Record]:
         with self._lock:
@@ -159,7 +160,7 @@ class Store:
                 self._publish(Event(event, rec))
             return stored
 
-    def update(self, key: Key, change: Callable[[Record], Optional[Record]], now: str) -> Optional[Record]:
+    def update(self, key: ObjectKey, change: Callable[[Record], Optional[Record]], now: str) -> Optional[Record]:
         """Read-modify-write one record under the lock. `change` returns the new record, or None for
         no change. Returns the stored record (None when the object does not exist or did not change)."""
         with self._lock:
@@ -178,7 +179,7 @@ class Store:
             self._publish(Event("MODIFIED", new))
             return new
 
-    def update_many(self, keys: list[Key], change: Callable[[Record], Record], now: str) -> list[Record]:
+    def update_many(self, keys: list[ObjectKey], change: Callable[[Record], Record], now: str) -> list[Record]:
         """Change several records in one transaction (e.g. mark 1,000 objects for deletion)."""
         with self._lock:
             new = [change(self._records[k]) for k in keys if k in self._records]
@@ -186,7 +187,7 @@ class Store:
                 return []
             return self.put_many(new, now)
 
-    def delete_many(self, keys: Iterable[Key]) -> list[Record]:
+    def delete_many(self, keys: Iterable[ObjectKey]) -> list[Record]:
         """Remove records for good (their containers are gone); returns those that existed."""
         with self._lock:
             gone = [self._records[k] for k in keys if k in self._records]

@@ -15,17 +15,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional, Union
 
-from substratus.reconcile.actions import (
-    Action,
-    Allocate,
-    BuildImage,
-    BuildTrained,
-    StartContainer,
-)
+from substratus.reconcile.actions import Action, Allocate, BuildImage, BuildTrained, StartContainer
 from substratus.reconcile.outcomes import Outcome, Report, crash_outcome
+from substratus.resources.objectkey import ObjectKey
 
 log = logging.getLogger("substratus.executor")
-Key = tuple[str, str, str]
 
 
 class InFlight:
@@ -34,9 +28,9 @@ class InFlight:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._keys: dict[Key, set[str]] = defaultdict(set)
+        self._keys: dict[ObjectKey, set[str]] = defaultdict(set)
 
-    def claim(self, owner: Key, key: str) -> bool:
+    def claim(self, owner: ObjectKey, key: str) -> bool:
         """Mark `key` running; False when it already is."""
         with self._lock:
             if key in self._keys[owner]:
@@ -44,13 +38,13 @@ class InFlight:
             self._keys[owner].add(key)
             return True
 
-    def finish(self, owner: Key, key: str) -> None:
+    def finish(self, owner: ObjectKey, key: str) -> None:
         with self._lock:
             self._keys[owner].discard(key)
             if not self._keys[owner]:
                 del self._keys[owner]
 
-    def of(self, owner: Key) -> frozenset[str]:
+    def of(self, owner: ObjectKey) -> frozenset[str]:
         with self._lock:
             return frozenset(self._keys.get(owner, ()))
 
@@ -113,20 +107,20 @@ class Dispatcher:
         self._misc = ThreadPoolExecutor(workers, "substratus-action") if workers else None
         self._running = InFlight()
 
-    def quick(self, owner: Key, action: Union[StartContainer, Allocate]) -> list[Outcome]:
+    def quick(self, owner: ObjectKey, action: Union[StartContainer, Allocate]) -> list[Outcome]:
         raise NotImplementedError
 
-    def slow(self, owner: Key, action: Action) -> list[Outcome]:
+    def slow(self, owner: ObjectKey, action: Action) -> list[Outcome]:
         raise NotImplementedError
 
     def failed(self, action: Action, err: Exception) -> list[Outcome]:
         log.exception("%s crashed", action.key)
         return [crash_outcome(action, err)]
 
-    def in_flight(self, owner: Key) -> frozenset[str]:
+    def in_flight(self, owner: ObjectKey) -> frozenset[str]:
         return self._running.of(owner)
 
-    def busy(self, owner: Key) -> bool:
+    def busy(self, owner: ObjectKey) -> bool:
         return bool(self.in_flight(owner))
 
     def shutdown(self) -> None:
@@ -135,7 +129,7 @@ class Dispatcher:
         if self._misc is not None:
             self._misc.shutdown(wait=False, cancel_futures=True)
 
-    def submit(self, owner: Key, action: Action) -> str:
+    def submit(self, owner: ObjectKey, action: Action) -> str:
         """Run or schedule one action. Returns what happened, for logs and tests."""
         if not self._running.claim(owner, action.key):
             return "in-flight"
@@ -152,7 +146,7 @@ class Dispatcher:
             self._misc.submit(self._run, owner, action, self.slow)
         return "scheduled"
 
-    def _run(self, owner: Key, action: Any, how: Callable[[Key, Any], list[Outcome]]) -> None:
+    def _run(self, owner: ObjectKey, action: Any, how: Callable[[ObjectKey, Any], list[Outcome]]) -> None:
         started = time.perf_counter()
         try:
             outcomes = how(owner, action)

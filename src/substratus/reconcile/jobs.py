@@ -26,22 +26,9 @@ from substratus.reconcile.actions import (
     StartContainer,
 )
 from substratus.reconcile.plan import Dep, Facts, Plan, Snapshot, waiting_on, wants_gpu
-from substratus.reconcile.state import (
-    AnyState,
-    BuildState,
-    DatasetState,
-    ModelState,
-    Source,
-)
+from substratus.reconcile.state import AnyState, BuildState, DatasetState, ModelState, Source
 from substratus.resources.schema import Dataset, Model, Resource
-from substratus.resources.status import (
-    Lineage,
-    LineageDataset,
-    LineageModel,
-    Progress,
-    Reason,
-    SourceStatus,
-)
+from substratus.resources.status import Lineage, LineageDataset, LineageModel, Progress, Reason, SourceStatus
 from substratus.runtimes.base import RunSpec
 
 JOB_RECHECK = 2.0  # a running job is woken by its exit event; this re-reads its progress file meanwhile

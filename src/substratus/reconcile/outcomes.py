@@ -9,20 +9,10 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from substratus.build import contract
-from substratus.reconcile.actions import (
-    Action,
-    CollectJob,
-)
-from substratus.reconcile.state import (
-    AnyState,
-    BuildState,
-    DatasetState,
-    Failure,
-    WorkloadState,
-)
+from substratus.reconcile.actions import Action, CollectJob
+from substratus.reconcile.state import AnyState, BuildState, DatasetState, Failure, WorkloadState
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Reason
-
-Key = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -55,7 +45,7 @@ class PortLost:
 
 
 Outcome = Union[Failed, Verified, Digested, Allocated, PortLost]
-Report = Callable[[Key, list[Outcome]], None]
+Report = Callable[[ObjectKey, list[Outcome]], None]
 
 
 def apply_outcome(state: AnyState, outcome: Outcome) -> AnyState:

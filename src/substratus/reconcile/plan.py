@@ -8,18 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from substratus.reconcile.actions import (
-    Action,
-)
+from substratus.reconcile.actions import Action
 from substratus.reconcile.layout import Layout
 from substratus.reconcile.state import AnyState
-from substratus.resources.status import (
-    Condition,
-    ConditionStatus,
-    Progress,
-    Reason,
-    Status,
-)
+from substratus.resources.status import Condition, ConditionStatus, Progress, Reason, Status
 from substratus.runtimes.base import ContainerState
 
 

@@ -7,13 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from substratus.reconcile.plan import Plan
-from substratus.resources.status import (
-    Condition,
-    ConditionStatus,
-    Reason,
-    Status,
-    merge_conditions,
-)
+from substratus.resources.status import Condition, ConditionStatus, Reason, Status, merge_conditions
 
 
 def utcnow() -> str:

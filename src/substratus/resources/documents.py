@@ -18,6 +18,7 @@ import yaml
 
 from substratus.errors import ValidationError
 from substratus.resources.kinds import canonical_kind
+from substratus.resources.objectkey import ObjectKey
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -29,7 +30,7 @@ class Document:
     source: str           # "path/to/file.yaml" or "path/to/file.yaml (document 2)"
     base: Optional[Path]  # where relative paths in it are resolved from
 
-    def key(self) -> Optional[tuple[str, str, str]]:
+    def key(self) -> Optional[ObjectKey]:
         """(kind, namespace, name) when the document says them plainly enough, else None."""
         d: dict[str, Any] = self.data if isinstance(self.data, dict) else {}
         meta: dict[str, Any] = d["metadata"] if isinstance(d.get("metadata"), dict) else {}
@@ -38,7 +39,7 @@ class Document:
         except ValidationError:
             return None
         name = meta.get("name")
-        return (kind, str(meta.get("namespace") or "default"), name) if isinstance(name, str) else None
+        return ObjectKey(kind, str(meta.get("namespace") or "default"), name) if isinstance(name, str) else None
 
 
 def manifest_files(path: Path) -> list[Path]:
@@ -92,7 +93,7 @@ def resolve_dir(doc: Document) -> None:
 
 
 def check_duplicates(docs: list[Document]) -> None:
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[ObjectKey] = set()
     problems = []
     for doc in docs:
         key = doc.key()

@@ -16,6 +16,7 @@ import pydantic
 from substratus.errors import ValidationError
 from substratus.resources.documents import Document, check_duplicates, read_path
 from substratus.resources.kinds import canonical_kind
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.schema import API_VERSION, KINDS, Resource
 
 
@@ -74,7 +75,7 @@ def parse_objects(documents: list[Any]) -> list[Resource]:
     (`objects[i]: field`), as is an object given twice; nothing is returned unless all are valid."""
     out: list[Resource] = []
     problems: list[tuple[str, str]] = []
-    seen: dict[tuple[str, str, str], int] = {}
+    seen: dict[ObjectKey, int] = {}
     for i, doc in enumerate(documents):
         try:
             obj = parse_object(doc, source=f"objects[{i}]")

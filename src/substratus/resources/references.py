@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-Key = tuple[str, str, str]
+from substratus.resources.objectkey import ObjectKey
 
 
-def references(kind: str, namespace: str, spec: dict[str, Any]) -> set[Key]:
+def references(kind: str, namespace: str, spec: dict[str, Any]) -> set[ObjectKey]:
     """(kind, namespace, name) of every object `spec` (wire form) refers to."""
-    out: set[Key] = set()
+    out: set[ObjectKey] = set()
 
     def add(ref_kind: str, name: Any) -> None:
         if isinstance(name, str) and name:
-            out.add((ref_kind, namespace, name))
+            out.add(ObjectKey(ref_kind, namespace, name))
 
     if kind == "Model":
         add("Model", (spec.get("source") or {}).get("modelName"))

@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from substratus.resources import labels as label_rules
 from substratus.resources.giturl import check_branch, check_git_url
 from substratus.resources.limits import Quantity, RunLimits, cpu_cores, memory_bytes, run_limits
-from substratus.resources import labels as label_rules
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Status
 
 API_VERSION = "substratus.ai/v1"
@@ -334,8 +335,8 @@ class Resource(Schema):
                                                                "readiness, conditions, URLs, progress, lineage.")
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.kind, self.metadata.namespace, self.metadata.name)
+    def key(self) -> ObjectKey:
+        return ObjectKey(self.kind, self.metadata.namespace, self.metadata.name)
 
     @property
     def name(self) -> str:

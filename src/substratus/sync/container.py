@@ -23,14 +23,7 @@ from substratus.errors import EngineError
 from substratus.runtimes.base import Runtime
 from substratus.sync.decide import Entry
 from substratus.sync.ignore import PRUNE_NAMES, PRUNE_TOP, TEMP_MARK, Excludes
-from substratus.sync.sides import (
-    DEFAULT_MAX_SIZE,
-    Cached,
-    Expect,
-    FileData,
-    ScanError,
-    trusted,
-)
+from substratus.sync.sides import DEFAULT_MAX_SIZE, Cached, Expect, FileData, ScanError, trusted
 
 CHUNK = 200  # paths per exec: well under any argv limit
 # Rename each temporary file onto its target if the target is still what the scan saw ("mtime size" or absent).

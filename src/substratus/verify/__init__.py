@@ -13,16 +13,7 @@ author should change. Layers, top to bottom:
 Imports only errors, runtimes, sources and build (never controlplane, api, cli).
 """
 
-from substratus.verify.clauses import (
-           GROUPS,
-           Checklist,
-           Clause,
-           Outcome,
-           Result,
-           Skipped,
-           Status,
-           clauses_for,
-)
+from substratus.verify.clauses import GROUPS, Checklist, Clause, Outcome, Result, Skipped, Status, clauses_for
 from substratus.verify.options import KINDS, Options, Target
 from substratus.verify.report import Report, exit_code, render_text, to_dict
 from substratus.verify.runner import Deps, verify

@@ -8,12 +8,7 @@ from typing import Any
 
 import httpx
 
-from substratus.api.dashboard.links import (
-    MetricsProbe,
-    looks_like_prometheus,
-    object_links,
-    redact,
-)
+from substratus.api.dashboard.links import MetricsProbe, looks_like_prometheus, object_links, redact
 
 
 def server(ready: bool = True) -> dict[str, Any]:

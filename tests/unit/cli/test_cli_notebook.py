@@ -7,13 +7,7 @@ from pathlib import Path
 import click
 import pytest
 
-from substratus.cli.notebook import (
-    Target,
-    contract_kind,
-    dockerfile_workdir,
-    manifests,
-    name_for,
-)
+from substratus.cli.notebook import Target, contract_kind, dockerfile_workdir, manifests, name_for
 from substratus.errors import ValidationError
 from substratus.resources.manifest import parse_object
 

@@ -17,14 +17,7 @@ from substratus.reconcile.actions import (
     StartContainer,
 )
 from substratus.reconcile.layout import Layout
-from substratus.reconcile.state import (
-    DatasetState,
-    Failure,
-    ModelState,
-    NotebookState,
-    ServerState,
-    Source,
-)
+from substratus.reconcile.state import DatasetState, Failure, ModelState, NotebookState, ServerState, Source
 from substratus.resources.manifest import parse_object
 from substratus.resources.status import Reason, Status
 from substratus.runtimes.base import ContainerState

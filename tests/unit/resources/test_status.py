@@ -6,14 +6,7 @@ import re
 from pathlib import Path
 
 from substratus.resources import progress
-from substratus.resources.status import (
-    DONE,
-    FAILED,
-    IN_PROGRESS,
-    Condition,
-    Reason,
-    merge_conditions,
-)
+from substratus.resources.status import DONE, FAILED, IN_PROGRESS, Condition, Reason, merge_conditions
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 

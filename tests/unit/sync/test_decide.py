@@ -7,15 +7,7 @@ import time
 
 import pytest
 
-from substratus.sync.decide import (
-    Conflict,
-    Copy,
-    Delete,
-    Entry,
-    Plan,
-    conflict_name,
-    plan,
-)
+from substratus.sync.decide import Conflict, Copy, Delete, Entry, Plan, conflict_name, plan
 
 NOW = time.mktime((2026, 11, 27, 15, 30, 12, 0, 0, 0)) - time.timezone  # 2026-11-27 15:30:12 UTC
 STAMP = "20261127-153012"

@@ -15,11 +15,7 @@ import json
 from pathlib import Path
 
 from substratus.runtimes.base import RunSpec
-from tests.unit.fakes.verify import (
-    ContractRuntime,
-    FakeClock,
-    FakeServer,
-)
+from tests.unit.fakes.verify import ContractRuntime, FakeClock, FakeServer
 
 
 def test_the_fakes_answer_like_a_contract_keeping_image(tmp_path: Path) -> None:

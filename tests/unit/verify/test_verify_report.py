@@ -6,16 +6,7 @@ import json
 from pathlib import Path
 
 from substratus.build.trained import trained_dockerfile, write_trained_context
-from substratus.verify import (
-    Checklist,
-    Outcome,
-    Report,
-    Status,
-    clauses_for,
-    exit_code,
-    render_text,
-    to_dict,
-)
+from substratus.verify import Checklist, Outcome, Report, Status, clauses_for, exit_code, render_text, to_dict
 from substratus.verify.checks_serve import judge_generation
 from substratus.verify.report import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 

@@ -9,27 +9,11 @@ from pathlib import Path
 import pytest
 
 from substratus.runtimes.base import RunSpec
-from substratus.verify import (
-    Options,
-    Outcome,
-    Skipped,
-    Status,
-    Target,
-    exit_code,
-    verify,
-)
+from substratus.verify import Options, Outcome, Skipped, Status, Target, exit_code, verify
 from substratus.verify.options import verify_image_tag
 from substratus.verify.probe import HttpAnswer
 from substratus.verify.session import ROLE_LABEL, RUN_LABEL
-from tests.unit.fakes.verify import (
-    FAST,
-    ContractRuntime,
-    FakeServer,
-    deps,
-    model_dir,
-    model_target,
-    refused,
-)
+from tests.unit.fakes.verify import FAST, ContractRuntime, FakeServer, deps, model_dir, model_target, refused
 
 
 def statuses(report) -> dict[str, str]:  # type: ignore[no-untyped-def]

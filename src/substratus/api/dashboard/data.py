@@ -21,14 +21,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from substratus import __version__
-from substratus.api.dashboard import (
-    Dashboard,
-    events,
-    lineage,
-    logtail,
-    playground,
-    series,
-)
+from substratus.api.dashboard import Dashboard, events, lineage, logtail, playground, series
 from substratus.api.dashboard.links import object_links, redact
 from substratus.api.dashboard.web import SECURITY_HEADERS, require_csrf, require_session
 from substratus.errors import ValidationError

@@ -18,24 +18,24 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.references import references
 
-Key = tuple[str, str, str]
 MAX_NODES = 60
 EDGE_LABELS = {("Dataset", "Model"): "training data", ("Model", "Model"): "base model",
                ("Model", "ModelServer"): "serves", ("Model", "Notebook"): "opens", ("Dataset", "Notebook"): "opens"}
 
 
-def node_id(key: Key) -> str:
+def node_id(key: ObjectKey) -> str:
     return "/".join(key)
 
 
-def doc_key(doc: dict[str, Any]) -> Key:
+def doc_key(doc: dict[str, Any]) -> ObjectKey:
     meta = doc.get("metadata") or {}
-    return (str(doc.get("kind", "")), str(meta.get("namespace", "default")), str(meta.get("name", "")))
+    return ObjectKey(str(doc.get("kind", "")), str(meta.get("namespace", "default")), str(meta.get("name", "")))
 
 
-def edges_of(docs: dict[Key, dict[str, Any]]) -> list[tuple[Key, Key]]:
+def edges_of(docs: dict[ObjectKey, dict[str, Any]]) -> list[tuple[ObjectKey, ObjectKey]]:
     """(upstream, downstream) for every reference between existing objects."""
     out = []
     for key, doc in docs.items():
@@ -45,9 +45,9 @@ def edges_of(docs: dict[Key, dict[str, Any]]) -> list[tuple[Key, Key]]:
     return out
 
 
-def component(focus: Key, edges: list[tuple[Key, Key]], limit: int = MAX_NODES) -> list[Key]:
+def component(focus: ObjectKey, edges: list[tuple[ObjectKey, ObjectKey]], limit: int = MAX_NODES) -> list[ObjectKey]:
     """Objects connected to `focus` (either direction), breadth first, at most `limit`."""
-    neighbours: dict[Key, set[Key]] = {}
+    neighbours: dict[ObjectKey, set[ObjectKey]] = {}
     for a, b in edges:
         neighbours.setdefault(a, set()).add(b)
         neighbours.setdefault(b, set()).add(a)
@@ -60,7 +60,7 @@ def component(focus: Key, edges: list[tuple[Key, Key]], limit: int = MAX_NODES) 
     return seen
 
 
-def layers(nodes: list[Key], edges: list[tuple[Key, Key]]) -> dict[Key, int]:
+def layers(nodes: list[ObjectKey], edges: list[tuple[ObjectKey, ObjectKey]]) -> dict[ObjectKey, int]:
     """Column of each node: its longest path from a node nothing points at (cycles cannot loop)."""
     depth = {k: 0 for k in nodes}
     for _ in range(len(nodes)):
@@ -118,7 +118,7 @@ def edge_info(up: dict[str, Any], down: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def build_graph(documents: list[dict[str, Any]], focus: Key) -> dict[str, Any]:
+def build_graph(documents: list[dict[str, Any]], focus: ObjectKey) -> dict[str, Any]:
     """Nodes (with column, readiness and details) and labelled edges around `focus`."""
     docs = {doc_key(d): d for d in documents}
     if focus not in docs:

@@ -16,13 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from substratus.api.dashboard import Dashboard
 from substratus.api.dashboard.auth import SESSION_TTL, cookie_name, same_origin
-from substratus.api.dashboard.web import (
-    SECURITY_HEADERS,
-    check_host,
-    host_of,
-    require_csrf,
-    session_of,
-)
+from substratus.api.dashboard.web import SECURITY_HEADERS, check_host, host_of, require_csrf, session_of
 from substratus.errors import NotFoundError
 from substratus.resources.kinds import canonical_kind
 

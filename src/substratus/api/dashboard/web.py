@@ -11,14 +11,7 @@ from typing import Optional
 
 from fastapi import HTTPException, Request
 
-from substratus.api.dashboard.auth import (
-    CSRF_HEADER,
-    Session,
-    Sessions,
-    cookie_name,
-    csrf_ok,
-    loopback_host,
-)
+from substratus.api.dashboard.auth import CSRF_HEADER, Session, Sessions, cookie_name, csrf_ok, loopback_host
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
