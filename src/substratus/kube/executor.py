@@ -45,7 +45,7 @@ from substratus.reconcile.actions import (
     StartContainer,
 )
 from substratus.reconcile.dispatch import Dispatcher
-from substratus.reconcile.outcomes import Allocated, Digested, Failed, Outcome, Verified, crash_outcome, verdict
+from substratus.reconcile.outcomes import Allocated, Digested, Failed, Outcome, contract_verdict, crash_outcome, verdict
 from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Reason
 from substratus.runtimes.kubernetes import builds
@@ -167,11 +167,7 @@ class KubeExecutor(Dispatcher):
         return None
 
     def check(self, a: CheckContract) -> list[Outcome]:
-        problems = [r for r in contract.check_image(self.runtime, a.image, a.kind) if not r.ok]
-        if problems:
-            text = "; ".join(f"{r.clause}: {r.evidence}" for r in problems)
-            return [Failed(a.key, Reason.CONTRACT_VIOLATION, f"image {a.image} breaks the {a.kind} contract: {text}")]
-        return [Verified(a.image)]
+        return contract_verdict(a, contract.check_image(self.runtime, a.image, a.kind))
 
     def collect_job(self, owner: ObjectKey, a: CollectJob) -> list[Outcome]:
         """Keep the Job's log in its run, judge the outputs in the store, mark the run, delete the Job.

@@ -36,7 +36,16 @@ from substratus.reconcile.actions import (
     StartContainer,
 )
 from substratus.reconcile.dispatch import Dispatcher
-from substratus.reconcile.outcomes import Allocated, Digested, Failed, Outcome, PortLost, Report, Verified, verdict
+from substratus.reconcile.outcomes import (
+    Allocated,
+    Digested,
+    Failed,
+    Outcome,
+    PortLost,
+    Report,
+    contract_verdict,
+    verdict,
+)
 from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Reason
 from substratus.runtimes.base import BuildSpec, Runtime
@@ -132,11 +141,7 @@ class Executor(Dispatcher):
 
     def check(self, a: CheckContract) -> list[Outcome]:
         # Beside the image's next step (a load, a build): that step gets the CPUs first.
-        problems = [r for r in contract.check_image(self.runtime.background(), a.image, a.kind) if not r.ok]
-        if problems:
-            text = "; ".join(f"{r.clause}: {r.evidence}" for r in problems)
-            return [Failed(a.key, Reason.CONTRACT_VIOLATION, f"image {a.image} breaks the {a.kind} contract: {text}")]
-        return [Verified(a.image)]
+        return contract_verdict(a, contract.check_image(self.runtime.background(), a.image, a.kind))
 
     def build_trained(self, a: BuildTrained) -> list[Outcome]:
         dockerfile = a.run_dir / TRAINED_DOCKERFILE

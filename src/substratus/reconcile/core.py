@@ -118,7 +118,7 @@ def wanted_for(obj: Resource, state: states.AnyState, lookup: Lookup) -> list[st
 
 def check_references(objects: Iterable[Resource], exists: Callable[[ObjectKey], bool]) -> None:
     """Every object a manifest refers to exists, or is in the same batch; else ValidationError naming each
-    field (`Model 'tuned': spec.training.datasetName`), nothing applied. `exists`: the backend's look."""
+    field (`model/tuned: spec.training.datasetName`), nothing applied. `exists`: the backend's look."""
     objects = list(objects)
     batch = {o.key for o in objects}
     problems: list[tuple[str, str]] = []

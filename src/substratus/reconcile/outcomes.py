@@ -4,12 +4,12 @@ backend (`verdict`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Optional, Union
 
 from substratus.build import contract
-from substratus.reconcile.actions import Action, CollectJob
+from substratus.reconcile.actions import Action, CheckContract, CollectJob
 from substratus.reconcile.state import AnyState, BuildState, DatasetState, Failure, WorkloadState
 from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Reason
@@ -91,3 +91,12 @@ def crash_outcome(action: Action, err: Exception) -> Outcome:
         reason = Reason.LOAD_FAILED if action.step == "load" else Reason.TRAIN_FAILED
         return Failed(action.failure_key, reason, f"internal error while judging {action.step}.sh: {err}")
     return Failed(action.key, Reason.BUILD_FAILED, f"internal error: {err}")
+
+
+def contract_verdict(a: CheckContract, results: Iterable[contract.ClauseResult]) -> list[Outcome]:
+    """The contract check's outcome from its clauses, in the same words on every backend."""
+    problems = [r for r in results if not r.ok]
+    if problems:
+        text = "; ".join(f"{r.clause}: {r.evidence}" for r in problems)
+        return [Failed(a.key, Reason.CONTRACT_VIOLATION, f"image {a.image} breaks the {a.kind} contract: {text}")]
+    return [Verified(a.image)]
