@@ -1,20 +1,23 @@
-"""One level-based pass over one custom resource, through the controller core's planners.
+"""One level-based pass over one custom resource: the operator's Reconciler, the local one's twin.
 
     read      the resource; its typed state from the `substratus.ai/state` annotation (records);
               applied again (a new generation, or `sub apply` re-annotated it)? then resolve the
               source afresh and forget failures, as a re-apply does locally
     observe   its Jobs, Deployments and Pods, the registry, the artifact store (observe)
-    plan      `plan_dataset`, `plan_model`, `plan_server`, `plan_notebook`: the same pure
-              functions the local controller calls, with Facts saying that the platform probes,
-              restarts and rolls workloads itself
+    plan      `reconcile.core.plan_for`, the function the local controller calls, with the objects
+              it refers to read from the API server (`lookup`: their published status) and Facts
+              saying that the platform probes, restarts and rolls workloads itself and that URLs
+              are the Services' (`ServiceUrls`)
     write     status (`build_status`: the local conditions and reasons) and the state, only if
               the object did not change meanwhile (else the pass simply runs again)
     act       the plan's actions, through the Kubernetes runtime (executor)
 
 What differs from local is what a cluster makes different: readiness is the pod's Ready
 condition; a server's URL is its Service's; a tag the planners want to build is first looked
-up in the registry (it may have been pushed while the operator was down). `kopf` drives the
-passes (app): one daemon per object, woken by watch events, requeued as the plan says.
+up in the registry (it may have been pushed while the operator was down). The manager's
+workers (kube.manager) call `reconcile` for the keys its queue hands out; `echo` tells it
+which watch events only bring this operator's own writes back. Built from an API and a
+runtime alone (workers=0: no threads), as the unit tests build it.
 """
 
 from __future__ import annotations
