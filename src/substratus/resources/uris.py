@@ -22,6 +22,7 @@ is refused and the hint names the secret instead.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal, Optional, Union
@@ -111,7 +112,7 @@ def parse_uri(uri: str) -> SourceURI:
     scheme = scheme.lower()
     if not sep:
         raise ValueError(f"{uri!r} has no scheme: give one of {FORMS}")
-    parsers = {"s3": _parse_s3, "file": _parse_file, "http": _parse_http, "https": _parse_http, "hf": _parse_hub}
+    parsers: dict[str, Callable[[str, str], SourceURI]] = {"s3": _parse_s3, "file": _parse_file, "http": _parse_http, "https": _parse_http, "hf": _parse_hub}
     if scheme not in parsers:
         raise ValueError(f"scheme {scheme + '://'!r} is not accepted: give one of {FORMS}")
     _refuse_userinfo(scheme, rest)
