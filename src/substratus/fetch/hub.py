@@ -123,7 +123,7 @@ class HubSource:
         return out
 
     def open(self, file: RemoteFile, start: int) -> Stream:
-        from huggingface_hub.utils._headers import build_hf_headers
+        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]  # public, lazily exported
 
         headers = build_hf_headers(token=self.token or False)
         return open_range(self.client, file, start, raw=self.raw, has_token=bool(self.token), headers=headers,

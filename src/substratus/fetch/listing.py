@@ -66,9 +66,13 @@ class Resolved:
 
     @property
     def identity(self) -> str:
-        """Hex digest of what the source says about its bytes (not of the URI's spelling)."""
+        """Hex digest of what the source says about its bytes and where they are (not of the URI's spelling).
+
+        Where is part of it because an ETag or Last-Modified identifies bytes only for the object that
+        gave it; sources that know their bytes' SHA-256 up front share entries by content anyway.
+        """
         doc = {"origin": self.origin, "kind": self.kind, "revision": self.revision, "archive": self.archive,
-               "files": [[f.path, f.size, f.version] for f in sorted(self.files, key=lambda f: f.path)]}
+               "files": [[f.path, f.size, f.version, f.location] for f in sorted(self.files, key=lambda f: f.path)]}
         return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
