@@ -34,7 +34,7 @@ from substratus.fetch.errors import CacheError, DigestMismatchError, FetchError,
 from substratus.fetch.listing import Resolved, Source
 from substratus.fetch.progress import FetchProgress, Meter, ProgressCallback
 from substratus.fetch.sources import open_source, resolve_with
-from substratus.fetch.store import Entry, PruneResult, Store, remove_tree
+from substratus.fetch.store import Entry, PruneResult, Store, referrer_file, remove_tree
 
 Outcome = Literal["cached", "shared", "downloaded"]
 RESOLVE_ATTEMPTS = 3
@@ -73,6 +73,8 @@ class Cache:
         """The entry holding `uri`'s bytes, fetched and verified if needed; `referrer` (kind/namespace/name)
         is recorded as using it (and no other entry). `digest` pins the content (docs/uris.md)."""
         want = self._user_digest(uri, digest)
+        if referrer is not None:
+            _check_referrer(uri, referrer)
         if want is not None:
             pinned = self._pinned(want, referrer)
             if pinned is not None:
@@ -230,6 +232,13 @@ def _known_content(resolved: Resolved) -> Optional[tuple[str, str]]:
         files.append(ManifestFile(f.path, f.size, sha.partition(":")[2]))
     tree = manifest_digest(files)
     return tree.partition(":")[2], (f"sha256:{files[0].sha256}" if resolved.kind == "file" else tree)
+
+
+def _check_referrer(uri: str, referrer: str) -> None:
+    try:
+        referrer_file(referrer)
+    except ValueError as err:
+        raise FetchError(f"{uri}: {err}", uri=uri) from err
 
 
 def _check_pin(uri: str, want: Optional[str], actual: str) -> None:

@@ -14,6 +14,7 @@ digest the source gave matches; a mismatch removes the file and raises
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,8 +49,6 @@ def download_all(source: Source, uri: str, files: Sequence[RemoteFile], partial:
 def download_file(source: Source, uri: str, f: RemoteFile, dest: Path, meter: Meter,
                   *, sleep: Callable[[float], None] | None = None) -> ManifestFile:
     """One file, resumed from what `dest` holds, retried on interruptions; verified before it returns."""
-    import time
-
     pause = sleep or time.sleep
     dest.parent.mkdir(parents=True, exist_ok=True)
     counted = 0

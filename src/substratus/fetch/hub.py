@@ -76,7 +76,7 @@ class HubSource:
                                 hint=TOKEN_HINT) from err
             raise FetchError(f"{self.raw}: the hub at {self.endpoint} answered {_status(err)}: {err}",
                              uri=self.raw, hint="try again later, or check HF_ENDPOINT") from err
-        except (OSError, ValueError) as err:  # transport errors of httpx/httpx2/requests are OSErrors or ...
+        except Exception as err:  # noqa: BLE001 - the transport errors of whichever HTTP library the hub client uses
             raise FetchError(f"{self.raw}: could not reach the hub at {self.endpoint}: {type(err).__name__}: {err}",
                              uri=self.raw, hint="check HF_ENDPOINT and the network") from err
 

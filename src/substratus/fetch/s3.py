@@ -109,10 +109,14 @@ class S3Source:
         args: dict[str, Any] = {"Bucket": self.uri.bucket, "Key": file.location, "IfMatch": file.validator}
         if start:
             args["Range"] = f"bytes={start}-"
+        from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+
         try:
             response = self.s3.get_object(**args)
-        except Exception as err:  # noqa: BLE001
+        except (ClientError, NoCredentialsError, PartialCredentialsError) as err:
             raise self._error(err, "read") from err
+        except Exception as err:  # noqa: BLE001 - connection errors (botocore, urllib3): the next attempt resumes
+            raise Interrupted(f"{type(err).__name__}: {err}") from err
         body = response["Body"]
         sse = response.get("ServerSideEncryption") or ""
         skip = frozenset({"md5"}) if sse.startswith("aws:kms") or response.get("SSECustomerAlgorithm") else frozenset()
@@ -155,10 +159,10 @@ def _code(err: Exception) -> str:
 
 
 def _chunks(body: Any) -> Iterator[bytes]:
+    from botocore.exceptions import BotoCoreError
+    from urllib3.exceptions import HTTPError
+
     try:
         yield from body.iter_chunks(chunk_size=CHUNK)
-    except Exception as err:  # noqa: BLE001 - urllib3/botocore read errors: the next attempt resumes
-        if type(err).__name__ in ("ReadTimeoutError", "ProtocolError", "IncompleteReadError", "ResponseStreamingError",
-                                  "ReadTimeout", "ConnectionError", "IncompleteRead"):
-            raise Interrupted(f"{type(err).__name__}: {err}") from err
-        raise
+    except (BotoCoreError, HTTPError, OSError) as err:  # a dropped or stalled connection: the next attempt resumes
+        raise Interrupted(f"{type(err).__name__}: {err}") from err

@@ -172,7 +172,7 @@ class Store:
 
     def refer(self, key: str, referrer: str) -> None:
         """`referrer` uses `key` and nothing else (its references to other entries are dropped)."""
-        name = _referrer_file(referrer)
+        name = referrer_file(referrer)
         for folder in (self.root / "refs").iterdir():
             if folder.name != key:
                 (folder / name).unlink(missing_ok=True)
@@ -181,7 +181,7 @@ class Store:
 
     def release(self, referrer: str) -> int:
         """Drop every reference `referrer` holds; how many there were."""
-        name = _referrer_file(referrer)
+        name = referrer_file(referrer)
         count = 0
         for folder in (self.root / "refs").iterdir():
             if (folder / name).exists():
@@ -208,7 +208,7 @@ class Store:
         return PruneResult(tuple(removed), sum(e.size for e in removed), total, freed_partial)
 
     def _forget_referrers(self, referenced: AbstractSet[str]) -> None:
-        alive = {_referrer_file(r) for r in referenced}
+        alive = {referrer_file(r) for r in referenced}
         for folder in (self.root / "refs").iterdir():
             for ref in folder.iterdir():
                 if ref.name not in alive:
@@ -268,7 +268,7 @@ class Store:
         return bad
 
 
-def _referrer_file(referrer: str) -> str:
+def referrer_file(referrer: str) -> str:
     if not referrer or len(referrer) > MAX_REFERRER:
         raise ValueError(f"referrer {referrer!r}: give kind/namespace/name (1-{MAX_REFERRER} characters)")
     return quote(referrer, safe="")
