@@ -21,7 +21,7 @@ from typing import Optional
 
 import httpx
 
-from substratus.fetch.download import CHUNK, Interrupted
+from substratus.fetch.download import Interrupted
 from substratus.fetch.errors import SECRET_HINT, AuthError, FetchError, SourceChangedError, SourceNotFoundError
 from substratus.fetch.listing import RemoteFile, Resolved, Stream
 from substratus.resources.uris import HttpURI
@@ -147,6 +147,6 @@ def _total_size(response: httpx.Response) -> Optional[int]:
 
 def _chunks(response: httpx.Response) -> Iterator[bytes]:
     try:
-        yield from response.iter_raw(CHUNK)
+        yield from response.iter_raw()  # as received: a chunk buffer would lose its bytes when the connection drops
     except httpx.TransportError as err:
         raise Interrupted(f"{type(err).__name__}: {err}") from err

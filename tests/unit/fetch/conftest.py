@@ -17,6 +17,7 @@ KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[CountingMoto]:
+    pytest.importorskip("moto", reason="the S3 tests need moto: pip install -e '.[test,test-kubernetes]'")
     server = CountingMoto().start()
     yield server
     server.stop()

@@ -141,6 +141,8 @@ class File:
     etag: Optional[str] = None           # None: computed strong ETag; "" : none sent
     last_modified: Optional[float] = 1_700_000_000.0  # None: no Last-Modified
     length: bool = True                  # send Content-Length
+    ranges: bool = True                  # honour Range (False: always the whole file, 200)
+    cut_after: int = 0                   # >0: the next GET stops after this many body bytes (then reset)
 
 
 class FileServer:
@@ -187,9 +189,13 @@ class FileServer:
                 headers["ETag"] = etag
             if f.last_modified is not None:
                 headers["Last-Modified"] = email.utils.formatdate(f.last_modified, usegmt=True)
-            data, status = _ranged(h, f.data, headers, etag)
+            data, status = _ranged(h, f.data, headers, etag) if f.ranges else (f.data, 200)
             if f.length:
                 headers["Content-Length"] = str(len(data))
+            if body and f.cut_after:
+                cut, f.cut_after = f.cut_after, 0
+                return _reply(h, record, status, headers, data[:cut], length=True, close=True,
+                              declared=len(data))
             _reply(h, record, status, headers, data if body else b"", throttle=self.throttle, length=f.length)
         finally:
             self.log.add(record)
@@ -226,14 +232,15 @@ def _ranged(h: BaseHTTPRequestHandler, data: bytes, headers: dict[str, str], eta
 
 
 def _reply(h: BaseHTTPRequestHandler, record: Served, status: int, headers: dict[str, str], data: bytes,
-           *, throttle: Optional[Throttle] = None, length: bool = True) -> None:
+           *, throttle: Optional[Throttle] = None, length: bool = True, close: bool = False,
+           declared: Optional[int] = None) -> None:
     record.status = status
     h.send_response(status)
     for k, v in headers.items():
         h.send_header(k, v)
     if "Content-Length" not in headers and length:
-        h.send_header("Content-Length", str(len(data)))
-    if not length:
+        h.send_header("Content-Length", str(len(data) if declared is None else declared))
+    if not length or close:
         h.send_header("Connection", "close")
         h.close_connection = True
     h.end_headers()

@@ -171,3 +171,25 @@ def test_a_file_changed_while_resuming_is_not_completed_with_new_bytes(cache: Ca
     [resumed, fresh] = web.log.gets("/w.bin")
     assert resumed.range == "bytes=50000-" and resumed.status == 200  # If-Range did not match: whole file
     assert fresh.range == "" and fresh.status == 200
+
+
+def test_a_dropped_connection_is_resumed_in_the_same_fetch(tmp_path: Path, web: FileServer) -> None:
+    pauses: list[float] = []
+    cache = Cache(tmp_path / "c", sleep=pauses.append)
+    url = web.put("/flaky.bin", DATA, cut_after=70_000)
+    result = cache.fetch(url, {})
+    assert result.entry.file is not None and result.entry.file.read_bytes() == DATA
+    first, second = web.log.gets("/flaky.bin")
+    assert first.sent == 70_000 and second.range == "bytes=70000-" and second.status == 206
+    assert pauses == [1.0]  # one backoff, on the injected sleep
+
+
+def test_a_server_ignoring_range_makes_the_file_start_over(cache: Cache, web: FileServer) -> None:
+    url = web.put("/norange.bin", DATA, ranges=False)
+    r = resolve(url, {})
+    partial = cache.root / "partial" / r.identity / "tree" / "norange.bin"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(DATA[:1000])
+    result = cache.fetch(url, {})
+    assert result.entry.file is not None and result.entry.file.read_bytes() == DATA
+    assert (result.fetched_bytes, result.resumed_bytes) == (len(DATA), 0)
