@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from substratus.fetch.digests import Hashers, ManifestFile, algorithm
@@ -51,10 +52,10 @@ def download_file(source: Source, uri: str, f: RemoteFile, dest: Path, meter: Me
     """One file, resumed from what `dest` holds, retried on interruptions; verified before it returns."""
     pause = sleep or time.sleep
     dest.parent.mkdir(parents=True, exist_ok=True)
-    counted = 0
+    counted = _Counted()
     for attempt in range(ATTEMPTS):
         try:
-            hashers, size, counted = _attempt(source, f, dest, meter, counted)
+            hashers, size = _attempt(source, f, dest, meter, counted)
             break
         except Interrupted as err:
             if attempt == ATTEMPTS - 1:
@@ -66,26 +67,36 @@ def download_file(source: Source, uri: str, f: RemoteFile, dest: Path, meter: Me
     return ManifestFile(path=f.path, size=size, sha256=hashers.digest("sha256").partition(":")[2])
 
 
-def _attempt(source: Source, f: RemoteFile, dest: Path, meter: Meter, counted: int) -> tuple[Hashers, int, int]:
-    """Hash what is on disk, fetch the rest. Returns the hashers, the size and the bytes counted as done."""
+@dataclass
+class _Counted:
+    """How many of a file's bytes the meter counts as done, across attempts."""
+
+    n: int = 0
+
+    def reset_to(self, have: int, meter: Meter) -> None:
+        if have >= self.n:
+            meter.resumed(have - self.n)
+        else:
+            meter.restart_file(self.n - have)
+        self.n = have
+
+
+def _attempt(source: Source, f: RemoteFile, dest: Path, meter: Meter, counted: _Counted) -> tuple[Hashers, int]:
+    """Hash what is on disk, fetch the rest; the hashers and the size."""
     have = dest.stat().st_size if dest.exists() else 0
     if (f.size is not None and have > f.size) or (f.size is None and have):
         have = _truncate(dest)
     hashers = Hashers(f.expect, f.size)
     if have:
         _hash_prefix(dest, hashers, have)
-    if have >= counted:
-        meter.resumed(have - counted)
-    else:
-        meter.restart_file(counted - have)
-    counted = have
+    counted.reset_to(have, meter)
     if f.size is not None and have == f.size:
-        return hashers, have, counted
+        return hashers, have
     stream = source.open(f, have)
     try:
         if stream.start != have:  # the source cannot resume (or the object changed): begin again
-            meter.restart_file(have)
-            counted = have = _truncate(dest)
+            have = _truncate(dest)
+            counted.reset_to(have, meter)
             hashers = Hashers(f.expect, f.size)
         with dest.open("ab") as out:
             for chunk in stream.chunks:
@@ -96,7 +107,7 @@ def _attempt(source: Source, f: RemoteFile, dest: Path, meter: Meter, counted: i
                 out.write(chunk)
                 hashers.update(chunk)
                 meter.add(len(chunk))
-                counted += len(chunk)
+                counted.n += len(chunk)
             out.flush()
             os.fsync(out.fileno())
     finally:
@@ -104,7 +115,7 @@ def _attempt(source: Source, f: RemoteFile, dest: Path, meter: Meter, counted: i
     if f.size is not None and have < f.size:
         raise Interrupted(f"{have} of {f.size} bytes")
     hashers.skip = stream.skip_checks
-    return hashers, have, counted
+    return hashers, have
 
 
 def _verify(uri: str, f: RemoteFile, dest: Path, hashers: Hashers, size: int) -> None:

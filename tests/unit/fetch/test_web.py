@@ -182,6 +182,7 @@ def test_a_dropped_connection_is_resumed_in_the_same_fetch(tmp_path: Path, web: 
     first, second = web.log.gets("/flaky.bin")
     assert first.sent == 70_000 and second.range == "bytes=70000-" and second.status == 206
     assert pauses == [1.0]  # one backoff, on the injected sleep
+    assert (result.fetched_bytes, result.resumed_bytes) == (len(DATA), 0)  # each byte counted once
 
 
 def test_a_server_ignoring_range_makes_the_file_start_over(cache: Cache, web: FileServer) -> None:
