@@ -17,6 +17,7 @@ never finished with bytes of a newer object.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Optional
@@ -35,10 +36,20 @@ MAX_OBJECTS = 100_000
 
 
 def client(credentials: Mapping[str, str]) -> Any:
-    """A boto3 S3 client from the secret's keys only (never the control plane's own environment keys)."""
+    """A boto3 S3 client from the secret's keys (without an access key, the SDK's default chain).
+
+    Clients are kept per set of credentials: making one costs about 0.35 s of CPU (measured here), and
+    the control plane resolves a source on every pass. boto3 clients are thread-safe.
+    """
+    return _client(tuple(sorted((k, v) for k, v in credentials.items() if k in KEYS)))
+
+
+@functools.lru_cache(maxsize=16)
+def _client(items: tuple[tuple[str, str], ...]) -> Any:
     import boto3
     from botocore.config import Config
 
+    credentials = dict(items)
     session = boto3.session.Session(
         aws_access_key_id=credentials.get("AWS_ACCESS_KEY_ID") or None,
         aws_secret_access_key=credentials.get("AWS_SECRET_ACCESS_KEY") or None,

@@ -35,31 +35,42 @@ from urllib.parse import urlsplit, unquote
 
 @dataclass
 class Served:
-    """What a server sent: one record per request."""
+    """What a server sent: one record per request, logged when the request arrives."""
 
     method: str
     path: str
     status: int
     range: str
     sent: int  # body bytes actually written
+    finished: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
 
 @dataclass
 class Log:
+    """Records in arrival order. Readers wait until the requests logged so far have finished:
+    a client can read a reply's last byte before the server thread has counted it."""
+
     records: list[Served] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, record: Served) -> None:
+    def add(self, record: Served) -> Served:
         with self.lock:
             self.records.append(record)
+        return record
 
     def clear(self) -> None:
         with self.lock:
             self.records.clear()
 
-    def gets(self, path_part: str = "") -> list[Served]:
+    def settled(self, timeout: float = 30) -> list[Served]:
         with self.lock:
-            return [r for r in self.records if r.method == "GET" and path_part in r.path]
+            records = list(self.records)
+        for r in records:
+            r.finished.wait(timeout)
+        return records
+
+    def gets(self, path_part: str = "") -> list[Served]:
+        return [r for r in self.settled() if r.method == "GET" and path_part in r.path]
 
     def bytes_sent(self, path_part: str = "") -> int:
         return sum(r.sent for r in self.gets(path_part))
@@ -104,19 +115,20 @@ class CountingMoto:
                 status[0] = int(s.split()[0])
                 return start_response(s, headers, *rest)
 
-            record = Served(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), 0,
-                            environ.get("HTTP_RANGE", ""), 0)
-            body = app(environ, start)
+            record = self.log.add(Served(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), 0,
+                                         environ.get("HTTP_RANGE", ""), 0))
+            body: Any = ()
             try:
+                body = app(environ, start)
                 throttled = record.method == "GET" and not environ.get("QUERY_STRING")
                 for piece in (self.throttle.chunks(body) if throttled else body):
                     record.sent += len(piece)
                     yield piece
             finally:
                 record.status = status[0]
-                self.log.add(record)
                 if hasattr(body, "close"):
                     body.close()
+                record.finished.set()
 
         return wrapped
 
@@ -174,7 +186,7 @@ class FileServer:
 
     def _serve(self, h: BaseHTTPRequestHandler, *, body: bool) -> None:
         path = unquote(urlsplit(h.path).path)
-        record = Served(h.command, path, 0, h.headers.get("Range", ""), 0)
+        record = self.log.add(Served(h.command, path, 0, h.headers.get("Range", ""), 0))
         try:
             if not body and not self.head_allowed:
                 return _reply(h, record, 405, {}, b"")
@@ -198,7 +210,7 @@ class FileServer:
                               declared=len(data))
             _reply(h, record, status, headers, data if body else b"", throttle=self.throttle, length=f.length)
         finally:
-            self.log.add(record)
+            record.finished.set()
 
     def start(self) -> "FileServer":
         self.thread.start()
@@ -292,7 +304,7 @@ class HubStandIn:
 
     def _serve(self, h: BaseHTTPRequestHandler, *, body: bool) -> None:
         path = urlsplit(h.path).path
-        record = Served(h.command, path, 0, h.headers.get("Range", ""), 0)
+        record = self.log.add(Served(h.command, path, 0, h.headers.get("Range", ""), 0))
         try:
             api = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)(?:/revision/([^/]+))?$", path)
             resolve = re.match(r"^/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
@@ -308,7 +320,7 @@ class HubStandIn:
             else:
                 _reply(h, record, 404, {"X-Error-Code": "EntryNotFound"}, b"")
         finally:
-            self.log.add(record)
+            record.finished.set()
 
     def _repo(self, h: BaseHTTPRequestHandler, record: Served, kind: str, repo_id: str) -> Optional[Repo]:
         repo = self.repos.get((kind, repo_id))

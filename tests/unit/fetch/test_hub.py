@@ -30,7 +30,7 @@ def test_resolve_pins_the_commit_and_lists_lfs_sha256_and_git_blob_ids(hub: HubS
     assert by_path["model.safetensors"].expect == ("sha256:" + hashlib.sha256(WEIGHTS).hexdigest(),)
     assert by_path["config.json"].expect == ("gitsha1:" + git_blob_id(FILES["config.json"]),)
     assert "/resolve/0123456789abcdef0123456789abcdef01234567/" in by_path["config.json"].location
-    assert [x.path for x in hub.log.records] == ["/api/models/org/tiny"]
+    assert [x.path for x in hub.log.settled()] == ["/api/models/org/tiny"]
 
 
 def test_a_repo_is_fetched_verified_and_then_known_without_downloading(cache: Cache, hub: HubStandIn) -> None:
@@ -40,10 +40,10 @@ def test_a_repo_is_fetched_verified_and_then_known_without_downloading(cache: Ca
     assert first.outcome == "downloaded"
     assert {f.path for f in first.entry.files} == set(FILES)
     assert (first.entry.path / "model.safetensors").read_bytes() == WEIGHTS
-    assert any(r.path.startswith("/cdn/") for r in hub.log.records)  # LFS went through the redirect
+    assert any(r.path.startswith("/cdn/") for r in hub.log.settled())  # LFS went through the redirect
     hub.log.clear()
     assert cache.fetch("hf://org/tiny", creds).outcome == "cached"
-    assert [r.path for r in hub.log.records] == ["/api/models/org/tiny"]
+    assert [r.path for r in hub.log.settled()] == ["/api/models/org/tiny"]
 
 
 def test_a_revision_and_a_sub_path(cache: Cache, hub: HubStandIn) -> None:
