@@ -36,6 +36,9 @@ class FetchProgress:
 
     def line(self) -> str:
         """`downloading 41% 412.0 MiB/1.0 GiB 85.3 MiB/s eta 7s (3/8 files)` for logs and the CLI."""
+        if self.phase in ("resolving", "waiting"):
+            return f"{self.phase} {self.uri}" + (" (another fetch of it is downloading)" if self.phase == "waiting"
+                                                 else "")
         pct = f"{self.percent:.0f}% " if self.percent is not None else ""
         total = f"/{human(self.total_bytes)}" if self.total_bytes is not None else ""
         eta = f" eta {self.eta_s:.0f}s" if self.eta_s is not None else ""

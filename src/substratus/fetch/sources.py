@@ -30,7 +30,17 @@ def parse(uri: str) -> SourceURI:
     try:
         return parse_uri(uri)
     except ValueError as err:
-        raise FetchError(f"{uri!r}: {err}", uri=uri, hint="see docs/uris.md for the accepted forms") from err
+        shown = redact(uri)
+        raise FetchError(f"{shown!r}: {err}", uri=shown, hint="see docs/uris.md for the accepted forms") from err
+
+
+def redact(uri: str) -> str:
+    """`uri` with anything between '://' and '@' in its authority replaced (a refused URI is still echoed)."""
+    scheme, sep, rest = uri.partition("://")
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+    return uri
 
 
 def open_source(uri: str, credentials: Optional[Mapping[str, str]] = None) -> Source:

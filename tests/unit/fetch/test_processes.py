@@ -115,3 +115,9 @@ def test_the_command_exits_1_with_the_hint_on_failure(tmp_path: Path, web: FileS
     out, err = proc.communicate(timeout=60)
     assert (proc.returncode, out) == (1, b"")
     assert "not found (HTTP 404)" in err.decode() and "hint:" in err.decode()
+
+
+def test_a_refused_uri_is_echoed_without_its_password(tmp_path: Path) -> None:
+    proc = fetch_process("https://user:hunter2@example.com/x.bin", tmp_path / "c", {})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and b"hunter2" not in err and b"***@example.com" in err
