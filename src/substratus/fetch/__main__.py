@@ -1,6 +1,7 @@
 """`python -m substratus.fetch`: fill, list and prune a cache from a shell, an init container or a Job.
 
-    fetch URI --cache DIR [--digest sha256:HEX] [--referrer KIND/NS/NAME] [--no-unpack] [-o path|json]
+    fetch URI --cache DIR [--digest sha256:HEX] [--referrer KIND/NS/NAME] [--no-unpack]
+          [--progress-file PATH] [-o path|json]
         resolve URI, download and verify what is missing, print the entry's path on stdout
         (or its description as JSON); progress lines go to stderr
     resolve URI [-o json]      what URI stands for now (files, sizes, identities); nothing is downloaded
@@ -39,7 +40,7 @@ def credentials_from_env(uri: str, environ: Optional[dict[str, str]] = None) -> 
     return {k: env[k] for k in keys if env.get(k)}
 
 
-def _progress_printer(every: float) -> Any:
+def _progress_printer(every: float, progress_file: Optional[str]) -> Any:
     last = [float("-inf")]
 
     def report(p: FetchProgress) -> None:
@@ -48,6 +49,9 @@ def _progress_printer(every: float) -> Any:
             return
         last[0] = now
         print(f"substratus-fetch: {p.line()}", file=sys.stderr, flush=True)
+        if progress_file and p.phase not in ("resolving", "waiting"):
+            with open(progress_file, "a") as fh:
+                fh.write(p.jsonl(time.time()) + "\n")
 
     return report
 
@@ -62,7 +66,8 @@ def entry_doc(entry: Entry) -> dict[str, Any]:
 def cmd_fetch(args: argparse.Namespace) -> int:
     cache = Cache(Path(args.cache))
     result: FetchResult = cache.fetch(args.uri, credentials_from_env(args.uri), digest=args.digest,
-                                      referrer=args.referrer, progress=_progress_printer(args.every),
+                                      referrer=args.referrer,
+                                      progress=_progress_printer(args.every, args.progress_file),
                                       unpack=not args.no_unpack)
     print(f"substratus-fetch: {result.outcome}: {human(result.entry.size)} in {len(result.entry.files)} file(s); "
           f"{human(result.fetched_bytes)} read from the source", file=sys.stderr)
@@ -121,6 +126,7 @@ def parser() -> argparse.ArgumentParser:
     fetch.add_argument("--referrer", help="KIND/NAMESPACE/NAME of the object using the entry")
     fetch.add_argument("--no-unpack", action="store_true", help="keep an http(s) archive as one file")
     fetch.add_argument("--every", type=float, default=2.0, help="seconds between progress lines (default 2)")
+    fetch.add_argument("--progress-file", help="also append progress.jsonl lines here (steps are bytes)")
     fetch.add_argument("-o", "--output", choices=("path", "json"), default="path")
     res = sub.add_parser("resolve", help="list what URI stands for now; download nothing")
     res.add_argument("uri")

@@ -8,11 +8,14 @@ takes its clock from the caller, so tests never wait on real time.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Optional
+
+from substratus.resources.status import Progress
 
 Phase = Literal["resolving", "waiting", "downloading", "verifying", "unpacking", "done"]
 
@@ -33,6 +36,23 @@ class FetchProgress:
         if not self.total_bytes:
             return None
         return min(100.0, 100.0 * self.done_bytes / self.total_bytes)
+
+    def to_status(self, now: float) -> Progress:
+        """`status.progress` of the object waiting for this fetch (phase "fetch"; steps are bytes)."""
+        pct = self.percent
+        return Progress(phase="fetch", step=self.done_bytes, total_steps=self.total_bytes,
+                        percent=round(pct, 1) if pct is not None else None, eta_seconds=self.eta_s, updated_at=now,
+                        metrics={"rate_bps": round(self.rate_bps, 1), "files_done": float(self.files_done),
+                                 "files_total": float(self.files_total)})
+
+    def jsonl(self, now: float) -> str:
+        """One line of the contract's progress.jsonl (steps are bytes), for a pod whose logs are collected
+        like a load's: `resources.progress.parse_line` reads it back."""
+        doc: dict[str, float | int] = {"step": self.done_bytes, "time": now, "rate_bps": round(self.rate_bps, 1),
+                                       "files_done": self.files_done, "files_total": self.files_total}
+        if self.total_bytes is not None:
+            doc["total_steps"] = self.total_bytes
+        return json.dumps(doc, sort_keys=True)
 
     def line(self) -> str:
         """`downloading 41% 412.0 MiB/1.0 GiB 85.3 MiB/s eta 7s (3/8 files)` for logs and the CLI."""

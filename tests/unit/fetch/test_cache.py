@@ -13,6 +13,7 @@ from substratus.fetch.cache import Cache
 from substratus.fetch.digests import ManifestFile, manifest_digest
 from substratus.fetch.errors import DigestMismatchError, FetchError, SourceNotFoundError
 from substratus.fetch.progress import FetchProgress
+from substratus.resources.progress import parse_line
 from tests.unit.fetch.servers import FileServer
 
 
@@ -185,6 +186,11 @@ def test_progress_reports_bytes_total_rate_and_eta(tmp_path: Path, web: FileServ
     assert all(p.total_bytes == len(data) and p.rate_bps > 0 and p.eta_s is not None for p in mid)
     assert seen[-1].done_bytes == len(data) and seen[-1].files_done == 1 and seen[-1].percent == 100.0
     assert "MiB" in mid[0].line() and "eta" in mid[0].line()
+    status = mid[0].to_status(now=5.0)
+    assert (status.phase, status.step, status.total_steps, status.updated_at) == ("fetch", mid[0].done_bytes,
+                                                                                 len(data), 5.0)
+    point = parse_line(mid[0].jsonl(now=5.0))  # what the control plane reads from progress.jsonl
+    assert point is not None and (point.step, point.total_steps, point.time) == (mid[0].done_bytes, len(data), 5.0)
 
 
 def test_the_manifest_is_sha256sums_format_sorted_by_bytes() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from substratus.fetch.cache import Cache
+from substratus.resources.progress import parse
 from tests.unit.fetch.servers import CountingMoto, FileServer, Log, Throttle
 
 SIZE = 4_000_000
@@ -102,12 +103,16 @@ def test_two_processes_fetching_the_same_object_download_it_once(tmp_path: Path,
 def test_the_command_prints_the_entry_on_stdout_and_progress_on_stderr(tmp_path: Path, moto: CountingMoto, s3: Any,
                                                                      bucket: str, s3_creds: dict[str, str]) -> None:
     s3.put_object(Bucket=bucket, Key="k.bin", Body=b"hello")
-    proc = fetch_process(f"s3://{bucket}/k.bin", tmp_path / "c", s3_creds)  # credentials in the environment
+    progress = tmp_path / "progress.jsonl"
+    proc = fetch_process(f"s3://{bucket}/k.bin", tmp_path / "c", s3_creds,  # credentials in the environment
+                         "--progress-file", str(progress))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
     path = Path(out.decode().strip())
     assert path.parent.name == "entries" and (path / "k.bin").read_bytes() == b"hello"
     assert "substratus-fetch: resolving" in err.decode() and "downloaded" in err.decode()
+    last = parse(progress.read_text())[-1]
+    assert (last.step, last.total_steps) == (5, 5)
 
 
 def test_the_command_exits_1_with_the_hint_on_failure(tmp_path: Path, web: FileServer) -> None:
