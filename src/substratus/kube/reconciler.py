@@ -133,7 +133,7 @@ class Reconciler:
         self._locks: dict[ObjectKey, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._written: dict[ObjectKey, dict[str, Any]] = {}
-        self._seen: dict[ObjectKey, View] = {}  # what the last pass left each object as (see `echo`)
+        self._seen: dict[ObjectKey, tuple[View, ...]] = {}  # what the last pass read and wrote (see `echo`)
         self._gpu: tuple[bool, float] = (False, -math.inf)
 
     def lock(self, key: ObjectKey) -> threading.Lock:
@@ -157,6 +157,7 @@ class Reconciler:
         body = self.get(key)
         if body is None or deleting(body):
             return None  # gone, or the delete handler finalizes it
+        self._seen[key] = (view(body, annotations_of(body).get(STATE), body.get("status") or {}),)  # being planned
         obj = parse(key[0], body)
         stored = records.Stored.read(body)
         state, source_error = self.current_state(obj, body, stored)
@@ -220,8 +221,9 @@ class Reconciler:
         check's verdict, say): the pass plans again instead of running the action a second time."""
         old = body.get("status") or {}
         text, _ = records.encode(trigger, state, source_error)
+        read = view(body, annotations_of(body).get(STATE), old)
         if annotations_of(body).get(STATE) == text and status in (old, self._written.get(key)) and not acting:
-            self._seen[key] = view(body, text, status)
+            self._seen[key] = (read, view(body, text, status))
             return True  # nothing to write nor to do (most passes): no need to read the object again
         with self.lock(key):
             fresh = self.get(key)
@@ -229,21 +231,25 @@ class Reconciler:
                     or annotations_of(fresh).get(STATE) != annotations_of(body).get(STATE) \
                     or apply_trigger(fresh) != trigger:
                 return False
-            self.save_state(key, fresh, trigger, state, source_error)
             old = fresh.get("status") or {}
+            # what the pass planned from, and the object after each of its two writes (state, then status),
+            # known before the writes: their watch events may come back before the second is done
+            self._seen[key] = (read, view(fresh, annotations_of(fresh).get(STATE), old), view(fresh, text, old),
+                               view(fresh, text, status))
+            self.save_state(key, fresh, trigger, state, source_error)
             if status != old and status != self._written.get(key):
                 kind, ns, name = key
                 self.api.patch(CR_VERSION, kind, name, {"status": merge_patch(old, status)}, ns, subresource="status")
                 self._written[key] = status
-            self._seen[key] = view(fresh, text, status)
         return True
 
     def echo(self, key: ObjectKey, body: Mapping[str, Any]) -> bool:
-        """Whether a watch event of `key` shows only what this operator's last pass saw or wrote (its own
-        status and state annotation coming back, kopf's finalizer added): then no pass is needed. Any
-        change a pass plans from (spec, `sub apply`'s annotations, labels, deletion) is not an echo."""
-        seen = self._seen.get(key)
-        return seen is not None and seen == view(dict(body), annotations_of(dict(body)).get(STATE), body.get("status") or {})
+        """Whether a watch event of `key` shows only what this operator's last pass planned from or wrote
+        (its own state and status coming back, one write after the other; kopf's finalizer and its own
+        annotations added meanwhile): then no pass is needed. A change a pass plans from (spec,
+        `sub apply`'s annotations, labels, deletion, a state an action's outcome changed) is no echo."""
+        shown = view(dict(body), annotations_of(dict(body)).get(STATE), body.get("status") or {})
+        return shown in self._seen.get(key, ())
 
     def save_state(self, key: ObjectKey, fresh: dict[str, Any], trigger: str, state: states.AnyState,
                    source_error: str) -> None:
