@@ -83,23 +83,28 @@ def _argv_after(argv: list[str], flag: str) -> str:
     return argv[argv.index(flag) + 1] if flag in argv[:-1] else ""
 
 
+def _said(words: re.Pattern[str], output: str) -> str:
+    """The engine's line that says it (the last one holding `words`), without docker's `docker: ` prefix."""
+    line = next((ln for ln in reversed(output.splitlines()) if words.search(ln)), "")
+    return line.strip().removeprefix("docker: ")[:300]
+
+
 def classify(argv: list[str], returncode: int, output: str) -> EngineError:
     """The error a failed engine command means, by what the engine said (`output`: its stderr, or
     everything it printed). The command itself travels as the cause (argv, exit code, stderr tail)."""
     command = CommandError(argv, returncode, output)
     engine = next((Path(a).name for a in argv if Path(a).name in ENGINES), "the engine")
-    said = next((line.strip() for line in reversed(output.strip().splitlines()) if line.strip()), "")
     err: EngineError
     if PORT_IN_USE.search(output):
-        err = PortInUse(f"the host port is taken: {said}", hint="another port is chosen")
+        err = PortInUse(f"the host port is taken: {_said(PORT_IN_USE, output)}", hint="another port is chosen")
     elif NAME_IN_USE.search(output):
         name = _argv_after(argv, "--name")
-        err = NameInUse(f"a container named {name or '(see below)'} exists already: {said}",
+        err = NameInUse(f"a container named {name or '(see below)'} exists already: {_said(NAME_IN_USE, output)}",
                         hint=f"see `{engine} ps -a --filter name={name}`" if name else "")
     elif IMAGE_MISSING.search(output):
         image = _argv_after(argv, "--")
-        err = ImageMissing(f"the image {image or '(see below)'} is not in {engine}'s image store: {said}",
-                           hint=f"see `{engine} images`")
+        err = ImageMissing(f"the image {image or '(see below)'} is not in {engine}'s image store: "
+                           f"{_said(IMAGE_MISSING, output)}", hint=f"see `{engine} images`")
     else:
         command.temporary = bool(ENGINE_DOWN.search(output)) or not REFUSED.search(output)
         return command
