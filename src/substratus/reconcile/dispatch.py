@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 
 from substratus.errors import SubstratusError
 from substratus.reconcile.actions import Action, Allocate, BuildImage, BuildTrained, StartContainer
-from substratus.reconcile.outcomes import Outcome, Report, Retrying, failure, retry_delay, temporary
+from substratus.reconcile.outcomes import RETRY_CAP, Outcome, Report, Retrying, failure, retry_delay, temporary
 from substratus.resources.objectkey import ObjectKey
 
 log = logging.getLogger("substratus.executor")
@@ -75,9 +75,12 @@ class Backoff:
             self._failed.pop((owner, key), None)
 
     def waiting(self, owner: ObjectKey) -> dict[str, Retrying]:
-        """The owner's actions still waiting out their backoff, by key."""
+        """The owner's actions still waiting out their backoff, by key. A key whose wait ended long
+        ago and did not fail again (its object deleted, say) is forgotten here."""
         now = self.clock()
         with self._lock:
+            for stale in [k for k, (_, r) in self._failed.items() if r.at < now - 2 * RETRY_CAP]:
+                del self._failed[stale]
             return {key: r for (o, key), (_, r) in self._failed.items() if o == owner and r.at > now}
 
 

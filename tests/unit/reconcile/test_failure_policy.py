@@ -111,6 +111,13 @@ def test_a_temporary_failure_holds_the_action_for_its_backoff_then_lets_it_run()
     assert d.runs == 3 and d.retrying(OWNER) == {} and d.reports[-1] == []
 
 
+def test_a_wait_long_over_is_forgotten() -> None:
+    d = Flaky([EngineError("engine down")])
+    d.submit(OWNER, BUILD)
+    d.clock.t += 3 * RETRY_CAP
+    assert d.retrying(OWNER) == {} and d._backoff._failed == {}
+
+
 def test_a_permanent_failure_is_reported_at_once() -> None:
     d = Flaky([BuildError("image build failed (exit 1)")])
     d.submit(OWNER, BUILD)
