@@ -32,8 +32,8 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Optional, Union
 
-from substratus.artifacts.store import ArtifactStore
 from substratus import contract
+from substratus.artifacts.store import ArtifactStore
 from substratus.build import conformance, naming
 from substratus.build.trained import trained_dockerfile
 from substratus.errors import BuildError, SubstratusError, tail
