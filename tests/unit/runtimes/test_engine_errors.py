@@ -64,7 +64,8 @@ REFUSED = {  # the engine refuses the container as asked: permanent
     "podman-cdi": "Error: unresolvable CDI devices nvidia.com/gpu=all",
     "docker-gpu": 'docker: Error response from daemon: could not select device driver "" with capabilities: [[gpu]].',
     "podman-command": 'Error: runc: runc create failed: unable to start container process: exec: "serve.sh": '
-                      "executable file not found in $PATH: OCI runtime attempted to invoke a command that was not found",
+                      "executable file not found in $PATH: OCI runtime attempted to invoke a command that was "
+                      "not found",
 }
 ENGINE_DOWN = {  # the engine cannot be reached: temporary
     "docker": "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
