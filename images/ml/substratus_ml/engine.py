@@ -329,8 +329,8 @@ class BatchEngine:
             self._admitting = []
             if self._rows:
                 self._decode()
-        if self._retired:
-            self._free_retired()
+            if self._retired:
+                self._free_retired()
         self._observer.scheduled(len(self._waiting), len(self._rows))
 
     def _take_waiting(self) -> list[_Request]:

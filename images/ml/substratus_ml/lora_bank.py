@@ -79,6 +79,9 @@ class LoraBank:
         """The slot of each row of the next forward passes, or None: no adapter at all."""
         self._rows = rows if self.targets else None
 
+    # The stacks are inference tensors (the engine works in inference mode): every
+    # in-place change to them must happen in inference mode too, whoever calls.
+    @torch.inference_mode()
     def install(self, adapter: Adapter, weights: LoraWeights) -> None:
         """Give ``adapter`` a slot holding ``weights``."""
         free = next((i for i, owner in enumerate(self.owners) if i and owner is None), None)
@@ -99,6 +102,7 @@ class LoraBank:
                 target.a[free, :, : module.rank] = module.a
                 target.b[free, : module.rank, :] = module.b
 
+    @torch.inference_mode()
     def free(self, adapter: Adapter) -> None:
         """Zero ``adapter``'s slot and give it back (no running row may still use it)."""
         slot = adapter.slot
