@@ -17,7 +17,7 @@ TORCH_INDEX ?=
 
 .PHONY: setup engine venv venv-ml base-images operator-image demo test test-unit test-ml test-integration test-reliability \
 	test-e2e test-kubernetes test-kubernetes-real test-browser test-heavy bench bench-gpu bench-controlplane demo-gemma \
-	lint clean-demo wheel rootless-user test-engines test-docker test-rootless test-wheel
+	lint lint-ml clean-demo wheel rootless-user test-engines test-docker test-rootless test-wheel
 
 setup: engine venv base-images
 
@@ -66,6 +66,10 @@ test-unit: venv
 
 test-ml: venv-ml
 	cd images/ml && ../../$(VENV_ML)/bin/python -m pytest -q -p no:cacheprovider
+
+# mypy --strict on the ML package (its settings are in images/ml/pyproject.toml).
+lint-ml: venv-ml
+	cd images/ml && ../../$(VENV_ML)/bin/mypy substratus_ml
 
 test-integration: venv engine
 	$(BIN)/pytest -q -m integration tests/integration -p no:cacheprovider

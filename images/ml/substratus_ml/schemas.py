@@ -44,9 +44,9 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "substratus"
-    root: str | None = Field(None, description="The base model's directory; an adapter's own path "
+    root: str | None = Field(default=None, description="The base model's directory; an adapter's own path "
                              "(as vLLM lists them).")
-    parent: str | None = Field(None, description="An adapter's base model (its id); null for the base.")
+    parent: str | None = Field(default=None, description="An adapter's base model (its id); null for the base.")
     max_model_len: int | None = None
 
 
@@ -167,7 +167,7 @@ MODEL = ("The base model's name or a loaded LoRA adapter's (GET /v1/models); abs
 def _max_tokens(description: str) -> Any:
     # The server's bound (SUBSTRATUS_MAX_NEW_TOKENS) is checked by the handler (400 naming it,
     # as vLLM does) and written into the OpenAPI document by the app: these classes are static.
-    return Field(None, ge=1, description=description)
+    return Field(default=None, ge=1, description=description)
 
 
 class GenerateRequest(BaseModel):
@@ -178,12 +178,12 @@ class GenerateRequest(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 (default) decodes greedily.")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     repetition_penalty: float = Field(1.0, ge=0.01, le=10.0, description=REPETITION)
-    model: str | None = Field(None, description="Extension: " + MODEL)
+    model: str | None = Field(default=None, description="Extension: " + MODEL)
 
 
 class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    model: str | None = Field(None, description=MODEL)
+    model: str | None = Field(default=None, description=MODEL)
     prompt: str | list[str] = Field(description="A string, or a list holding one string.")
     max_tokens: int | None = _max_tokens(
         f"Tokens to generate, 1..the server's limit (default {COMPLETION_DEFAULT}).")
@@ -219,7 +219,7 @@ class CompletionRequest(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    model: str | None = Field(None, description=MODEL)
+    model: str | None = Field(default=None, description=MODEL)
     messages: list[InputMessage] = Field(min_length=1, description="The conversation so far.")
     max_tokens: int | None = _max_tokens("Tokens to generate, 1..the server's limit (default: the limit).")
     max_completion_tokens: int | None = _max_tokens("Newer name of max_tokens; wins when both are given.")
@@ -277,14 +277,14 @@ class AdapterAnswer(BaseModel):
     model: ModelCard
     rank: int
     modules: int = Field(description="Modules of the base model the adapter changes.")
-    load_seconds: float | None = Field(None, description="Reading, checking and installing it.")
+    load_seconds: float | None = Field(default=None, description="Reading, checking and installing it.")
 
 
 class ErrorDetail(BaseModel):
     message: str
     type: str
     param: str | None = None
-    code: str | None = Field(None, description="Stable name of the case, e.g. model_not_found, "
+    code: str | None = Field(default=None, description="Stable name of the case, e.g. model_not_found, "
                              "adapter_already_loaded (see the README).")
 
 
