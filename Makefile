@@ -128,12 +128,14 @@ test-kubernetes-real: venv
 test-heavy: setup
 	SUBSTRATUS_HEAVY=1 $(BIN)/pytest -q -m heavy tests -p no:cacheprovider
 
-# CPU goals of the serving engine (continuous batching vs one at a time, Poisson arrivals).
+# CPU goals of the serving engine (continuous batching vs one at a time, Poisson arrivals),
+# then many LoRA adapters on one server (mixed-adapter batches vs the base alone, load times).
 bench: venv-ml
 	OMP_WAIT_POLICY=PASSIVE $(VENV_ML)/bin/python bench/serve_bench.py
+	OMP_WAIT_POLICY=PASSIVE $(VENV_ML)/bin/python bench/lora_bench.py
 
-# The engine against transformers' generate on a GPT-2-small-shaped model (needs CUDA;
-# BENCH_GPU_ARGS="--device cpu --model tiny" runs it on the CPU).
+# The engine against transformers' generate on a GPT-2-small-shaped model, and mixed LoRA
+# adapters against the base (needs CUDA; BENCH_GPU_ARGS="--device cpu --model tiny" runs it on the CPU).
 BENCH_GPU_ARGS ?=
 bench-gpu: venv-ml
 	OMP_WAIT_POLICY=PASSIVE $(VENV_ML)/bin/python bench/gpu_bench.py $(BENCH_GPU_ARGS)

@@ -210,6 +210,8 @@ class BatchEngine:
             self._wake.notify()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        else:  # never started: nobody else will answer the queued commands
+            self._cancel_commands()
 
     @property
     def waiting(self) -> int:
@@ -273,6 +275,7 @@ class BatchEngine:
             with self._wake:
                 self._closing = True
             self._fail_all(f"the engine could not start: {type(exc).__name__}: {exc}")
+            self._cancel_commands()
             return
         while True:
             with self._wake:
