@@ -77,7 +77,13 @@ class AdapterRegistry:
         return path if path.is_absolute() else self.limits.directory / path
 
     async def load(self, name: str, lora_path: str) -> Adapter:
-        """Read, install and publish an adapter; raises an ``AdapterError`` case."""
+        """Read, install and publish an adapter; raises an ``AdapterError`` case.
+
+        Shielded: a caller that goes away mid-way must not leave weights installed
+        under a name nobody published."""
+        return await asyncio.shield(self._load(name, lora_path))
+
+    async def _load(self, name: str, lora_path: str) -> Adapter:
         started = time.perf_counter()
         self._reserve(name)
         try:

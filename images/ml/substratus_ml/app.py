@@ -43,6 +43,7 @@ from substratus_ml.generation import (DeadlineExceeded, EngineUnavailable, Gener
                                       Overloaded, PromptTooLong, TooManyNewTokens, new_tokens)
 from substratus_ml.guard import Guard
 from substratus_ml.loading import LoadedModel
+from substratus_ml.lora_bank import Adapter
 from substratus_ml.metrics import CONTENT_TYPE, ServerMetrics
 from substratus_ml.offline_docs import add_offline_docs
 from substratus_ml.openai_api import add_openai_routes
@@ -99,6 +100,9 @@ class ModelSlot:
         self.require()
         assert self.adapters is not None
         return self.adapters
+
+    def loaded_adapters(self) -> list[Adapter]:
+        return self.adapters.adapters() if self.adapters is not None else []
 
     def base_facts(self) -> tuple[str | None, int | None]:
         """(the base model's directory, max model len) for /v1/models, once loaded."""
@@ -284,4 +288,4 @@ def _add_contract_routes(app: FastAPI, slot: ModelSlot, settings: ServeSettings)
                     max_prompt_tokens=generator.max_prompt_tokens if generator else None,
                     chat_template=slot.chat.own_template if slot.chat else None,
                     training_params=loaded.training_params if loaded else None,
-                    adapters=[a.name for a in slot.adapters.adapters()] if slot.adapters else [])
+                    adapters=[a.name for a in slot.loaded_adapters()])

@@ -28,6 +28,7 @@ from substratus_ml.disconnect import until_disconnected
 from substratus_ml.engine import SamplingParams
 from substratus_ml.generation import (DeadlineExceeded, FinishReason, GenerationError, Generator,
                                       Result, new_tokens)
+from substratus_ml.lora_bank import Adapter
 from substratus_ml.schemas import (COMPLETION_DEFAULT, ChatChoice, ChatChunkChoice, ChatCompletion,
                                    ChatCompletionChunk, ChatCompletionRequest, ChatDelta, ChatMessage,
                                    Completion, CompletionChoice, CompletionRequest, ErrorBody, ModelCard,
@@ -130,6 +131,8 @@ class Serving(Protocol):
 
     def require_adapters(self) -> AdapterRegistry: ...
 
+    def loaded_adapters(self) -> list[Adapter]: ...  # none while the model loads
+
     def base_facts(self) -> tuple[str | None, int | None]: ...  # (model directory, max model len)
 
 
@@ -137,12 +140,8 @@ def model_cards(serving: Serving, base_name: str, created: int) -> ModelList:
     """The base model first (clients that take the first entry get it), then each adapter."""
     root, max_len = serving.base_facts()
     cards = [ModelCard(id=base_name, created=created, root=root, max_model_len=max_len)]
-    try:
-        adapters = serving.require_adapters().adapters()
-    except Exception:  # still loading: the base alone
-        adapters = []
     cards += [ModelCard(id=a.name, created=created, root=a.path, parent=base_name, max_model_len=max_len)
-              for a in adapters]
+              for a in serving.loaded_adapters()]
     return ModelList(data=cards)
 
 
