@@ -59,8 +59,8 @@ class AdapterRegistry:
         return [self.base_name] + [a.name for a in self.adapters()]
 
     def resolve(self, model: str | None) -> Adapter | None:
-        """The adapter a request's ``model`` names; None for the base (or no name)."""
-        if model is None or model == self.base_name:
+        """The adapter a request's ``model`` names; None for the base (or no name, or "", as vLLM)."""
+        if not model or model == self.base_name:
             return None
         with self._lock:
             adapter = self._adapters.get(model)
