@@ -358,7 +358,7 @@ class BatchEngine:
             return
         alive: collections.deque[_Request] = collections.deque()
         for request in self._waiting:
-            if request.adapter is not None and request.adapter.slot == 0:  # not (or no longer) installed
+            if request.adapter is not None and _uninstalled(request):  # a race the routes prevent
                 self._finish(request, "error", len(request.prompt_ids), 0,
                              f"the adapter {request.adapter.name!r} is not loaded")
             elif request.cancelled.is_set():
@@ -489,6 +489,7 @@ def _expired(request: _Request, now: float) -> bool:
 
 
 def _uninstalled(request: _Request) -> bool:
+    """The request names an adapter that is not (or no longer) in the bank."""
     return request.adapter is not None and request.adapter.slot == 0
 
 

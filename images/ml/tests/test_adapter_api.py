@@ -186,3 +186,27 @@ def test_the_endpoints_are_documented(server: LiveServer) -> None:
     load = paths["/v1/load_lora_adapter"]["post"]
     assert {"200", "400", "404", "409"} <= set(load["responses"])
     assert "/v1/unload_lora_adapter" in paths
+
+
+def test_a_request_resolved_before_an_unload_is_refused_not_run(server: LiveServer) -> None:
+    """The route resolves `model`, awaits the tokenizer, then submits: an unload in between
+    must turn into 404, never into a row whose adapter slot was freed."""
+    from substratus_ml.adapter_errors import UnknownModel
+    from substratus_ml.engine import SamplingParams
+    from substratus_ml.lora_bank import Adapter
+
+    generator = server.server.config.app.state.slot.generator
+    gone = Adapter("gone", "/x", rank=4, modules=1, slot=0, unloaded=True)
+
+    async def submit() -> None:
+        generator.stream_text([1, 2, 3], SamplingParams(2), adapter=gone)
+
+    with pytest.raises(UnknownModel, match="'gone' was unloaded"):
+        asyncio.run(submit())
+
+
+def test_an_empty_model_means_the_base_as_in_vllm(server: LiveServer,
+                                                  references: dict[str | None, Reference]) -> None:
+    response = post(server, "/v1/completions", {"prompt": LORA_PROMPT, "max_tokens": LORA_TOKENS,
+                                                "temperature": 0, "model": ""})
+    assert response.json()["choices"][0]["text"] == references[None].text
