@@ -14,11 +14,13 @@ both ways are printed. Then, on the same server, in alternating rounds:
 
 Each client sends ``--requests-per-client`` greedy ``/v1/completions`` of
 ``--max-new-tokens`` tokens (end of sequence ignored). The machine's speed
-drifts with other work on it, so rounds alternate and the median of the
-per-round ratios is the figure, printed with the goal of issue 23 (mixed >=
-0.7x the base's tokens/s).
+drifts with other work on it, so each round runs the two side by side (base
+first, then mixed first in the next round) and the median of the rounds'
+ratios is the figure, printed with the goal of issue 23 (mixed >= 0.7x the
+base's tokens/s). The base rounds run with the adapters loaded (their hooks
+in place, idle), as on a server that serves both.
 
-    python bench/lora_bench.py [--model-dir DIR] [--rounds 3] [--max-new-tokens 64]
+    python bench/lora_bench.py [--model-dir DIR] [--rounds 4] [--max-new-tokens 64]
 """
 
 from __future__ import annotations
@@ -155,7 +157,8 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests-per-client", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3, help="base/mixed pairs, alternating")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="(base, mixed) pairs, in alternating order; the median ratio is reported")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="substratus-lora-bench-") as scratch_name:
@@ -175,24 +178,30 @@ def main() -> int:
                 over_http = {name: load_over_http(client, name, made[name])
                              for name in RANKS if name not in AT_STARTUP}
             report_loads(ready_s, at_start, over_http)
-            rounds = run_rounds(url, args)
+            pairs = run_rounds(url, args)
         finally:
             process.terminate()
             process.wait(timeout=30)
-    return report(args, rounds)
+    return report(args, pairs)
 
 
-def run_rounds(url: str, args: argparse.Namespace) -> list[Round]:
+def run_rounds(url: str, args: argparse.Namespace) -> list[tuple[Round, Round]]:
+    """(base, mixed) pairs, run base-mixed, mixed-base, ... so a drift in the machine's
+    speed hits both sides alike."""
     names: list[str | None] = list(RANKS)
     base: list[str | None] = [None] * args.clients
     mixed = [names[i % len(names)] for i in range(args.clients)]
     asyncio.run(drive(url, base[:2] + mixed[:4], 1, 8))  # warm-up
-    rounds = []
-    for _ in range(args.rounds):
-        for models in (base, mixed):
-            rounds.append(asyncio.run(drive(url, models, args.requests_per_client, args.max_new_tokens)))
-            print(_row(rounds[-1]), file=sys.stderr, flush=True)
-    return rounds
+    pairs = []
+    for index in range(args.rounds):
+        order = (base, mixed) if index % 2 == 0 else (mixed, base)
+        done = {}
+        for models in order:
+            result = asyncio.run(drive(url, models, args.requests_per_client, args.max_new_tokens))
+            done[result.mode] = result
+            print(_row(result), file=sys.stderr, flush=True)
+        pairs.append((done["base"], done["mixed"]))
+    return pairs
 
 
 def report_loads(ready_s: float, at_start: list[str], over_http: dict[str, tuple[float, float]]) -> None:
@@ -208,10 +217,10 @@ def _row(r: Round) -> str:
     return f"{r.mode:<6} {r.tokens:>7} {r.seconds:>8.2f} {r.tokens_per_s:>9.1f} {r.p50_ms:>8.0f}"
 
 
-def report(args: argparse.Namespace, rounds: list[Round]) -> int:
-    pairs = list(zip(rounds[0::2], rounds[1::2]))
+def report(args: argparse.Namespace, pairs: list[tuple[Round, Round]]) -> int:
     ratios = [mixed.tokens_per_s / base.tokens_per_s for base, mixed in pairs]
     ratio = statistics.median(ratios)
+    rounds = [r for pair in pairs for r in pair]
     if args.json:
         print(json.dumps({"rounds": [{**r.__dict__, "tokens_per_s": r.tokens_per_s} for r in rounds],
                           "ratios": ratios, "median_ratio": ratio}, indent=2))
