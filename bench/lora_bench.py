@@ -20,6 +20,10 @@ ratios is the figure, printed with the goal of issue 23 (mixed >= 0.7x the
 base's tokens/s). The base rounds run with the adapters loaded (their hooks
 in place, idle), as on a server that serves both.
 
+Last, the cost of one decode step in this process, base against 4 adapters,
+at 16 and 64 rows: CPU time of the thread (``time.thread_time``), which other
+work on a shared machine disturbs far less than wall time.
+
     python bench/lora_bench.py [--model-dir DIR] [--rounds 4] [--max-new-tokens 64]
 """
 
@@ -150,6 +154,38 @@ def load_over_http(client: httpx.Client, name: str, path: Path) -> tuple[float, 
     return took, float(response.json()["load_seconds"])
 
 
+def step_costs(model_dir: Path, adapters: dict[str, Path], rows: int, steps: int = 20,
+               repeats: int = 15) -> tuple[float, float]:
+    """CPU ms of one decode step of ``rows`` rows: (base, rows spread over the adapters)."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images" / "ml"))
+    from substratus_ml.loading import load_model
+    from substratus_ml.lora_bank import Adapter, LoraBank
+    from substratus_ml.peft_adapter import read_adapter
+    from substratus_ml.runner import ModelRunner
+
+    torch.set_num_threads(1)
+    loaded = load_model(model_dir)
+    bank = LoraBank(loaded.model)
+    with torch.inference_mode():
+        for name, path in adapters.items():
+            weights = read_adapter(name, path, loaded.model, 64)
+            bank.install(Adapter(name, str(path), weights.rank, len(weights.modules)), weights)
+        runner = ModelRunner(loaded.model, rows, 256, 0, False, bank)
+        runner.prefill(0, [[5] * 48] * rows, [0.0] * rows, [1.0] * rows,
+                       [1 + i % len(adapters) for i in range(rows)])
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(repeats):
+            for lora in (False, True):
+                began = time.thread_time()
+                for _ in range(steps):
+                    runner.decode(rows, 64, lora)
+                times[lora].append(1000 * (time.thread_time() - began) / steps)
+    bank.close()
+    return statistics.median(times[False]), statistics.median(times[True])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path)
@@ -169,6 +205,7 @@ def main() -> int:
         startup_dir.mkdir()
         for name in AT_STARTUP:
             made[name].rename(startup_dir / name)
+            made[name] = startup_dir / name
         log = scratch / "server.log"
         process, url, ready_s = start(model_dir, startup_dir, args.max_new_tokens, log)
         try:
@@ -182,7 +219,12 @@ def main() -> int:
         finally:
             process.terminate()
             process.wait(timeout=30)
-    return report(args, pairs)
+        costs = {rows: step_costs(model_dir, made, rows) for rows in (16, 64)}
+    report(args, pairs)
+    for rows, (base, mixed) in costs.items():
+        print(f"one decode step of {rows} rows, CPU time: base {base:.2f} ms, over the {len(RANKS)} "
+              f"adapters {mixed:.2f} ms ({base / mixed:.2f}x)")
+    return 0
 
 
 def run_rounds(url: str, args: argparse.Namespace) -> list[tuple[Round, Round]]:
@@ -217,21 +259,20 @@ def _row(r: Round) -> str:
     return f"{r.mode:<6} {r.tokens:>7} {r.seconds:>8.2f} {r.tokens_per_s:>9.1f} {r.p50_ms:>8.0f}"
 
 
-def report(args: argparse.Namespace, pairs: list[tuple[Round, Round]]) -> int:
+def report(args: argparse.Namespace, pairs: list[tuple[Round, Round]]) -> None:
     ratios = [mixed.tokens_per_s / base.tokens_per_s for base, mixed in pairs]
     ratio = statistics.median(ratios)
     rounds = [r for pair in pairs for r in pair]
     if args.json:
         print(json.dumps({"rounds": [{**r.__dict__, "tokens_per_s": r.tokens_per_s} for r in rounds],
                           "ratios": ratios, "median_ratio": ratio}, indent=2))
-        return 0
+        return
     print(f"{'mode':<6} {'tokens':>7} {'seconds':>8} {'tokens/s':>9} {'p50 ms':>8}")
     for r in rounds:
         print(_row(r))
     print(f"{args.clients} clients over {len(RANKS)} adapters (ranks {', '.join(map(str, RANKS.values()))}) / "
           f"{args.clients} clients on the base, tokens/s: {ratio:.2f}x (median of "
           f"{', '.join(f'{x:.2f}' for x in ratios)}; goal >= {GOAL}x: {'met' if ratio >= GOAL else 'NOT met'})")
-    return 0
 
 
 if __name__ == "__main__":
