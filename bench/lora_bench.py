@@ -24,7 +24,8 @@ Last, the cost of one decode step in this process, base against 4 adapters,
 at 16 and 64 rows: CPU time of the thread (``time.thread_time``), which other
 work on a shared machine disturbs far less than wall time.
 
-    python bench/lora_bench.py [--model-dir DIR] [--rounds 4] [--max-new-tokens 64]
+    python bench/lora_bench.py [--model-dir DIR] [--rounds 8] [--requests-per-client 2]
+                               [--max-new-tokens 64]
 """
 
 from __future__ import annotations
@@ -192,8 +193,8 @@ def main() -> int:
     parser.add_argument("--init-steps", type=int, default=100)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--requests-per-client", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=4,
+    parser.add_argument("--requests-per-client", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=8,
                         help="(base, mixed) pairs, in alternating order; the median ratio is reported")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
