@@ -73,7 +73,7 @@ class AdapterRegistry:
 
     def path_of(self, lora_path: str) -> Path:
         """``lora_path`` as given, or under the adapters directory when it is relative."""
-        path = Path(lora_path).expanduser()
+        path = Path(lora_path)
         return path if path.is_absolute() else self.limits.directory / path
 
     async def load(self, name: str, lora_path: str) -> Adapter:

@@ -89,9 +89,13 @@ def read_adapter(name: str, path: Path, model: nn.Module, max_rank: int) -> Lora
 
 def read_config(path: Path) -> dict[str, Any]:
     """``adapter_config.json`` of a LoRA adapter, its unsupported features refused."""
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, no permission...
+        raise AdapterPathNotFound(f"no adapter found at {str(path)[:200]!r}: {exc}") from None
+    if not exists:
         raise AdapterPathNotFound(f"no adapter found at {path}: the path does not exist")
-    if not path.is_dir():
+    if not is_dir:
         raise NotAPeftAdapter(f"{path} is a file; an adapter is a directory holding "
                               f"{CONFIG_FILE} and {WEIGHTS_FILE} (peft's save_pretrained)")
     config_file = path / CONFIG_FILE
