@@ -86,6 +86,9 @@ class Upstream:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise classify(exc, replica) from exc
         try:
+            if response.status in (401, 403):  # the replica refused the gateway, not the client: say so
+                raise UpstreamError(f"replica {replica.id} refused the gateway's request ({response.status})",
+                                    hint="the replica's token in the Backends differs from the server's")
             yield response
         finally:
             response.close()  # unread or not: never hand a half-read connection back to the pool
@@ -98,14 +101,16 @@ class Upstream:
     async def _read(self, replica: Replica, response: aiohttp.ClientResponse) -> Answer:
         cap = self.settings.max_response_bytes
         if response.content_length is not None and response.content_length > cap:
-            raise UpstreamError(f"replica {replica.id} answered {response.content_length} bytes, over {cap}")
+            raise UpstreamError(f"replica {replica.id} answered {response.content_length} bytes, over the "
+                                f"gateway's cap of {cap} bytes", hint="raise max_response_bytes")
         parts: list[bytes] = []
         size = 0
         try:
             while chunk := await response.content.readany():
                 size += len(chunk)
                 if size > cap:
-                    raise UpstreamError(f"replica {replica.id} answered over {cap} bytes")
+                    raise UpstreamError(f"replica {replica.id} answered over the gateway's cap of {cap} bytes",
+                                        hint="raise max_response_bytes")
                 parts.append(chunk)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise classify(exc, replica) from exc
