@@ -74,6 +74,10 @@ class Gateway:
             await reply.error(exc)
         except ClientGone:
             pass
+        except Exception as exc:  # a bug: keep the OpenAI shape for the client, the traceback for the log
+            log.exception("gateway: %s %s failed", scope["method"], scope["path"])
+            await reply.error(GatewayError(f"internal gateway error: {type(exc).__name__}",
+                                           hint="the gateway's log has the traceback"))
 
     def _route(self, method: str, path: str) -> tuple[Handler, str]:
         if path in OPENAI_PATHS:

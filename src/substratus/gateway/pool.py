@@ -18,6 +18,7 @@ from its arrival (then `NotReadyInTime`, a 503 with Retry-After).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from substratus.gateway.backends import Backends, Load, Replica
 from substratus.gateway.errors import NotReadyInTime, ReplicasUnreachable
 from substratus.gateway.settings import GatewaySettings
 
+log = logging.getLogger("substratus.gateway")
 T = TypeVar("T")
 Clock = Callable[[], float]
 TRIES_PER_REPLICA = 2  # a dropped connection is retried once on the same replica
@@ -87,11 +89,12 @@ class ReplicaPool:
                 return await call(slot.replica)
             except Refused as exc:
                 failures[slot.replica.id] = TRIES_PER_REPLICA
-                slot.ejected_until, last = self._clock() + self.settings.eject_seconds, exc
+                self._eject(model, slot, exc)
+                last = exc
             except Dropped as exc:
                 failures[slot.replica.id] = tries = failures.get(slot.replica.id, 0) + 1
                 if tries >= TRIES_PER_REPLICA:
-                    slot.ejected_until = self._clock() + self.settings.eject_seconds
+                    self._eject(model, slot, exc)
                 last = exc
             finally:
                 slot.outstanding -= 1
@@ -102,6 +105,11 @@ class ReplicaPool:
         """The model's load now (what `report` last said), or None if no request came yet."""
         m = self._models.get(model)
         return None if m is None else self._load(m)
+
+    def _eject(self, model: str, slot: _Slot, why: ReplicaFailure) -> None:
+        slot.ejected_until = self._clock() + self.settings.eject_seconds
+        log.warning("gateway: replica %s of %s out of rotation for %.0f s: %s", slot.replica.id, model,
+                    self.settings.eject_seconds, why)
 
     # -- picking ---------------------------------------------------------
     def _pick(self, model: str, m: _Model, replicas: Sequence[Replica], failures: dict[str, int],

@@ -80,9 +80,10 @@ def _completion(model: str, text: str, *, chat: bool, chunk: bool) -> dict[str, 
 class FakeModelServer:
     def __init__(self, name: str, *, events: int = 3, event_delay: float = 0.0, answer_delay: float = 0.0,
                  die_after: Optional[int] = None, tear: bool = False, answer_bytes: int = 0,
-                 token: Optional[str] = None) -> None:
+                 token: Optional[str] = None, status: int = 200) -> None:
         self.name, self.events, self.event_delay, self.answer_delay = name, events, event_delay, answer_delay
         self.die_after, self.tear, self.answer_bytes, self.token = die_after, tear, answer_bytes, token
+        self.status = status  # not 200: answer every request with this status and an error body
         self.hits: list[str] = []
         self.auth: list[str] = []
         self.disconnects = 0
@@ -110,6 +111,10 @@ class FakeModelServer:
     async def _answer(self, path: str, req: dict[str, Any], receive: Any, send: Any) -> None:
         if self.token and not any(a == f"Bearer {self.token}" for a in self.auth[-1:]):
             await _send_json(send, 401, {"detail": "bearer token required"})
+            return
+        if self.status != 200:
+            await _send_json(send, self.status, {"error": {"message": "queue full", "code": self.status}},
+                             [(b"retry-after", b"3")])
             return
         work = self._stream(path, req, send) if req.get("stream") else self._whole(path, req, send)
         task = asyncio.ensure_future(work)
@@ -156,10 +161,11 @@ async def _until_disconnect(receive: Any) -> None:
         pass
 
 
-async def _send_json(send: Any, status: int, body: Any) -> None:
+async def _send_json(send: Any, status: int, body: Any, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            *extra]})
     await send({"type": "http.response.body", "body": data})
 
 

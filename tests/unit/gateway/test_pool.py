@@ -124,6 +124,21 @@ def test_64_requests_at_a_stopped_model_start_it_once() -> None:
     assert backends.last("m").waiting == 0 and backends.last("m").outstanding == 0
 
 
+def test_a_client_leaving_while_held_does_not_stop_the_start() -> None:
+    backends = FakeBackends(asleep={"m": [A]}, start_delay=0.05)
+    pool = pool_for(backends)
+
+    async def scenario() -> object:
+        held = asyncio.ensure_future(pool.route("m", answer))
+        await asyncio.sleep(0.01)
+        held.cancel()  # the client went away while the server was starting
+        await asyncio.sleep(0.1)
+        return await pool.route("m", answer)  # the start went on: the next request finds it ready
+
+    assert run(scenario()) == "a" and backends.wakes == ["m"]
+    assert backends.last("m").waiting == 0
+
+
 def test_a_start_slower_than_the_bound_is_503_not_ready() -> None:
     backends = FakeBackends(asleep={"m": [A]}, start_delay=5.0)
     pool = ReplicaPool(backends, GatewaySettings(wake_timeout=0.05))
