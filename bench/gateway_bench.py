@@ -108,10 +108,9 @@ def start_gateway(work: Path, models: dict[str, list[str]], stack: str = "auto,a
     return process, url, key
 
 
-def start_fake_upstreams(count: int, events: int, delay: float) -> tuple[subprocess.Popen[bytes], list[str]]:
+def start_fake_upstreams(count: int) -> tuple[subprocess.Popen[bytes], list[str]]:
     ports = [_free_port() for _ in range(count)]
-    process = subprocess.Popen([sys.executable, __file__, "_upstreams", ",".join(map(str, ports)),
-                                str(events), str(delay)])
+    process = subprocess.Popen([sys.executable, __file__, "_upstreams", ",".join(map(str, ports))])
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     for url in urls:
         _wait_ready(url, process, "/readyz", "the fake upstreams")
@@ -171,11 +170,11 @@ def serve_gateway(config_path: str, port: str, stack: str) -> None:
                 http=http, loop=loop)
 
 
-def serve_fake_upstreams(ports: str, events: str, delay: str) -> None:
-    """OpenAI-shaped streaming servers that answer instantly, `events` chunks `delay` s apart."""
+def serve_fake_upstreams(ports: str) -> None:
+    """OpenAI-shaped servers that answer at once: a stream is `max_tokens` events `delay` s apart
+    (`delay`, an extension field of the bench's, defaults to 0)."""
     import uvicorn
 
-    count, pause = int(events), float(delay)
     chunk = b'data: {"id":"c","object":"text_completion","created":1,"model":"m","choices":[{"index":0,' \
             b'"text":" tok","finish_reason":null,"logprobs":null}]}\n\n'
     whole = b'{"id":"c","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":" a b c d",' \
@@ -194,13 +193,15 @@ def serve_fake_upstreams(ports: str, events: str, delay: str) -> None:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        if b'"stream": true' not in body and b'"stream":true' not in body:
+        request = json.loads(body)
+        if not request.get("stream"):
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"),
                                                                                   (b"content-length", str(len(whole)).encode())]})
             await send({"type": "http.response.body", "body": whole})
             return
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
-        for _ in range(count):
+        pause = float(request.get("delay", 0))
+        for _ in range(int(request.get("max_tokens", 16))):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await asyncio.sleep(pause)
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
@@ -304,7 +305,8 @@ async def alternating_latencies(a: Target, b: Target, count: int, first_chunk: b
         return direct, via
 
 
-async def soak(url: str, key: str, models: list[str], streams: int, seconds: float) -> dict[str, int]:
+async def soak(url: str, key: str, models: list[str], streams: int, seconds: float, events: int,
+               delay: float) -> dict[str, int]:
     counts = {"streams": 0, "events": 0, "errors": 0}
     headers = {"Authorization": f"Bearer {key}"}
     end = time.perf_counter() + seconds
@@ -312,7 +314,8 @@ async def soak(url: str, key: str, models: list[str], streams: int, seconds: flo
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
 
         async def client(i: int) -> None:
-            body = {"model": models[i % len(models)], "prompt": "x", "stream": True}
+            body = {"model": models[i % len(models)], "prompt": "x", "stream": True, "max_tokens": events,
+                    "delay": delay}
             while time.perf_counter() < end:
                 try:
                     done = False
@@ -371,7 +374,11 @@ def main(argv: list[str]) -> int:
 def run_all(args: argparse.Namespace, work: Path) -> int:
     model_dir = args.model_dir or make_tiny_model(work)
     server, direct_url = start_model_server(model_dir)
-    gateway, gateway_url, key = start_gateway(work, {"tiny": [direct_url]}, args.stack)
+    try:
+        gateway, gateway_url, key = start_gateway(work, {"tiny": [direct_url]}, args.stack)
+    except BaseException:
+        stop(server)
+        raise
     a, b = Target("direct", direct_url), Target("gateway", gateway_url, {"Authorization": f"Bearer {key}"})
     http, loop = args.stack.split(",")
     http = _impl("httptools", "h11") if http == "auto" else http
@@ -428,16 +435,21 @@ def latency_figures(args: argparse.Namespace, a: Target, b: Target, upstream: st
 
 
 def soak_run(args: argparse.Namespace, work: Path) -> bool:
-    fakes, urls = start_fake_upstreams(args.upstreams, args.soak_events, args.soak_delay)
+    fakes, urls = start_fake_upstreams(args.upstreams)
     models = {f"m{i}": [url] for i, url in enumerate(urls)}
-    gateway, url, key = start_gateway(work, models, args.stack)
+    try:
+        gateway, url, key = start_gateway(work, models, args.stack)
+    except BaseException:
+        stop(fakes)
+        raise
     try:
         idle, _ = rss_kib(gateway.pid)
         latency_figures(args, Target("direct", urls[0], model="m0"),
                         Target("gateway", url, {"Authorization": f"Bearer {key}"}, "m0"),
                         ", instant fake upstream (the hop alone)")
         started = time.perf_counter()
-        counts = asyncio.run(soak(url, key, list(models), args.streams, args.soak_seconds))
+        counts = asyncio.run(soak(url, key, list(models), args.streams, args.soak_seconds, args.soak_events,
+                                  args.soak_delay))
         took = time.perf_counter() - started
         rss, peak = rss_kib(gateway.pid)
     finally:
@@ -473,6 +485,6 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_gateway":
         serve_gateway(*sys.argv[2:5])
     elif len(sys.argv) > 1 and sys.argv[1] == "_upstreams":
-        serve_fake_upstreams(*sys.argv[2:5])
+        serve_fake_upstreams(sys.argv[2])
     else:
         sys.exit(main(sys.argv[1:]))
