@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -29,8 +30,11 @@ def pool_for(backends: FakeBackends, clock: Clock | None = None, **settings: flo
     return ReplicaPool(backends, GatewaySettings(**settings), clock=clock, wall=clock)  # type: ignore[arg-type]
 
 
-def run(coro: Awaitable[object]) -> object:
-    return asyncio.run(coro)  # type: ignore[arg-type]
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
 
 
 async def answer(replica: Replica) -> str:
@@ -114,12 +118,12 @@ def test_64_requests_at_a_stopped_model_start_it_once() -> None:
     backends = FakeBackends(asleep={"m": [A, B]}, start_delay=0.05)
     pool = pool_for(backends)
 
-    async def burst() -> list[object]:
+    async def burst() -> list[str]:
         return await asyncio.gather(*(pool.route("m", answer) for _ in range(64)))
 
     answers = run(burst())
     assert backends.wakes == ["m"]
-    assert sorted(set(answers)) == ["a", "b"] and len(answers) == 64  # type: ignore[arg-type]
+    assert sorted(set(answers)) == ["a", "b"] and len(answers) == 64
     assert max(load.waiting for _, load in backends.reports) == 64
     assert backends.last("m").waiting == 0 and backends.last("m").outstanding == 0
 
@@ -128,7 +132,7 @@ def test_a_client_leaving_while_held_does_not_stop_the_start() -> None:
     backends = FakeBackends(asleep={"m": [A]}, start_delay=0.05)
     pool = pool_for(backends)
 
-    async def scenario() -> object:
+    async def scenario() -> str:
         held = asyncio.ensure_future(pool.route("m", answer))
         await asyncio.sleep(0.01)
         held.cancel()  # the client went away while the server was starting
@@ -167,7 +171,7 @@ def test_a_roll_drains_old_replicas_and_sends_new_requests_to_the_new_set() -> N
         gate.set()
         return await old, new
 
-    old, new = run(scenario())  # type: ignore[misc]
+    old, new = run(scenario())
     assert old == "a" and new == ["b", "b", "b"]
     assert backends.last("m").replicas == {"b": 0}  # a drained and forgotten
 
