@@ -344,11 +344,25 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def alternate(rounds: int, run: Callable[[Target], Awaitable[float]], a: Target, b: Target) -> list[tuple[float, float]]:
-    pairs: list[tuple[float, float]] = []
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def alternate(rounds: int, run: Callable[[Target], Awaitable[float]], a: Target, b: Target,
+              server: int) -> list[tuple[float, float, float, float]]:
+    """(A tokens/s, B tokens/s, A tokens per server CPU-second, B tokens per server CPU-second) per round."""
+    rows: list[tuple[float, float, float, float]] = []
     for _ in range(rounds):
-        pairs.append((asyncio.run(run(a)), asyncio.run(run(b))))  # type: ignore[arg-type,unused-ignore]
-    return pairs
+        figures = []
+        for target in (a, b):
+            before, start = cpu_seconds(server), time.perf_counter()
+            rate = asyncio.run(run(target))  # type: ignore[arg-type,unused-ignore]
+            used = cpu_seconds(server) - before
+            figures.append((rate, rate * (time.perf_counter() - start) / max(used, 1e-3)))
+        rows.append((figures[0][0], figures[1][0], figures[0][1], figures[1][1]))
+    return rows
 
 
 def main(argv: list[str]) -> int:
@@ -389,7 +403,7 @@ def run_all(args: argparse.Namespace, work: Path) -> int:
     met = True
     try:
         for streamed in (False, True):
-            met &= throughput_figures(args, a, b, streamed)
+            met &= throughput_figures(args, a, b, streamed, server.pid)
         met &= latency_figures(args, a, b)
     finally:
         stop(gateway)
@@ -399,17 +413,22 @@ def run_all(args: argparse.Namespace, work: Path) -> int:
     return 0 if met else 1
 
 
-def throughput_figures(args: argparse.Namespace, a: Target, b: Target, streamed: bool) -> bool:
+def throughput_figures(args: argparse.Namespace, a: Target, b: Target, streamed: bool, server: int) -> bool:
     """Two designs, both printed: 16 clients straight then 16 through the gateway, round after round
     (what the goal names, but the machine's drift between rounds shows in it), and 8 + 8 clients
     in the same window (both paths see the same machine and the same server batch)."""
     kind = "streamed" if streamed else "whole answers"
-    pairs = alternate(args.rounds, lambda t: throughput(t, 16, args.seconds, args.max_tokens, streamed), a, b)
-    ratio = statistics.median(vb / va for va, vb in pairs)
-    print(f"tokens/s, 16 clients, {kind}, A then B: direct {statistics.median(p[0] for p in pairs):.0f}, "
-          f"gateway {statistics.median(p[1] for p in pairs):.0f}, ratio {ratio:.3f}x "
-          f"(rounds {', '.join(f'{vb / va:.3f}' for va, vb in pairs)}); goal >= 0.95x: {verdict(ratio >= 0.95)} "
+    rows = alternate(args.rounds, lambda t: throughput(t, 16, args.seconds, args.max_tokens, streamed), a, b, server)
+    ratio = statistics.median(r[1] / r[0] for r in rows)
+    print(f"tokens/s, 16 clients, {kind}, A then B: direct {statistics.median(r[0] for r in rows):.0f}, "
+          f"gateway {statistics.median(r[1] for r in rows):.0f}, ratio {ratio:.3f}x "
+          f"(rounds {', '.join(f'{r[1] / r[0]:.3f}' for r in rows)}); goal >= 0.95x: {verdict(ratio >= 0.95)} "
           "(drifts with the machine's other work between rounds: shown, not counted)", flush=True)
+    per_cpu = statistics.median(r[3] / r[2] for r in rows)
+    print(f"  the same rounds per CPU-second the model server got: direct {statistics.median(r[2] for r in rows):.0f}, "
+          f"gateway {statistics.median(r[3] for r in rows):.0f} tokens, ratio {per_cpu:.3f}x "
+          f"(rounds {', '.join(f'{r[3] / r[2]:.3f}' for r in rows)}; not a goal: shows whether the drift was the "
+          "server's share of the CPU)", flush=True)
     mixed = [asyncio.run(mixed_throughput(a, b, 16, args.seconds, args.max_tokens, streamed))
              for _ in range(args.rounds)]
     same = statistics.median(vb / va for va, vb in mixed)
