@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,7 +350,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def alternate(rounds: int, run: Callable[[Target], Awaitable[float]], a: Target, b: Target,
+def alternate(rounds: int, run: Callable[[Target], Coroutine[Any, Any, float]], a: Target, b: Target,
               server: int) -> list[tuple[float, float, float, float]]:
     """(A tokens/s, B tokens/s, A tokens per server CPU-second, B tokens per server CPU-second) per round."""
     rows: list[tuple[float, float, float, float]] = []
@@ -358,7 +358,7 @@ def alternate(rounds: int, run: Callable[[Target], Awaitable[float]], a: Target,
         figures = []
         for target in (a, b):
             before, start = cpu_seconds(server), time.perf_counter()
-            rate = asyncio.run(run(target))  # type: ignore[arg-type,unused-ignore]
+            rate = asyncio.run(run(target))
             used = cpu_seconds(server) - before
             figures.append((rate, rate * (time.perf_counter() - start) / max(used, 1e-3)))
         rows.append((figures[0][0], figures[1][0], figures[0][1], figures[1][1]))
