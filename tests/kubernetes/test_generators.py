@@ -12,6 +12,7 @@ import yaml
 
 from substratus import contract
 from substratus.errors import ValidationError
+from substratus.runtimes import readiness
 from substratus.runtimes.base import RunSpec
 from substratus.runtimes.kubernetes import builds, install, names, workloads
 from substratus.runtimes.kubernetes.settings import KubeSettings, parse_settings, settings_from_configmap
@@ -140,8 +141,11 @@ def test_server_is_a_deployment_ready_on_get_docs_with_a_service() -> None:
     objs = workload_objects(SETTINGS["defaults"])["server"]
     dep, svc = only(objs, "Deployment"), only(objs, "Service")
     container, helper = dep["spec"]["template"]["spec"]["containers"]
+    # ready by the contract's rule (GET /docs, and /readyz where offered), applied in the pod by the helper
     assert container["readinessProbe"] == workloads.readiness_probe(contract.SERVER_READINESS)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": workloads.HELPER_PORT}
     assert helper["name"] == "readiness" and helper["image"] == SETTINGS["defaults"].operator_image
+    assert readiness.parse_args(helper["args"]) == (contract.SERVER_READINESS, workloads.HELPER_PORT)
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
     assert dep["spec"]["progressDeadlineSeconds"] == 600

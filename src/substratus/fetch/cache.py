@@ -1,8 +1,8 @@
 """The shared, verified cache of fetched sources: `Cache(root).fetch(uri, credentials)`.
 
 Called by the control plane (root `$SUBSTRATUS_HOME/cache`; Model weights are
-mounted read-only at /model/saved, a Dataset's file is copied to
-/data/<filename>), by `python -m substratus.fetch` in a Kubernetes init
+mounted read-only where the contract keeps saved models, `contract.SAVED_DIR`, a
+Dataset's file is copied to /data/<filename>), by `python -m substratus.fetch` in a Kubernetes init
 container or Job (root on a volume), and by `sub cache ls|prune`.
 
 One fetch:

@@ -60,7 +60,7 @@ class Controller:
         self.metrics = Metrics()
         extra = {k: v for k, v in (("port_finder", port_finder), ("token_maker", token_maker)) if v is not None}
         self.executor = Executor(runtime, self.observer.containers, self.observer.images, self.on_outcomes,
-                                 workers=executor_workers, build_workers=build_workers,
+                                 workers=executor_workers, build_workers=build_workers, clock=clock,
                                  built=BuiltImages(layout.built_images), **extra)  # type: ignore[arg-type]
         self.reconciler = LocalReconciler(store, self.observer, self.executor, layout,
                                           Facts(layout=layout, instance=layout.instance, ready_timeout=ready_timeout),

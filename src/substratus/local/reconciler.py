@@ -57,6 +57,7 @@ class LocalReconciler:
             return self.finalize(rec)
         obj, state, lookup, wanted = self.wanted(rec)
         snap = self.observer.snapshot(key, self.clock(), self.executor.in_flight(key), wanted)
+        snap = replace(snap, retrying=self.executor.retrying(key))
         plan = plan_for(obj, state, snap, self.facts, lookup, Status.model_validate(rec.status).progress)
         status = build_status(rec.generation, rec.status, plan, utcnow())
         new_state = states.dump(plan.state)
