@@ -154,7 +154,7 @@ class CheckpointStore:
                           f"this training {self.fingerprint}); starting from step 0")
                 return None
             state = self._read(self.root / str(pointer["path"]))
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        except Exception as exc:  # safetensors, torch.load, JSON: an unreadable checkpoint is no checkpoint
             self._log(f"checkpoint: cannot read the latest checkpoint in {self.root} ({exc}); "
                       "starting from step 0")
             return None

@@ -205,9 +205,14 @@ def _log_params(params: TrainParams, options: TrainOptions, log: RunLog) -> None
 def _with_lora(model: Any, hyper: HyperParams, log: RunLog) -> tuple[Any, tuple[str, ...]]:
     from peft import LoraConfig, get_peft_model
 
+    from transformers.pytorch_utils import Conv1D
+
     targets = hyper.lora_targets or _default_targets(model)
+    # GPT-2's projections are Conv1D (weights stored transposed); peft must be told.
+    transposed = any(isinstance(module, Conv1D) and name.rsplit(".", 1)[-1] in targets
+                     for name, module in model.named_modules())
     config = LoraConfig(r=hyper.lora_rank, lora_alpha=hyper.lora_alpha, target_modules=list(targets),
-                        lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+                        lora_dropout=0.0, bias="none", task_type="CAUSAL_LM", fan_in_fan_out=transposed)
     try:
         model = get_peft_model(model, config)
     except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
