@@ -278,7 +278,14 @@ class Checkpointing:
         if self.policy.enabled and step != self.latest_step and (final or due):
             snapshot = state()
             snapshot.notes.update(self.notes)
-            path = self.store.save(snapshot)
+            try:
+                path = self.store.save(snapshot)
+            except OSError as exc:  # a full or read-only volume costs the checkpoint, not the training
+                self._log(f"checkpoint: could not save step {step} in {self.store.root}: {exc}; "
+                          "training goes on without it")
+                self.store.clean()
+                self._since_step, self._since_time = step, self._clock()
+                return self.latest_step
             done = self._clock()
             self._last_cost = done - now
             self.seconds_spent += self._last_cost

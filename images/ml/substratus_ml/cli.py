@@ -66,9 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lora", action="store_true",
                        help="train a LoRA adapter (peft) instead of every weight, then merge it")
     for spec in SPECS:
+        text = f"image default for {spec.name} ({spec.env}): {spec.meaning}"
+        text += f"; built-in default {spec.default}" if spec.default is not None else ""
         train.add_argument(spec.flag, type=spec.kind, default=None, dest=spec.name,
-                           help=f"default for {spec.name} ({spec.env}): {spec.meaning}; "
-                           f"built-in default {spec.default}")
+                           metavar={int: "N", float: "X"}.get(spec.kind, "NAMES"),
+                           help=text.replace("%", "%%"))  # argparse %-formats help
 
     serve = sub.add_parser("serve", help="serve the model over HTTP (serve.sh)")
     serve.add_argument("--model-dir", type=Path, default=Path("/model/saved"))

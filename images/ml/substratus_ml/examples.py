@@ -185,8 +185,8 @@ class Encoded:
 def encode(example: Example, tokenizer: Any, render: Render) -> Encoded:
     """Token ids of ``example`` and, per token, whether its loss is learned."""
     if isinstance(example, str):
-        ids = list(tokenizer.encode(example))
-        return Encoded(ids, [True] * len(ids))
+        tokens = list(tokenizer.encode(example))
+        return Encoded(tokens, [True] * len(tokens))
     if isinstance(example, PromptCompletion):
         prompt = list(tokenizer.encode(example.prompt))
         completion = list(tokenizer.encode(example.completion, add_special_tokens=False))

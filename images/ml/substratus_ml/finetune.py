@@ -53,7 +53,7 @@ def _positive_int(env: Mapping[str, str], name: str, raw: RawParams | None, para
     text = env.get(name, "").strip()
     if not text:
         value = raw.values.get(param) if raw is not None else None
-        if value is None:
+        if raw is None or value is None:
             return None
         origin = f"PARAM_{name.removeprefix('TRAIN_')}" if raw.source.startswith("PARAM_") else raw.source
         return _whole(value, param, origin)

@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PARAMS_FILE = Path("/model/params.json")
 ENV_PREFIX = "PARAM_"
@@ -49,7 +50,7 @@ class ParamSpec:
     meaning: str
     minimum: float | None = None
     maximum: float | None = None
-    flag: str | None = None  # the train.sh flag that sets the image's default
+    flag: str = ""  # the train.sh flag that sets the image's default
 
     @property
     def env(self) -> str:
@@ -184,7 +185,7 @@ def resolve(raw: RawParams, flags: Mapping[str, Scalar]) -> HyperParams:
     A flag left unset is ``None``. Raises :class:`ParamError` naming the
     parameter, where its value came from and the accepted range.
     """
-    chosen: dict[str, Scalar] = {}
+    chosen: dict[str, Any] = {}  # checked: each value has its spec's kind
     sources: dict[str, str] = {}
     for spec in SPECS:
         value, source = spec.default, "default"
@@ -197,15 +198,15 @@ def resolve(raw: RawParams, flags: Mapping[str, Scalar]) -> HyperParams:
         sources[spec.name] = source
     targets = chosen["loraTargets"]
     return HyperParams(
-        learning_rate=float(chosen["learningRate"]),  # type: ignore[arg-type]
-        warmup_steps=None if chosen["warmupSteps"] is None else int(chosen["warmupSteps"]),  # type: ignore[arg-type]
-        max_seq_length=int(chosen["maxSeqLength"]),  # type: ignore[arg-type]
-        seed=int(chosen["seed"]),  # type: ignore[arg-type]
-        lora_rank=int(chosen["loraRank"]),  # type: ignore[arg-type]
-        lora_alpha=int(chosen["loraAlpha"]),  # type: ignore[arg-type]
+        learning_rate=float(chosen["learningRate"]),
+        warmup_steps=None if chosen["warmupSteps"] is None else int(chosen["warmupSteps"]),
+        max_seq_length=int(chosen["maxSeqLength"]),
+        seed=int(chosen["seed"]),
+        lora_rank=int(chosen["loraRank"]),
+        lora_alpha=int(chosen["loraAlpha"]),
         lora_targets=None if targets is None else tuple(str(targets).split(",")),
-        checkpoint_steps=int(chosen["checkpointSteps"]),  # type: ignore[arg-type]
-        checkpoint_seconds=float(chosen["checkpointSeconds"]),  # type: ignore[arg-type]
+        checkpoint_steps=int(chosen["checkpointSteps"]),
+        checkpoint_seconds=float(chosen["checkpointSeconds"]),
         sources=sources,
     )
 
@@ -249,7 +250,3 @@ def _targets(spec: ParamSpec, value: Scalar, problem: str) -> str:
         raise ParamError(f"{problem} (comma-separated module names such as q_proj,v_proj)")
     return ",".join(names)
 
-
-def contract_value(raw: RawParams, name: str) -> Scalar:
-    """``epochs``/``batchSize``/``dataLimit`` from the params, used when its ``TRAIN_*`` is unset."""
-    return raw.values.get(name)

@@ -149,7 +149,7 @@ class _Loop:
         with _autocast(model.device):
             total, count = token_loss(model, ids, labels)
             loss = total / max(count, 1)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(list(self.trained.values()), 1.0)
         self.optimizer.step()
         self.scheduler.step()

@@ -141,3 +141,13 @@ def test_a_seed_makes_training_repeatable(tmp_path: Path, tiny_dir: Path,
     assert runs["a"][0] == runs["b"][0]
     assert all(torch.equal(runs["a"][1][k], runs["b"][1][k]) for k in runs["a"][1])
     assert runs["a"][0] != runs["c"][0]
+
+
+def test_train_help_lists_every_param(capsys: pytest.CaptureFixture[str]) -> None:
+    from substratus_ml.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert all(spec.flag in out and spec.env in out for spec in params.SPECS)
