@@ -177,7 +177,7 @@ def _train(params: TrainParams, dirs: TrainDirs, options: TrainOptions, log: Run
     loss_after = evaluate(model, held)
     elapsed = time.perf_counter() - started
     metrics = _metrics(params, run, steps, elapsed, loss_before, loss_after)
-    latest = {"checkpoint": run.checkpoint.latest_step} if run.checkpoint and run.checkpoint.latest_step else {}
+    latest = {"checkpoint": run.checkpoint.latest_step} if run.checkpoint and run.checkpoint.latest_step is not None else {}
     progress.write(steps, steps, params.epochs, last, eval_loss_before=loss_before, eval_loss=loss_after, **latest)
     save_model(model, tokenizer, dirs.out, options.output, options.lora)
     write_records(dirs.out, dirs.logs_dir, _record(params, dirs, options, run, metrics), metrics)

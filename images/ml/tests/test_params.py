@@ -151,3 +151,12 @@ def test_train_help_lists_every_param(capsys: pytest.CaptureFixture[str]) -> Non
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert all(spec.flag in out and spec.env in out for spec in params.SPECS)
+
+
+def test_every_param_is_documented() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    images = (Path(__file__).parents[3] / "docs" / "images.md").read_text()
+    for spec in params.SPECS:
+        row = f"| `{spec.name}` | `{spec.env}` | `{spec.flag}` |"
+        assert row in readme, row
+        assert f"| `{spec.name}` | `{spec.env}` |" in images, spec.name
