@@ -27,6 +27,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from substratus.api.errors import error_body, status_for
 from substratus.errors import SubstratusError, ValidationError
 from substratus.local.privatefiles import read_private, secure_home, write_private
 from substratus.reconcile.layout import Layout
+from substratus.runtimes import advisories
 from substratus.runtimes.engine import DEFAULT_BUILD_TIMEOUT, EngineRuntime, detect_engine
 
 if TYPE_CHECKING:
@@ -243,6 +245,9 @@ def serve(settings: Settings, layout: Layout, first: Optional[FirstApply] = None
                             build_workers=settings.build_workers)
     cp = ControlPlane(store, runtime, layout, controller)
     controller.start()
+    # Which published escapes apply to this engine, builder and runc (docs/security.md): off the start's path.
+    threading.Thread(target=advisories.log_known_escapes, args=(runtime.engine, log), daemon=True,
+                     name="engine-advisories").start()
     if first is not None:
         first.run(cp)
 

@@ -23,6 +23,7 @@ from typing import Optional, Union
 from substratus.build import contract
 from substratus.build.trained import trained_dockerfile
 from substratus.errors import SubstratusError, tail
+from substratus.local import buildguard
 from substratus.local.ledger import BuiltImages
 from substratus.local.observe import ContainerCache, ImageCache
 from substratus.reconcile.actions import (
@@ -118,6 +119,9 @@ class Executor(Dispatcher):
     def build_image(self, a: BuildImage) -> list[Outcome]:
         # No owner labels in a source image: on podman a LABEL instruction is one more committed layer
         # (0.2-0.45 s of every source build). The ledger records whose image it is instead.
+        refused = buildguard.refusal(self.runtime, Path(a.source.context))
+        if refused:
+            return [Failed(a.key, Reason.SOURCE_FAILED, refused)]
         with self.images.building():
             built = build_with_log(self.runtime, BuildSpec(context=Path(a.source.context), tag=a.tag), a.log_path)
             if isinstance(built, BuildFailure):

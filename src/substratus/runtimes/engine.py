@@ -313,7 +313,7 @@ class EngineRuntime:
         env = dict(e.split("=", 1) for e in (cfg.get("Env") or []) if "=" in e)
         return ImageInfo(ref=ref, id=normalise_id(data[0].get("Id", "")), workdir=cfg.get("WorkingDir") or "",
                          env=env, labels=cfg.get("Labels") or {}, entrypoint=cfg.get("Entrypoint") or [],
-                         cmd=cfg.get("Cmd") or [])
+                         cmd=cfg.get("Cmd") or [], onbuild=[str(t) for t in cfg.get("OnBuild") or []])
 
     def remove_image(self, ref: str) -> bool:
         return self._run(["rmi", "-f", "--", ref], check=False).returncode == 0
