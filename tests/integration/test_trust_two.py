@@ -85,3 +85,65 @@ def test_the_control_plane_says_which_known_escapes_apply(sub: Sub, engine: str)
         assert advisory.cve in text
     if engine == "podman":  # this machine: Debian 12's podman 4.3.1, buildah 1.28.2
         assert "CVE-2024-1753" in text and "refuses RUN --mount with from=" in text
+
+
+PLANT = "#!/bin/sh\n/bin/busybox find \"$@\"\necho \"1700000000 6 .//{target}\"\n"
+# The same lie in the NUL-separated protocol, from a `sh` planted first on PATH.
+PLANT_SH = ("#!/bin/busybox sh\ncase \"$2\" in *find*) /bin/busybox sh \"$@\"; "
+            "printf \".//{target}\\\\0.\\\\0\\\\0\"; printf \"1700000000 6 .//{target}\\\\n1 1 .\\\\n\\\\0\"; exit 0 ;; esac\n"
+            "exec /bin/busybox sh \"$@\"\n")
+PLANT_TAR = "#!/bin/sh\ncase \"$*\" in *pwned.txt*) exec cat /evil.tar ;; esac\nexec /bin/busybox tar \"$@\"\n"
+
+
+def evil_tar(path: Path, member: str) -> None:
+    """What a notebook's own `tar -c` can answer: a member named `.//<absolute path>`."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(member)
+        info.size, info.mtime, info.mode = 6, 1700000000, 0o644
+        tar.addfile(info, io.BytesIO(b"pwned\n"))
+
+
+def test_code_in_a_notebook_cannot_write_host_files_through_the_sync(sub: Sub, tmp_path: Path, busybox: Path,
+                                                                   ) -> None:
+    """Item 2: a notebook whose `find` (or `sh`) listed `.//<path>` and whose `tar` answered with that member
+    made the host side of `sub notebook DIR` create that file (and its directories) anywhere on
+    the host, as root, within 2 s. Now the path is refused and reported, and the sync goes on
+    with the ordinary files."""
+    outside = tmp_path / "outside" / "deep"
+    target = outside / "pwned.txt"
+    rel = str(target).lstrip("/")
+    name = f"nbtrust-{os.getpid()}"
+    d = busybox_image(tmp_path / name, busybox, "/model", dict(MODEL_SCRIPTS, **{
+        "notebook.sh": f"printf '%s' '{PLANT.format(target=rel)}' > /usr/local/bin/find\n"
+                       f"printf '%s' '{PLANT_TAR}' > /usr/local/bin/tar\n"
+                       f"printf '%s' '{PLANT_SH.format(target=rel)}' > /usr/local/bin/sh\n"
+                       "chmod +x /usr/local/bin/find /usr/local/bin/tar /usr/local/bin/sh\n"
+                       "(sleep 5; echo ordinary > /model/ordinary.txt) &\n"
+                       "exec httpd -f -p 8888 -h /model"}), extra="COPY evil.tar /evil.tar\n")
+    evil_tar(d / "evil.tar", f".//{rel}")
+    from tests.integration.conftest import SUB, Lines
+
+    err = open(tmp_path / "notebook.err", "w+")
+    proc = subprocess.Popen([SUB, "notebook", name, "--no-open", "--interval", "0.5"], cwd=tmp_path, env=sub.env,
+                            stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        Lines(proc).next(timeout=420)
+        deadline = time.monotonic() + 60
+        while not (d / "ordinary.txt").exists() and time.monotonic() < deadline and not target.exists():
+            time.sleep(0.2)
+        time.sleep(3)  # a few more rounds
+        assert not target.exists() and not outside.exists(), "the sync wrote outside DIR"
+        assert (d / "ordinary.txt").read_text() == "ordinary\n", "the ordinary file still syncs"
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        err.seek(0)
+        log = err.read()
+    assert "refused" in log and rel in log, log
