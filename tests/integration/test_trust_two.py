@@ -147,3 +147,52 @@ def test_code_in_a_notebook_cannot_write_host_files_through_the_sync(sub: Sub, t
         err.seek(0)
         log = err.read()
     assert "refused" in log and rel in log, log
+
+
+def dataset(tmp_path: Path, busybox: Path, load: str) -> Path:
+    busybox_image(tmp_path / "ds", busybox, "/dataset", {"load.sh": load, **DATASET_SCRIPTS})
+    (tmp_path / "d.yaml").write_text(f"{HEAD}kind: Dataset\nmetadata: {{name: d}}\n"
+                                     "spec: {filename: d.jsonl, source: {dir: ds}}\n")
+    return tmp_path / "d.yaml"
+
+
+def test_a_loader_cannot_make_the_control_plane_hash_a_host_file(sub: Sub, tmp_path: Path, busybox: Path) -> None:
+    """Item 3: load.sh made LOAD_DATA_PATH a link to a host file; the control plane followed it,
+    published that file's sha256 as status.digest and marked the Dataset Ready."""
+    secret = tmp_path / "host-secret"
+    secret.write_text("HOST-SECRET\n")
+    secret.chmod(0o600)
+    proc = sub("apply", "-f", str(dataset(tmp_path, busybox, f'ln -s {secret} "$LOAD_DATA_PATH"')), "--wait",
+               "--timeout", "240")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = json.loads(sub.ok("get", "dataset", "d", "-o", "json"))
+    assert "digest" not in doc["status"] and not doc["status"].get("ready")
+    assert "LoadFailed" in proc.stderr and "/data/d.jsonl" in proc.stderr and "link" in proc.stderr
+
+
+def test_a_trainer_cannot_leave_links_out_of_its_output(sub: Sub, tmp_path: Path, busybox: Path) -> None:
+    """Item 3, /model/trained: train.sh left a link to a host file there and the Model was Trained."""
+    secret = tmp_path / "host-secret"
+    secret.write_text("HOST-SECRET\n")
+    dataset(tmp_path, busybox, 'echo "{}" > "$LOAD_DATA_PATH"')
+    busybox_image(tmp_path / "base", busybox, "/model", dict(MODEL_SCRIPTS, **{
+        "train.sh": f"echo weights > /model/trained/ok.bin; ln -s {secret} /model/trained/weights.bin"}))
+    (tmp_path / "m.yaml").write_text(
+        f"{HEAD}kind: Model\nmetadata: {{name: base}}\nspec: {{source: {{dir: base}}}}\n---\n"
+        f"{HEAD}kind: Model\nmetadata: {{name: tuned}}\n"
+        "spec: {source: {modelName: base}, training: {datasetName: d}}\n")
+    proc = sub("apply", "-f", str(tmp_path / "d.yaml"), "-f", str(tmp_path / "m.yaml"), "--wait", "--timeout", "300")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "TrainFailed" in proc.stderr and "weights.bin" in proc.stderr and "link" in proc.stderr
+
+
+@pytest.mark.timeout(400)
+def test_a_sparse_output_is_refused_at_once(sub: Sub, tmp_path: Path, busybox: Path) -> None:
+    """Item 4: a 24 GiB sparse file (0 blocks on disk) cost 62 s of hashing on one of the control
+    plane's four action threads, then the Dataset was Ready. Now it is refused in a moment."""
+    started = time.monotonic()
+    proc = sub("apply", "-f", str(dataset(tmp_path, busybox, 'truncate -s 24G "$LOAD_DATA_PATH"')), "--wait",
+               "--timeout", "300")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "LoadFailed" in proc.stderr and "sparse" in proc.stderr, proc.stderr
+    assert time.monotonic() - started < 60

@@ -63,6 +63,7 @@ class Settings:
     keep_runs: int = 2
     gc_period: float = 600.0
     build_workers: int = 1
+    max_output: int = 64 * 2**30  # bytes a job's output may hold (local.outputs)
 
     @staticmethod
     def from_env() -> "Settings":
@@ -81,7 +82,23 @@ class Settings:
                                               positive=True),
                         keep_runs=int(keep_runs),
                         gc_period=_number("SUBSTRATUS_GC_PERIOD", 600.0, float, non_negative=True),
-                        build_workers=int(build_workers))
+                        build_workers=int(build_workers), max_output=_quantity("SUBSTRATUS_MAX_OUTPUT", 64 * 2**30))
+
+
+def _quantity(name: str, default: int) -> int:
+    """A size from the environment, as Kubernetes writes it (`64Gi`, `500M`, bytes)."""
+    from substratus.resources.limits import parse_quantity
+
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = parse_quantity(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a size: write e.g. '64Gi' or '500Mi'") from None
+    if value < 2**20 or value != value.to_integral_value():
+        raise SettingsError(f"{name}={raw!r} must be a whole number of bytes, at least 1Mi")
+    return int(value)
 
 
 def _number(name: str, default: float, kind: type[int] | type[float], positive: bool = False,
@@ -231,6 +248,7 @@ def serve(settings: Settings, layout: Layout, first: Optional[FirstApply] = None
     engine = probe.submit(detect_engine, settings.engine)  # the engine answers while we import
     probe.shutdown(wait=False)
     from substratus.local.controller import Controller
+    from substratus.local.outputs import OutputLimits
     from substratus.local.service import ControlPlane
     from substratus.local.store import Store
 
@@ -242,7 +260,8 @@ def serve(settings: Settings, layout: Layout, first: Optional[FirstApply] = None
     store = Store(layout.db)
     controller = Controller(store, runtime, layout, ready_timeout=settings.ready_timeout,
                             keep_runs=settings.keep_runs, gc_period=settings.gc_period,
-                            build_workers=settings.build_workers)
+                            build_workers=settings.build_workers,
+                            output_limits=OutputLimits(max_bytes=settings.max_output))
     cp = ControlPlane(store, runtime, layout, controller)
     controller.start()
     # Which published escapes apply to this engine, builder and runc (docs/security.md): off the start's path.

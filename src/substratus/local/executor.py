@@ -11,7 +11,6 @@ function, so what an action changes is visible and testable.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import secrets
@@ -23,9 +22,10 @@ from typing import Optional, Union
 from substratus.build import contract
 from substratus.build.trained import trained_dockerfile
 from substratus.errors import SubstratusError, tail
-from substratus.local import buildguard
+from substratus.local import buildguard, outputs
 from substratus.local.ledger import BuiltImages
 from substratus.local.observe import ContainerCache, ImageCache
+from substratus.local.outputs import Examined, OutputLimits
 from substratus.reconcile.actions import (
     Action,
     Allocate,
@@ -58,9 +58,10 @@ class Executor(Dispatcher):
                  build_workers: int = 2, workers: int = 4,
                  port_finder: Callable[[], int] = contract.free_port,
                  token_maker: Callable[[], str] = lambda: secrets.token_hex(16),
-                 built: Optional[BuiltImages] = None) -> None:
+                 built: Optional[BuiltImages] = None, output_limits: OutputLimits = OutputLimits()) -> None:
         super().__init__(report, build_workers=build_workers, workers=workers)
         self.runtime, self.containers, self.images, self.built = runtime, containers, images, built
+        self.output_limits = output_limits
         self.port_finder, self.token_maker = port_finder, token_maker
 
     def quick(self, owner: ObjectKey, action: Union[StartContainer, Allocate]) -> list[Outcome]:
@@ -163,17 +164,18 @@ class Executor(Dispatcher):
         place or the other). A failure is judged with the last lines of its log."""
         job_log = a.run_dir / "job.log"
         runtime = self.runtime
-        outcomes = judge_job(a, "") if a.exit_code == 0 else None
+        found = examine(a, self.output_limits) if a.exit_code == 0 else None
+        outcomes = judge_job(a, "", found) if found is not None else None
         if outcomes == []:
-            if a.step == "load":
-                outcomes.append(Digested(a.run_key, sha256_file(a.expect)))
+            if a.step == "load" and found is not None and found.digest:
+                outcomes.append(Digested(a.run_key, found.digest))
             mark_succeeded(a.run_dir)
             self.report(owner, outcomes)
             outcomes = []
             runtime = runtime.background()  # the next stage has started: it gets the CPUs first
         save_logs(runtime, a.name, job_log, replace=True)
         if outcomes is None or outcomes:
-            outcomes = judge_job(a, tail(job_log.read_text(errors="replace") if job_log.exists() else "", 15))
+            outcomes = judge_job(a, tail(job_log.read_text(errors="replace") if job_log.exists() else "", 15), found)
         runtime.remove(a.name)
         self.containers.drop(owner, a.name)
         return outcomes
@@ -186,20 +188,19 @@ def mark_succeeded(run_dir: Path) -> None:
     tmp.replace(marker)  # the run counts only once its outputs were judged complete
 
 
-def judge_job(a: CollectJob, last: str) -> list[Outcome]:
+def examine(a: CollectJob, limits: OutputLimits) -> Examined:
+    """The job's outputs, checked without trusting them (local.outputs); a load's digest with them."""
     if a.step == "load":
-        wrote = a.expect.is_file() and a.expect.stat().st_size > 0
-    else:
-        wrote = a.expect.is_dir() and any(a.expect.iterdir())
-    return verdict(a, last, wrote)
+        return outputs.examine_load(a.expect.parent, a.expect.name, f"{contract.DATA_DIR}/{a.expect.name}", limits)
+    return outputs.examine_trained(a.expect, contract.TRAINED_DIR, limits)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return f"sha256:{h.hexdigest()}"
+def judge_job(a: CollectJob, last: str, found: Optional[Examined]) -> list[Outcome]:
+    if a.exit_code == 0 and found is not None and found.problem:
+        reason = Reason.LOAD_FAILED if a.step == "load" else Reason.TRAIN_FAILED
+        return [Failed(a.failure_key, reason, f"{a.step}.sh exited 0 but its output is refused: {found.problem}. "
+                                              f"Last log lines:\n{last}")]
+    return verdict(a, last, found is not None and found.wrote)
 
 
 @dataclass(frozen=True)
