@@ -196,3 +196,56 @@ def test_a_sparse_output_is_refused_at_once(sub: Sub, tmp_path: Path, busybox: P
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "LoadFailed" in proc.stderr and "sparse" in proc.stderr, proc.stderr
     assert time.monotonic() - started < 60
+
+
+# A server in shell: /docs answers, /metrics answers with a body of $BIG bytes (endless when 0).
+HANDLER = """read -r method path rest
+while read -r line; do [ "$(printf %s "$line" | tr -d '\\r')" = "" ] && break; done
+case "$path" in
+  /docs) printf 'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok' ;;
+  /metrics) printf 'HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nConnection: close\\r\\n\\r\\n# TYPE x counter\\n'
+            yes 'x_total 1' | head -c "$BIG" ;;
+  *) printf 'HTTP/1.1 404 Not Found\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n' ;;
+esac"""
+
+
+def login(base: str, secret: str) -> "object":
+    import httpx
+
+    code = httpx.post(f"{base}/api/v1/dashboard/codes", headers={"Authorization": f"Bearer {secret}"},
+                      timeout=10).json()["code"]
+    client = httpx.Client(base_url=base, timeout=60)
+    resp = client.post("/ui/login", data={"code": code}, headers={"Origin": base}, follow_redirects=False)
+    assert resp.status_code == 303 and resp.headers["location"] == "/ui/", resp.text
+    return client
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.timeout(400)
+def test_a_servers_metrics_cannot_fill_the_control_planes_memory(sub: Sub, tmp_path: Path, busybox: Path) -> None:
+    """Item 5: opening a server's dashboard page read its /metrics whole: a 160 MB body took the
+    control plane from 65 MB to 1.44 GB peak. Now at most 64 KiB of it is read, within 3 s."""
+    scripts = dict(MODEL_SCRIPTS, **{"serve.sh": "exec nc -ll -p 8080 -e /usr/local/bin/handler.sh",
+                                     "handler.sh": HANDLER})
+    busybox_image(tmp_path / "img", busybox, "/model", scripts, extra="ENV BIG=200000000\n")
+    (tmp_path / "s.yaml").write_text(f"{HEAD}kind: Model\nmetadata: {{name: m}}\nspec: {{source: {{dir: img}}}}\n---\n"
+                                     f"{HEAD}kind: ModelServer\nmetadata: {{name: s}}\nspec: {{modelName: m}}\n")
+    sub.ok("apply", "-f", str(tmp_path / "s.yaml"), "--wait", "--timeout", "240")
+    ep = json.loads((sub.home / "controlplane.json").read_text())
+    pid, base = int(ep["pid"]), str(ep["url"])
+    client = login(base, (sub.home / "token").read_text().strip())
+    before = peak_rss_mb(pid)
+    started = time.monotonic()
+    page = client.get("/ui/api/objects/modelserver/default/s")  # type: ignore[attr-defined]
+    took = time.monotonic() - started
+    after = peak_rss_mb(pid)
+    print(f"page in {took:.1f}s; control plane peak RSS {before:.0f} MB -> {after:.0f} MB")
+    assert page.status_code == 200
+    assert after - before < 50, f"the control plane's peak memory grew by {after - before:.0f} MB"
+    assert took < 10

@@ -1,31 +1,24 @@
 """Readiness probes of servers and notebooks, by the contract's readiness rule.
 
-Plain `http.client` with a short timeout: probes run inside reconcile passes
-(a starting server is probed every 100 ms), so they must be cheap and bounded.
+Only the status line is read, on a raw socket, within PROBE_TIMEOUT in all: probes run
+inside reconcile passes (a starting server is probed every 100 ms), so they must be cheap
+and bounded, and a server that answers one byte a second or sends endless headers must not
+hold a reconcile worker (`runtimes.answers`).
 """
 
 from __future__ import annotations
 
-import http.client
 from typing import Optional
 
 from substratus.build import contract
+from substratus.runtimes.answers import status_line
 
 PROBE_TIMEOUT = 1.0
 
 
 def status_of(port: int, path: str, timeout: float = PROBE_TIMEOUT) -> Optional[int]:
-    """The HTTP status of GET 127.0.0.1:port/path, or None when nothing answered."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read(65536)
-        return resp.status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
+    """The HTTP status of GET 127.0.0.1:port/path, or None when nothing answered in time."""
+    return status_line("127.0.0.1", port, path, timeout)
 
 
 def http_probe(role: str, port: int) -> bool:
