@@ -14,6 +14,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,3 +250,54 @@ def test_a_servers_metrics_cannot_fill_the_control_planes_memory(sub: Sub, tmp_p
     assert page.status_code == 200
     assert after - before < 50, f"the control plane's peak memory grew by {after - before:.0f} MB"
     assert took < 10
+
+
+def described_server(sub: Sub) -> dict[str, Any]:
+    from substratus.cli.client import Client
+
+    return dict(Client(sub.home).describe("ModelServer", "default", "s"))
+
+
+def server_model(tmp_path: Path, busybox: Path, extra_scripts: dict[str, str] | None = None) -> Path:
+    scripts = dict(MODEL_SCRIPTS, **{"serve.sh": "mkdir -p /w && echo ok > /w/docs && exec httpd -f -p 8080 -h /w"},
+                   **(extra_scripts or {}))
+    return busybox_image(tmp_path / "img", busybox, "/model", scripts)
+
+
+def test_containers_have_bounded_logs_and_memory_by_default(sub: Sub, tmp_path: Path, busybox: Path,
+                                                             engine: str) -> None:
+    """Item 7: a container's output had no size cap and a container no memory limit by default
+    (seen in `podman inspect`)."""
+    server_model(tmp_path, busybox)
+    (tmp_path / "s.yaml").write_text(f"{HEAD}kind: Model\nmetadata: {{name: m}}\nspec: {{source: {{dir: img}}}}\n---\n"
+                                     f"{HEAD}kind: ModelServer\nmetadata: {{name: s}}\nspec: {{modelName: m}}\n")
+    sub.ok("apply", "-f", str(tmp_path / "s.yaml"), "--wait", "--timeout", "240")
+    [name] = [c["name"] for c in described_server(sub)["containers"]]
+    host = json.loads(subprocess.run([engine, "inspect", name], capture_output=True, text=True).stdout)[0]["HostConfig"]
+    total = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemTotal:"))) * 1024
+    assert 0 < host["Memory"] <= total * 0.75, host["Memory"]
+    log = host["LogConfig"]
+    assert (log.get("Size") or log.get("Config", {}).get("max-size", "")).lower() in ("16mb", "16m"), log
+
+
+def test_jobs_cannot_reach_another_objects_server(sub: Sub, tmp_path: Path, busybox: Path, engine: str) -> None:
+    """Item 8: every job and server sat on the engine's default bridge, so a loader reached another
+    object's server at its container address (no token needed there). Now a server is reachable
+    only through its port on the host's loopback, and a trainer has no network at all."""
+    server_model(tmp_path, busybox)
+    (tmp_path / "s.yaml").write_text(f"{HEAD}kind: Model\nmetadata: {{name: m}}\nspec: {{source: {{dir: img}}}}\n---\n"
+                                     f"{HEAD}kind: ModelServer\nmetadata: {{name: s}}\nspec: {{modelName: m}}\n")
+    sub.ok("apply", "-f", str(tmp_path / "s.yaml"), "--wait", "--timeout", "240")
+    described = described_server(sub)
+    [name] = [c["name"] for c in described["containers"]]
+    port = int(described["status"]["url"].rsplit(":", 1)[1])
+    nets = json.loads(subprocess.run([engine, "inspect", name], capture_output=True, text=True).stdout)[0]
+    addresses = {n.get("IPAddress") for n in (nets["NetworkSettings"].get("Networks") or {}).values()}
+    targets = [f"{a} 8080" for a in addresses if a] + [f"10.88.0.1 {port}", f"10.0.2.2 {port}", f"172.17.0.1 {port}"]
+    probe = "; ".join(f"printf 'GET /docs HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {t} | head -1 | grep -q 200 && "
+                      f"echo 'REACHED {t}'" for t in targets)
+    dataset(tmp_path, busybox, f"({probe}; echo done) > \"$LOAD_DATA_PATH\"")
+    sub.ok("apply", "-f", str(tmp_path / "d.yaml"), "--wait", "--timeout", "240")
+    data = Path(json.loads(sub.ok("get", "dataset", "d", "-o", "json"))["status"]["url"].removeprefix("file://"))
+    assert "REACHED" not in data.read_text(), data.read_text()

@@ -28,6 +28,11 @@ DATASET_LOGS = "/dataset/logs"
 READY_PATH = "/docs"                    # the contract's GET /docs answers 200 once serving
 READYZ_PATH = "/readyz"                 # beyond the contract: a server that offers it must answer 200 too
 NOTEBOOK_PATH = "/"                     # a notebook is up once anything answers below 500
+# Which jobs get a network. A loader usually downloads its data: it gets one (its own stack where the
+# engine can, runtimes.engine.own_network_mode). A trainer reads the mounted data and /model/saved:
+# it gets none, so it can reach no server, notebook or anything else (docs/security.md).
+LOAD_NETWORK = True
+TRAIN_NETWORK = False
 
 
 def load_env(filename: str) -> dict[str, str]:
