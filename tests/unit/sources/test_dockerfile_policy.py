@@ -81,3 +81,15 @@ def test_a_dir_source_with_an_escape_is_refused_at_snapshot(tmp_path: Path) -> N
     with pytest.raises(SourceError) as err:
         snapshot(str(src), tmp_path / "cache")
     assert err.value.field == "spec.source.dir" and "line 4" in err.value.message
+
+
+def test_sub_verify_refuses_the_same_before_it_builds(tmp_path: Path) -> None:
+    """`sub verify model DIR` builds DIR itself, without `sub apply`'s snapshot: same refusal."""
+    from substratus.verify.checks_image import resolve_source
+    from substratus.verify.clauses import Outcome
+    from substratus.verify.options import Target
+
+    (tmp_path / "Dockerfile").write_text(ESCAPE)
+    outcome, source = resolve_source(Target(kind="Model", source=str(tmp_path)), lambda: tmp_path / "cache")
+    assert isinstance(outcome, Outcome) and not outcome.ok and "CVE-2024-1753" in outcome.evidence
+    assert source.context is None
