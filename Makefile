@@ -17,7 +17,7 @@ TORCH_INDEX ?=
 
 .PHONY: setup engine venv venv-ml base-images operator-image demo test test-unit test-ml test-integration test-reliability \
 	test-e2e test-kubernetes test-kubernetes-real test-browser test-heavy bench bench-gpu bench-controlplane demo-gemma \
-	lint clean-demo wheel rootless-user test-engines test-docker test-rootless test-wheel
+	lint lint-ml clean-demo wheel rootless-user test-engines test-docker test-rootless test-wheel
 
 setup: engine venv base-images
 
@@ -66,6 +66,10 @@ test-unit: venv
 
 test-ml: venv-ml
 	cd images/ml && ../../$(VENV_ML)/bin/python -m pytest -q -p no:cacheprovider
+
+# mypy --strict on the ML package (its settings are in images/ml/pyproject.toml).
+lint-ml: venv-ml
+	cd images/ml && ../../$(VENV_ML)/bin/mypy substratus_ml
 
 test-integration: venv engine
 	$(BIN)/pytest -q -m integration tests/integration -p no:cacheprovider
@@ -124,12 +128,14 @@ test-kubernetes-real: venv
 test-heavy: setup
 	SUBSTRATUS_HEAVY=1 $(BIN)/pytest -q -m heavy tests -p no:cacheprovider
 
-# CPU goals of the serving engine (continuous batching vs one at a time, Poisson arrivals).
+# CPU goals of the serving engine (continuous batching vs one at a time, Poisson arrivals),
+# then many LoRA adapters on one server (mixed-adapter batches vs the base alone, load times).
 bench: venv-ml
 	OMP_WAIT_POLICY=PASSIVE $(VENV_ML)/bin/python bench/serve_bench.py
+	OMP_WAIT_POLICY=PASSIVE $(VENV_ML)/bin/python bench/lora_bench.py
 
-# The engine against transformers' generate on a GPT-2-small-shaped model (needs CUDA;
-# BENCH_GPU_ARGS="--device cpu --model tiny" runs it on the CPU).
+# The engine against transformers' generate on a GPT-2-small-shaped model, and mixed LoRA
+# adapters against the base (needs CUDA; BENCH_GPU_ARGS="--device cpu --model tiny" runs it on the CPU).
 BENCH_GPU_ARGS ?=
 bench-gpu: venv-ml
 	OMP_WAIT_POLICY=PASSIVE $(VENV_ML)/bin/python bench/gpu_bench.py $(BENCH_GPU_ARGS)

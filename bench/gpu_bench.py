@@ -11,6 +11,14 @@ the same 64 requests arriving ``--stagger-ms`` apart, and prints each ratio
 next to the goals of issue 10. Every configuration runs once untimed first
 (CUDA graphs are captured then), and ``--repeats`` timed runs keep the best.
 
+Then the mixed-adapter case of issue 23 (``--lora-adapters 4``, 0 skips it):
+that many LoRA adapters of rank ``--lora-rank`` (random weights, on every
+attention and MLP projection) are installed in the same engine, and 64
+requests spread over them are timed against 64 requests on the base (goal:
+>= 0.7x the base's tokens/s), with the time each install took and whether
+greedy tokens of one adapter equal those of the same adapter merged into a
+copy of the model's weights.
+
     python bench/gpu_bench.py                                  # on a CUDA machine
     python bench/gpu_bench.py --device cpu --model tiny        # anywhere, in a minute
     python bench/gpu_bench.py --dtypes float32,bfloat16 --cuda-graphs 1,0
@@ -35,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images" / "ml"))
 
 from substratus_ml.engine import BatchEngine, DoneEvent, EngineConfig, Event, SamplingParams  # noqa: E402
 from substratus_ml.loading import LoadedModel  # noqa: E402
+from substratus_ml.lora_bank import Adapter  # noqa: E402
+from substratus_ml.peft_adapter import LoraModule, LoraWeights  # noqa: E402
 
 SHAPES = {  # GPT2Config arguments
     "gpt2-small": {"n_layer": 12, "n_embd": 768, "n_head": 12, "vocab_size": 50257, "n_positions": 1024},
@@ -42,6 +52,8 @@ SHAPES = {  # GPT2Config arguments
 }
 GOALS = {1: 3.0, 16: 2.0, 64: 2.0}  # engine / generate, on an H100 (issue 10)
 STAGGER_GOAL = 0.9
+LORA_GOAL = 0.7  # mixed adapters / base alone, tokens/s (issue 23)
+LORA_MODULES = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
 
 def build(shape: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
@@ -92,7 +104,7 @@ class EngineRun:
 
 
 def engine_run(engine: BatchEngine, batch: list[list[int]], new_tokens: int,
-               gap_s: float = 0.0) -> EngineRun:
+               gap_s: float = 0.0, adapters: list[Adapter | None] | None = None) -> EngineRun:
     params = SamplingParams(new_tokens, ignore_eos=True)
     done = [threading.Event() for _ in batch]
     ended = [0.0] * len(batch)
@@ -113,7 +125,7 @@ def engine_run(engine: BatchEngine, batch: list[list[int]], new_tokens: int,
         if gap_s and index:
             time.sleep(max(0.0, first + index * gap_s - time.perf_counter()))
         starts.append(time.perf_counter())
-        engine.submit(prompt, params, sink(index))
+        engine.submit(prompt, params, sink(index), adapter=adapters[index] if adapters else None)
     for event in done:
         assert event.wait(600), "the engine did not finish"
     latencies = [end - start for start, end in zip(starts, ended)]
@@ -150,8 +162,76 @@ def bench_dtype(args: argparse.Namespace, device: torch.device, dtype: torch.dty
             print(f"{count:>8} {hf:>15.0f} {ours:>13.0f} {ours / hf:>6.2f}x {goal or '':>5}x {verdict}")
         _staggered(args, engine, vocab, at_once)
         _same_tokens(args, loaded, engine, vocab)
+        if args.lora_adapters:
+            _mixed_adapters(args, loaded, engine, vocab)
     finally:
         engine.close()
+
+
+def random_adapter(loaded: LoadedModel, name: str, rank: int, seed: int) -> LoraWeights:
+    """A LoRA adapter on every projection, as read_adapter returns one (scaling folded in B)."""
+    generator = torch.Generator().manual_seed(seed)
+    param = next(loaded.model.parameters())
+    modules = {}
+    for layer in range(loaded.model.config.n_layer):
+        for suffix in LORA_MODULES:
+            name_in_model = f"transformer.h.{layer}.{suffix}"
+            fan_in, fan_out = loaded.model.get_submodule(name_in_model).weight.shape
+            a = torch.randn(fan_in, rank, generator=generator) / fan_in ** 0.5
+            b = torch.randn(rank, fan_out, generator=generator) * 0.02
+            modules[name_in_model] = LoraModule(a.to(param.device, param.dtype), b.to(param.device, param.dtype))
+    return LoraWeights(name, Path(name), modules)
+
+
+def _install(engine: BatchEngine, weights: LoraWeights) -> tuple[Adapter, float]:
+    adapter = Adapter(weights.name, str(weights.path), weights.rank, len(weights.modules))
+    started = time.perf_counter()
+    engine.add_adapter(adapter, weights).result(timeout=120)
+    return adapter, time.perf_counter() - started
+
+
+def _mixed_adapters(args: argparse.Namespace, loaded: LoadedModel, engine: BatchEngine, vocab: int) -> None:
+    """64 requests over N adapters against 64 on the base, same engine; install times; greedy check."""
+    count = max(args.requests)
+    installed = [_install(engine, random_adapter(loaded, f"lora{i}", args.lora_rank, seed=i))
+                 for i in range(args.lora_adapters)]
+    adapters = [adapter for adapter, _ in installed]
+    batch = prompts(count, args.prompt_tokens, vocab)
+    mixed: list[Adapter | None] = [adapters[i % len(adapters)] for i in range(count)]
+    engine_run(engine, batch, args.new_tokens, adapters=mixed)  # warm-up (captures the LoRA graphs)
+    engine_run(engine, batch, args.new_tokens)
+    base_runs, mixed_runs = [], []
+    for _ in range(args.repeats):  # alternating, so drift hits both alike
+        base_runs.append(engine_run(engine, batch, args.new_tokens).tokens_per_s)
+        mixed_runs.append(engine_run(engine, batch, args.new_tokens, adapters=mixed).tokens_per_s)
+    ratio = best(mixed_runs) / best(base_runs)
+    installs = ", ".join(f"{1000 * seconds:.0f}" for _, seconds in installed)
+    print(f"{count} requests over {len(adapters)} LoRA adapters (rank {args.lora_rank}, "
+          f"{adapters[0].modules} modules each): {best(mixed_runs):.0f} tok/s; "
+          f"on the base alone: {best(base_runs):.0f} tok/s; ratio {ratio:.2f}x "
+          f"(goal >= {LORA_GOAL}x: {'met' if ratio >= LORA_GOAL else 'NOT met'}); installs took {installs} ms")
+    _same_as_merged(args, loaded, engine, vocab, adapters[0])
+
+
+@torch.inference_mode()
+def _same_as_merged(args: argparse.Namespace, loaded: LoadedModel, engine: BatchEngine, vocab: int,
+                    adapter: Adapter) -> None:
+    """One adapter's greedy tokens beside generate's on a copy of the model with it merged in."""
+    import copy
+
+    weights = random_adapter(loaded, adapter.name, args.lora_rank, seed=0)  # lora0's weights again
+    merged = copy.deepcopy(loaded.model)
+    for name, module in weights.modules.items():
+        merged.get_submodule(name).weight += module.a @ module.b  # Conv1D: weight is [in, out]
+    [prompt] = prompts(1, args.prompt_tokens, vocab)
+    ids = torch.tensor([prompt], device=merged.device)
+    out = merged.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                          max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, pad_token_id=0)
+    theirs = [f"w{t}" for t in out[0, ids.shape[1]:].tolist()]
+    ours = engine_run(engine, [prompt], args.new_tokens, adapters=[adapter]).first_text.split()
+    agree = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), len(theirs))
+    print(f"greedy tokens of {adapter.name} equal to its merged copy's: {agree}/{len(theirs)}")
+    del merged
 
 
 def _staggered(args: argparse.Namespace, engine: BatchEngine, vocab: int,
@@ -191,6 +271,8 @@ def main() -> int:
     parser.add_argument("--dtypes", default="float32", help="comma-separated: float32,bfloat16,float16")
     parser.add_argument("--cuda-graphs", default="1", help="comma-separated 1/0 (CUDA only)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--lora-adapters", type=int, default=4, help="mixed-adapter case (0: skip it)")
+    parser.add_argument("--lora-rank", type=int, default=16)
     args = parser.parse_args()
     args.requests = [int(n) for n in args.requests.split(",")]
     device = torch.device(args.device)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from substratus.errors import BuildError, EngineError
+from substratus.errors import BuildError, EngineError, NameInUse
 from substratus.runtimes.base import BuildSpec, Runtime, RunSpec
 
 LABELS = {"substratus.ai/managed": "true", "substratus.ai/role": "contract-test"}
@@ -83,6 +83,17 @@ class RuntimeContract:
             assert runtime.remove(name) is True
         assert runtime.container(name) is None
         assert runtime.remove(name) is False
+
+    def test_a_second_container_of_one_name_raises_name_in_use(self, runtime: Runtime, image: str) -> None:
+        """Classified where the engine's words are read: callers act on the type (look again, retry)."""
+        name = unique("sub-contract")
+        runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=LABELS))
+        try:
+            with pytest.raises(NameInUse) as e:
+                runtime.run(RunSpec(name=name, image=image, command=["sleep", "60"], labels=LABELS))
+            assert e.value.temporary
+        finally:
+            runtime.remove(name)
 
     def test_stop_leaves_an_exited_container(self, runtime: Runtime, image: str) -> None:
         name = unique("sub-contract")

@@ -108,7 +108,8 @@ def test_chat_uses_gemmas_template(gemma: dict[str, str]) -> None:
     info = httpx.get(f"{url}/info", timeout=30).json()
     assert info["chat_template"] is True and info["training_params"]["method"] == "lora"
     client = OpenAI(base_url=f"{url}/v1", api_key="unused")
-    answer = client.chat.completions.create(model="gemma", max_tokens=24, temperature=0, messages=[
+    model = client.models.list().data[0].id  # the server answers only to the names it lists
+    answer = client.chat.completions.create(model=model, max_tokens=24, temperature=0, messages=[
         {"role": "user", "content": "Say hello to Romeo."}])
     assert answer.choices[0].message.content and answer.usage is not None
     assert "<start_of_turn>" not in answer.choices[0].message.content

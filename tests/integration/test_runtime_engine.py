@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from substratus.errors import ImageMissing, PortInUse
 from substratus.resources.limits import RunLimits
 from substratus.runtimes.base import BuildSpec, RunSpec
 from substratus.runtimes.engine import PIDS_LIMIT, EngineRuntime
@@ -113,6 +114,38 @@ def test_a_secret_reaches_the_container_but_no_argv(runtime: EngineRuntime, bb_i
         assert processes_with(secret) == [], "the secret is on some process's command line"
     finally:
         runtime.remove(name)
+
+
+def test_an_image_the_engine_lacks_raises_image_missing(runtime: EngineRuntime) -> None:
+    """The engine tries a registry for it and fails (none is reachable here): classified by the runtime."""
+    missing = f"localhost/substratus/does-not-exist:{uuid.uuid4().hex[:8]}"
+    name = unique("sub-missing")
+    try:
+        with pytest.raises(ImageMissing) as run:
+            runtime.run(RunSpec(name=name, image=missing, labels=LABELS, command=["true"]))
+        assert run.value.temporary and missing in run.value.message
+        with pytest.raises(ImageMissing):
+            runtime.run_once(RunSpec(name=unique("sub-missing"), image=missing, labels=LABELS, command=["true"]),
+                             timeout=120)
+    finally:
+        runtime.remove(name)
+
+
+def test_a_taken_host_port_raises_port_in_use(runtime: EngineRuntime, bb_image: str) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = int(held.getsockname()[1])
+        name = unique("sub-port")
+        try:
+            with pytest.raises(PortInUse) as taken:
+                runtime.run(RunSpec(name=name, image=bb_image, labels=LABELS, ports={8000: port},
+                                    command=["sleep", "60"]))
+            assert taken.value.temporary and str(port) in taken.value.message
+        finally:
+            runtime.remove(name)  # podman keeps the created container
 
 
 def test_background_work_runs_at_a_low_cpu_priority_and_does_the_same(runtime: EngineRuntime, bb_image: str) -> None:

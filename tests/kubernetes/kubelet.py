@@ -248,8 +248,9 @@ class Controllers:
             codes = [s["state"]["terminated"]["exitCode"] for s in main_statuses]
             init_done = [_terminated({"name": s["name"], "image": s["image"]}, 0) for s in init_statuses]
             return await self._finish(pod, "Succeeded" if not any(codes) else "Failed", init_done, main_statuses)
-        if terminal:  # restartPolicy Always: the kubelet restarts it with backoff
-            main_statuses = [_crashloop(c, s) for c, s in zip(pod["spec"]["containers"], main_statuses)]
+        if pod["spec"].get("restartPolicy", "Always") == "Always":  # each exited container is restarted with backoff
+            main_statuses = [_crashloop(c, s) if "terminated" in s["state"] else s
+                             for c, s in zip(pod["spec"]["containers"], main_statuses)]
         ready = all(s.get("ready") for s in main_statuses)
         status = {"phase": "Running", "startTime": pod.get("status", {}).get("startTime") or now(),
                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from substratus import contract
 from substratus.errors import ValidationError
+from substratus.runtimes import readiness
 from substratus.runtimes.base import RunSpec
 from substratus.runtimes.kubernetes import builds, install, names, workloads
 from substratus.runtimes.kubernetes.settings import KubeSettings, parse_settings, settings_from_configmap
@@ -70,7 +72,7 @@ def test_every_container_drops_privileges_except_the_documented_builder() -> Non
 
 
 def test_our_own_containers_are_non_root_with_a_read_only_root() -> None:
-    own = {"fetch-artifacts", "sync-artifacts", "prepare-context", "operator"}
+    own = {"fetch-artifacts", "sync-artifacts", "prepare-context", "operator", "readiness"}
     seen = set()
     for what, obj in everything():
         for c in containers(obj):
@@ -138,8 +140,12 @@ def test_entrypoint_and_command_map_to_command_and_args() -> None:
 def test_server_is_a_deployment_ready_on_get_docs_with_a_service() -> None:
     objs = workload_objects(SETTINGS["defaults"])["server"]
     dep, svc = only(objs, "Deployment"), only(objs, "Service")
-    container = dep["spec"]["template"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/docs", "port": 8080}
+    container, helper = dep["spec"]["template"]["spec"]["containers"]
+    # ready by the contract's rule (GET /docs, and /readyz where offered), applied in the pod by the helper
+    assert container["readinessProbe"] == workloads.readiness_probe(contract.SERVER_READINESS)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": workloads.HELPER_PORT}
+    assert helper["name"] == "readiness" and helper["image"] == SETTINGS["defaults"].operator_image
+    assert readiness.parse_args(helper["args"]) == (contract.SERVER_READINESS, workloads.HELPER_PORT)
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
     assert dep["spec"]["progressDeadlineSeconds"] == 600
@@ -165,7 +171,9 @@ def test_notebook_is_secret_pod_and_service() -> None:
     objs = workload_objects(SETTINGS["defaults"])["notebook"]
     assert [o["kind"] for o in objs] == ["Secret", "Pod", "Service"]
     pod = only(objs, "Pod")
-    assert pod["spec"]["containers"][0]["readinessProbe"] == {"tcpSocket": {"port": 8888}, "periodSeconds": 5}
+    [main] = pod["spec"]["containers"]
+    assert main["readinessProbe"] == workloads.readiness_probe(contract.NOTEBOOK_READINESS)
+    assert main["readinessProbe"]["httpGet"] == {"path": "/", "port": 8888}
     assert pod["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "JUPYTER_TOKEN"
 
 

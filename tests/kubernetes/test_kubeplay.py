@@ -11,13 +11,16 @@ Two adaptations, both what a cluster does for us and podman 4.3 does not:
 - podman 4.3 ignores `subPath` on persistentVolumeClaim volumes (it mounts the
   volume root): each subPath mount of the artifacts claim becomes the hostPath
   directory kubelet would bind (`<claim root>/<subPath>`).
-A `hostPort` is added to the server's container port so the test can reach it.
+A `hostPort` is added to the server's container port so the test can reach it, and one to
+the readiness helper's (a container of the operator image, `make operator-image`) so the test can
+ask it what a kubelet would: whether the contract's readiness rule holds inside the pod.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -30,10 +33,11 @@ import httpx
 import pytest
 import yaml
 
+from substratus import contract
 from substratus.build.trained import write_trained_context
 from substratus.runtimes.base import Mount, RunSpec
 from substratus.runtimes.kubernetes import workloads
-from substratus.runtimes.kubernetes.settings import KubeSettings, WorkloadSecurity
+from substratus.runtimes.kubernetes.settings import DEFAULT_OPERATOR_IMAGE, KubeSettings, WorkloadSecurity
 from tests.fixtures.contract.prepare import prepare_fixture
 from tests.kubernetes.conftest import free_port
 from tests.kubernetes.harness import labels
@@ -41,7 +45,9 @@ from tests.requirements import require
 
 pytestmark = pytest.mark.kubeplay
 CLAIM = "substratus-artifacts"
-SETTINGS = KubeSettings(artifact_store=f"pvc://{CLAIM}/kubeplay", image_pull_policy="Never")
+OPERATOR_IMAGE = os.environ.get("SUBSTRATUS_OPERATOR_IMAGE", DEFAULT_OPERATOR_IMAGE)  # the readiness helper's
+SETTINGS = KubeSettings(artifact_store=f"pvc://{CLAIM}/kubeplay", image_pull_policy="Never",
+                        operator_image=OPERATOR_IMAGE)
 NON_ROOT = SETTINGS.model_copy(update={"workload_security": WorkloadSecurity(run_as_user=1000, run_as_group=1000)})
 
 
@@ -89,8 +95,9 @@ class KubePlay:
         self.workdir, self.claim_root = workdir, claim_root
         self.files: list[Path] = []
 
-    def adapt(self, obj: dict[str, Any], host_port: int = 0) -> dict[str, Any]:
-        """A Job becomes its pod; artifact subPaths become the hostPath dirs kubelet would bind."""
+    def adapt(self, obj: dict[str, Any], host_port: int = 0, helper_port: int = 0) -> dict[str, Any]:
+        """A Job becomes its pod; artifact subPaths become the hostPath dirs kubelet would bind; the
+        main container's port is published on `host_port`, the readiness helper's on `helper_port`."""
         obj = copy.deepcopy(obj)
         if obj["kind"] == "Job":
             tpl = obj["spec"]["template"]
@@ -105,9 +112,9 @@ class KubePlay:
                     path.mkdir(parents=True, exist_ok=True)
                     m["name"] = f"artifact-{i}-{j}"
                     volumes.append({"name": m["name"], "hostPath": {"path": str(path), "type": "Directory"}})
-            if host_port:
-                for p in c.get("ports", []):
-                    p["hostPort"] = host_port
+            published = host_port if c is pod["containers"][0] else helper_port if c["name"] == "readiness" else 0
+            for p in c.get("ports", []) if published else []:
+                p["hostPort"] = published
         pod["volumes"] = volumes
         return obj
 
@@ -192,18 +199,19 @@ def load_and_train(kube: KubePlay, images: dict[str, str], run_id: str) -> Path:
     return trained
 
 
-def serve(kube: KubePlay, image: str, name: str, settings: KubeSettings = SETTINGS) -> str:
-    spec = RunSpec(name=name, image=image, command=["serve.sh"], ports={8080: 0},
+def serve(kube: KubePlay, image: str, name: str, settings: KubeSettings = SETTINGS,
+          helper_port: int = 0) -> str:
+    spec = RunSpec(name=name, image=image, command=["serve.sh"], ports={contract.SERVER_PORT: 0},
                    labels=labels("ModelServer", "sonnet-model", "server", image=image))
     deployment, service = generated(spec, settings)
     assert service["kind"] == "Service"
     port = free_port()
-    kube.play(kube.adapt(deployment, host_port=port))
+    kube.play(kube.adapt(deployment, host_port=port, helper_port=helper_port))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180  # generous: CI machines are shared
-    while time.monotonic() < deadline:  # what the readinessProbe asks: GET /docs on 8080
+    while time.monotonic() < deadline:  # the contract's own endpoint; the helper's verdict is a test of its own
         try:
-            if httpx.get(f"{url}/docs", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{contract.DOCS_PATH}", timeout=2).status_code == 200:
                 return url
         except httpx.HTTPError:
             pass
@@ -233,6 +241,31 @@ def test_the_served_pod_answers_generate(kube: KubePlay, images: dict[str, str],
     resp = httpx.post(f"{url}/generate", json={"prompt": "shall I", "max_new_tokens": 5}, timeout=10)
     assert resp.status_code == 200
     assert resp.json()["generation"].startswith("shall I")
+
+
+def test_the_readiness_helper_answers_the_kubelet_by_the_contracts_rule(kube: KubePlay, images: dict[str, str],
+                                                                       run_id: str) -> None:
+    """The server pod's readinessProbe, as rendered from the contract, asked as a kubelet asks it:
+    the helper container applies the rule (GET /docs, and /readyz where offered) inside the pod."""
+    require(subprocess.run(["podman", "image", "exists", OPERATOR_IMAGE], timeout=60).returncode == 0,
+            f"{OPERATOR_IMAGE} is not built: run `make operator-image` (make test-kubernetes does)")
+    helper_port = free_port()
+    serve(kube, images["model-shell"], f"sub-kp{run_id}-modelserver-default-ready", helper_port=helper_port)
+    probe = workloads.readiness_probe(contract.SERVER_READINESS)["httpGet"]
+    assert probe["port"] == workloads.HELPER_PORT
+    deadline, got = time.monotonic() + 120, None
+    while time.monotonic() < deadline:
+        try:
+            got = httpx.get(f"http://127.0.0.1:{helper_port}{probe['path']}", timeout=10)
+            if got.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    assert got is not None and got.status_code == 200, got.text if got is not None else "no answer"
+    checks = got.json()["checks"]
+    assert [c["path"] for c in checks] == [c.path for c in contract.SERVER_READINESS.checks]
+    assert checks[0]["status"] == 200 and checks[1]["status"] in contract.ABSENT  # the busybox server has no /readyz
 
 
 def test_the_trained_image_serves_the_trained_model(kube: KubePlay, images: dict[str, str], run_id: str,

@@ -27,7 +27,10 @@ from typing import Any
 import pytest
 import yaml
 
+from substratus import contract
 from substratus.artifacts.store import ArtifactStore
+from substratus.runtimes import readiness
+from substratus.runtimes.kubernetes import workloads
 from substratus.runtimes.kubernetes.client import KubeApi
 from tests.kubernetes.cluster import Cluster
 from tests.kubernetes.harness import OperatorProcess, wait_for
@@ -215,9 +218,11 @@ def check_pipeline(w: World) -> dict[str, Any]:
     assert reasons(server) == {"Serving": "True Serving", "Ready": "True Serving"}
     assert server["status"]["url"].endswith(".default.svc.cluster.local:8080")
     [deployment] = w.children("apps/v1/deployments", "pipe-server")
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    container, helper = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"].endswith(tuned["status"]["containerImage"].split("/", 1)[1])
-    assert container["readinessProbe"]["httpGet"] == {"path": "/docs", "port": 8080}
+    # ready by the contract's rule: GET /docs, and /readyz where offered, applied by the helper in the pod
+    assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": workloads.HELPER_PORT}
+    assert readiness.parse_args(helper["args"])[0] == contract.SERVER_READINESS
     assert len(w.children("v1/services", "pipe-server")) == 1
     notebook = w.ready("Notebook", "pipe-notebook")
     assert reasons(notebook) == {"Running": "True Running", "Ready": "True Running"}

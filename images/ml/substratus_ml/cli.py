@@ -12,7 +12,9 @@ Sub-commands (options override environment variables, which override defaults)::
         (reads TRAIN_DATA_PATH, TRAIN_DATA_LIMIT, TRAIN_BATCH_SIZE, TRAIN_EPOCHS)
     substratus-ml serve [--model-dir /model/saved] [--host 0.0.0.0] [--port 8080]
                         [--model-name NAME] [--max-batch 16] [--max-new-tokens 512]
+                        [--adapters-dir /model/adapters]
         (reads SUBSTRATUS_MAX_BATCH, SUBSTRATUS_MAX_NEW_TOKENS and the other limits in settings.py)
+    substratus-ml merge-adapter --model-dir DIR --adapter DIR --out DIR
     substratus-ml init-gemma --out DIR [--keep-gguf]
 
 Exit codes: 0 ok, 1 failed (message on stderr), 2 usage or bad parameters.
@@ -67,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="requests decoded together (env SUBSTRATUS_MAX_BATCH, default 16)")
     serve.add_argument("--max-new-tokens", type=int, default=None,
                        help="upper bound per request (env SUBSTRATUS_MAX_NEW_TOKENS, default 512)")
+    serve.add_argument("--adapters-dir", type=Path, default=None,
+                       help="LoRA adapters to load at start-up, one per sub-directory "
+                            "(env SUBSTRATUS_ADAPTERS_DIR, default /model/adapters)")
+
+    merge = sub.add_parser("merge-adapter", help="merge a PEFT LoRA adapter into its base model")
+    merge.add_argument("--model-dir", type=Path, default=Path("/model/saved"))
+    merge.add_argument("--adapter", type=Path, required=True, help="the adapter directory")
+    merge.add_argument("--out", type=Path, required=True, help="where to save_pretrained the merge")
 
     gemma = sub.add_parser("init-gemma", help="Gemma 3 270M into a model dir (converted from its GGUF)")
     gemma.add_argument("--out", type=Path, required=True)
@@ -111,8 +121,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = ServeSettings.from_env(os.environ, model_dir=args.model_dir,
                                       model_name=args.model_name, max_batch=args.max_batch,
-                                      max_new_tokens=args.max_new_tokens)
+                                      max_new_tokens=args.max_new_tokens,
+                                      adapters_dir=args.adapters_dir)
     serve(settings, args.host, args.port)
+    return 0
+
+
+def _merge_adapter(args: argparse.Namespace) -> int:
+    from substratus_ml.merge import merge_adapter
+
+    print(merge_adapter(args.model_dir, args.adapter, args.out))
     return 0
 
 
@@ -156,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _passive_openmp_threads()
     _quiet_transformers()
     handlers = {"init-tiny": _init_tiny, "train": _train, "serve": _serve,
-                "init-gemma": _init_gemma, "notebook": _notebook}
+                "init-gemma": _init_gemma, "notebook": _notebook, "merge-adapter": _merge_adapter}
+    from substratus_ml.adapter_errors import AdapterError
     from substratus_ml.corpus import DataError
     from substratus_ml.finetune import ParamError
     from substratus_ml.loading import ModelDirError
@@ -167,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ParamError, SettingsError) as exc:
         print(f"substratus-ml {args.command}: {exc}", file=sys.stderr)
         return 2
-    except (DataError, ModelDirError, FileNotFoundError) as exc:
+    except (DataError, ModelDirError, AdapterError, FileNotFoundError) as exc:
         print(f"substratus-ml {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

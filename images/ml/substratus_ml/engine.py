@@ -13,6 +13,13 @@ and text is detokenized incrementally (:mod:`substratus_ml.detok`).
 Greedy output does not depend on what else is running: each row keeps its own
 positions and attends only to its own tokens (tested: batched equals alone).
 
+LoRA adapters (:mod:`substratus_ml.lora_bank`): a request may name a loaded
+adapter; rows of different adapters and of the base share every prefill and
+decode step (a per-row slot index into stacked adapter weights). Loading and
+unloading run as commands on the worker thread between two steps
+(:meth:`BatchEngine.add_adapter`, :meth:`BatchEngine.remove_adapter`); an
+unloaded adapter's slot is freed once no waiting or running request uses it.
+
 All model and tokenizer calls happen on the engine's thread; ``submit`` may be
 called from any thread and events reach each request's sink on the engine
 thread (:mod:`substratus_ml.generation` carries them to the event loop).
@@ -24,15 +31,20 @@ import collections
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 from substratus_ml.detok import IncrementalDetokenizer, decoder
 from substratus_ml.loading import LoadedModel
+from substratus_ml.lora_bank import Adapter, LoraBank
+from substratus_ml.peft_adapter import LoraWeights
 from substratus_ml.runner import ModelRunner
 from substratus_ml.sampling import is_greedy, next_tokens
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,7 @@ class _Request:
     sink: Sink
     deadline: float | None
     stream: bool = True
+    adapter: Adapter | None = None
     arrived: float = field(default_factory=time.monotonic)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -181,6 +194,9 @@ class BatchEngine:
         self._text_of = decoder(tok)
         self._runner: ModelRunner | None = None
         self._generator: torch.Generator | None = None
+        self._commands: collections.deque[tuple[Callable[[], Any], Future[Any]]] = collections.deque()
+        self._retired: list[Adapter] = []  # unloaded, freed once no request uses them
+        self.bank = LoraBank(loaded.model)
 
     # -- any thread ----------------------------------------------------------------
 
@@ -194,18 +210,22 @@ class BatchEngine:
             self._wake.notify()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        else:  # never started: nobody else will answer the queued commands
+            self._cancel_commands()
 
     @property
     def waiting(self) -> int:
         return len(self._waiting)
 
     def submit(self, prompt_ids: list[int], params: SamplingParams, sink: Sink,
-               deadline: float | None = None, stream: bool = True) -> RequestHandle:
+               deadline: float | None = None, stream: bool = True,
+               adapter: Adapter | None = None) -> RequestHandle:
         """Queue a request; raises :class:`QueueFull` or :class:`EngineStopped`.
 
         ``stream=False``: the text arrives in one event when the request finishes
-        (less work per token for callers that only want the whole answer)."""
-        request = _Request(list(prompt_ids), params, sink, deadline, stream)
+        (less work per token for callers that only want the whole answer).
+        ``adapter``: a LoRA adapter installed with :meth:`add_adapter` (None: the base)."""
+        request = _Request(list(prompt_ids), params, sink, deadline, stream, adapter)
         with self._wake:
             if self._closing:
                 raise EngineStopped("the engine is shutting down")
@@ -216,12 +236,35 @@ class BatchEngine:
             self._wake.notify()
         return RequestHandle(request)
 
+    def add_adapter(self, adapter: Adapter, weights: LoraWeights) -> Future[None]:
+        """Install ``weights`` for ``adapter`` between two steps; the future completes then."""
+        return self.call(lambda: self.bank.install(adapter, weights))
+
+    def remove_adapter(self, adapter: Adapter) -> Future[None]:
+        """Retire ``adapter``: its slot is freed once no waiting or running request uses it.
+
+        The caller stops handing it to :meth:`submit` first (``adapter.unloaded``)."""
+        def retire() -> None:
+            self._retired.append(adapter)
+            self._free_retired()
+        return self.call(retire)
+
+    def call(self, command: Callable[[], T]) -> Future[T]:
+        """Run ``command`` on the worker thread between two steps; raises :class:`EngineStopped`."""
+        future: Future[T] = Future()
+        with self._wake:
+            if self._closing:
+                raise EngineStopped("the engine is shutting down")
+            self._commands.append((command, future))
+            self._wake.notify()
+        return future
+
     # -- worker thread -------------------------------------------------------------
 
     def _setup(self) -> None:
         model = self.loaded.model
         self._runner = ModelRunner(model, self.max_batch, self.max_len, self._pad_id,
-                                   self.config.cuda_graphs)
+                                   self.config.cuda_graphs, self.bank)
         if self.config.seed is not None:
             self._generator = torch.Generator(device=model.device).manual_seed(self.config.seed)
 
@@ -232,18 +275,54 @@ class BatchEngine:
             with self._wake:
                 self._closing = True
             self._fail_all(f"the engine could not start: {type(exc).__name__}: {exc}")
+            self._cancel_commands()
             return
         while True:
             with self._wake:
-                while not self._waiting and not self._rows and not self._closing:
+                while (not self._waiting and not self._rows and not self._commands
+                       and not self._closing):
                     self._wake.wait()
                 if self._closing:
                     break
+            self._run_commands()
             try:
                 self._iterate()
             except Exception as exc:  # a model failure must not kill the server
                 self._fail_all(f"{type(exc).__name__}: {exc}")
         self._fail_all("the engine shut down", reason="cancelled")
+        self._cancel_commands()
+        self.bank.close()  # the model may be served again, by another engine
+
+    def _run_commands(self) -> None:
+        while True:
+            with self._wake:
+                if not self._commands:
+                    return
+                command, future = self._commands.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                with torch.inference_mode():
+                    future.set_result(command())
+            except Exception as exc:  # reported to the caller, the engine goes on
+                future.set_exception(exc)
+
+    def _cancel_commands(self) -> None:
+        with self._wake:
+            pending, self._commands = list(self._commands), collections.deque()
+        for _, future in pending:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(EngineStopped("the engine shut down"))
+
+    def _free_retired(self) -> None:
+        """Free the slots of unloaded adapters that no waiting or running request uses."""
+        with self._wake:
+            users = {id(r.adapter) for r in self._waiting if r.adapter is not None}
+        users |= {id(row.request.adapter) for row in self._rows if row.request.adapter is not None}
+        users |= {id(r.adapter) for r in self._admitting if r.adapter is not None}
+        for adapter in [a for a in self._retired if id(a) not in users]:
+            self.bank.free(adapter)
+            self._retired.remove(adapter)
 
     def _iterate(self) -> None:
         with torch.inference_mode():
@@ -253,6 +332,8 @@ class BatchEngine:
             self._admitting = []
             if self._rows:
                 self._decode()
+            if self._retired:
+                self._free_retired()
         self._observer.scheduled(len(self._waiting), len(self._rows))
 
     def _take_waiting(self) -> list[_Request]:
@@ -273,11 +354,14 @@ class BatchEngine:
     def _drop_dead_waiting(self) -> None:
         """Finish waiting requests whose caller left or whose deadline passed (lock held)."""
         now = time.monotonic()
-        if not any(r.cancelled.is_set() or _expired(r, now) for r in self._waiting):
+        if not any(r.cancelled.is_set() or _expired(r, now) or _uninstalled(r) for r in self._waiting):
             return
         alive: collections.deque[_Request] = collections.deque()
         for request in self._waiting:
-            if request.cancelled.is_set():
+            if request.adapter is not None and _uninstalled(request):  # a race the routes prevent
+                self._finish(request, "error", len(request.prompt_ids), 0,
+                             f"the adapter {request.adapter.name!r} is not loaded")
+            elif request.cancelled.is_set():
                 self._finish_unstarted(request, "cancelled")
             elif _expired(request, now):
                 self._finish_unstarted(request, "timeout")
@@ -290,7 +374,8 @@ class BatchEngine:
         prompts = [self._fit(r.prompt_ids) for r in requests]
         first = len(self._rows)
         logits = self._runner.prefill(first, prompts, [r.params.temperature for r in requests],
-                                      [r.params.top_p for r in requests])
+                                      [r.params.top_p for r in requests],
+                                      [r.adapter.slot if r.adapter else 0 for r in requests])
         if self._runner.penalties is not None or any(r.params.penalised for r in requests):
             self._runner.start_penalties(first, prompts, [r.params.penalties for r in requests],
                                          logits.shape[-1])
@@ -313,7 +398,8 @@ class BatchEngine:
         self.stats.steps += 1
         self.stats.largest_batch = max(self.stats.largest_batch, count)
         kv_len = max(row.length for row in self._rows) + 1
-        logits = self._runner.decode(count, kv_len)
+        lora = any(row.request.adapter is not None for row in self._rows)
+        logits = self._runner.decode(count, kv_len, lora)
         for row in self._rows:
             row.length += 1
         self._sample_and_advance(logits, slice(0, count), fed=True)
@@ -373,10 +459,11 @@ class BatchEngine:
             self._runner.lengths[last] = 0
         self._rows.pop()
 
-    def _finish(self, request: _Request, reason: str, prompt: int, generated: int) -> None:
+    def _finish(self, request: _Request, reason: str, prompt: int, generated: int,
+                error: str | None = None) -> None:
         self.stats.finished[reason] += 1
         self._observer.finished(reason, prompt, generated, time.monotonic() - request.arrived)
-        _emit(request, DoneEvent(reason, prompt, generated))
+        _emit(request, DoneEvent(reason, prompt, generated, error))
 
     def _finish_unstarted(self, request: _Request, reason: str) -> None:
         self._finish(request, reason, len(request.prompt_ids), 0)
@@ -399,6 +486,11 @@ class BatchEngine:
 
 def _expired(request: _Request, now: float) -> bool:
     return request.deadline is not None and now >= request.deadline
+
+
+def _uninstalled(request: _Request) -> bool:
+    """The request names an adapter that is not (or no longer) in the bank."""
+    return request.adapter is not None and request.adapter.slot == 0
 
 
 def _emit(request: _Request, event: Event) -> None:

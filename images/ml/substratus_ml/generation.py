@@ -5,8 +5,9 @@ those calls into an async stream per request (one event-loop wake-up per batch
 of events, not one per token and request), cancels the request when the
 consumer stops listening, cuts text at OpenAI-style stop strings, and turns the
 request limits into exceptions that the app maps to HTTP status codes:
-prompts over the token limit (400), a full queue (429), a stopped engine (503),
-a passed deadline (504).
+prompts over the token limit and more new tokens than the server allows (400),
+a full queue (429), a stopped engine (503), a passed deadline (504). Each
+carries a ``code``, the stable ``error.code`` of the HTTP body.
 """
 
 from __future__ import annotations
@@ -16,36 +17,74 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from substratus_ml.adapter_errors import UnknownModel
 from substratus_ml.engine import (BatchEngine, DoneEvent, EngineStopped, Event, QueueFull,
                                   SamplingParams, TextEvent)
+from substratus_ml.lora_bank import Adapter
 
 
 class GenerationError(RuntimeError):
     """The model failed while generating (the engine reported an error)."""
 
+    code = "generation_failed"
+
 
 class PromptTooLong(ValueError):
     """The prompt has more tokens than the server accepts."""
+
+    code = "context_length_exceeded"
+
+
+class TooManyNewTokens(ValueError):
+    """A request asked for more new tokens than the server generates per request."""
+
+    code = "max_tokens_too_large"
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class Overloaded(RuntimeError):
     """The engine's queue is full; retry later."""
 
+    code = "queue_full"
+
 
 class EngineUnavailable(RuntimeError):
     """The engine is shutting down or could not start."""
+
+    code = "engine_unavailable"
 
 
 class DeadlineExceeded(TimeoutError):
     """The request ran past its deadline and was stopped."""
 
+    code = "timeout"
+
+
+def new_tokens(requested: int | None, field: str, bound: int, default: int) -> int:
+    """The new tokens a request gets: ``requested``, or ``min(default, bound)`` when absent.
+
+    More than ``bound`` is refused, never clipped: the caller asked for something
+    this server does not do and should hear so (vLLM answers 400 too)."""
+    if requested is None:
+        return min(default, bound)
+    if requested > bound:
+        raise TooManyNewTokens(f"{field} is {requested}; this server generates at most {bound} new "
+                               "tokens per request (SUBSTRATUS_MAX_NEW_TOKENS)", field)
+    return requested
+
+
+FinishReason = Literal["stop", "length"]
+
 
 @dataclass(frozen=True)
 class Result:
     text: str
-    finish_reason: str
+    finish_reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
 
@@ -109,15 +148,19 @@ class Subscription:
     """One submitted request: iterate for its events; ``cancel`` stops it in the engine."""
 
     def __init__(self, engine: BatchEngine, mailbox: _Mailbox, prompt_ids: list[int],
-                 params: SamplingParams, deadline: float | None, stream: bool) -> None:
+                 params: SamplingParams, deadline: float | None, stream: bool,
+                 adapter: Adapter | None) -> None:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         events = self._events
 
         def sink(event: Event) -> None:
             mailbox.post(events, event)
 
+        if adapter is not None and adapter.unloaded:  # unloaded since the route resolved it
+            raise UnknownModel(f"the adapter {adapter.name!r} was unloaded; GET /v1/models lists "
+                               "what this server serves")
         try:
-            self._handle = engine.submit(prompt_ids, params, sink, deadline, stream)
+            self._handle = engine.submit(prompt_ids, params, sink, deadline, stream, adapter)
         except QueueFull as exc:
             raise Overloaded(str(exc)) from exc
         except EngineStopped as exc:
@@ -173,15 +216,16 @@ class Generator:
         return self._mailboxes[loop]
 
     def stream_text(self, prompt_ids: list[int], params: SamplingParams,
-                    stops: Sequence[str] = (), stream: bool = True) -> AsyncIterator[str | Result]:
+                    stops: Sequence[str] = (), stream: bool = True,
+                    adapter: Adapter | None = None) -> AsyncIterator[str | Result]:
         """Submit now (so a full queue raises :class:`Overloaded` before any response
         starts); the iterator yields text pieces, then one :class:`Result` with the
         whole (stop-trimmed) text. ``stream=False``: one piece at the end (the
         engine then does no per-token text work), unless stop strings need the text
-        as it comes."""
+        as it comes. ``adapter``: the LoRA adapter to generate with (None: the base)."""
         deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
         subscription = Subscription(self.engine, self._mailbox(), prompt_ids, params, deadline,
-                                    stream or bool(stops))
+                                    stream or bool(stops), adapter)
         return self._pieces(subscription, StopScanner(stops))
 
     async def _pieces(self, subscription: Subscription,
@@ -206,13 +250,14 @@ class Generator:
                 if tail:
                     parts.append(tail)
                     yield tail
-            reason = "length" if event.finish_reason == "length" and not scanner.stopped else "stop"
+            reason: FinishReason = ("length" if event.finish_reason == "length" and not scanner.stopped
+                                    else "stop")
             yield Result("".join(parts), reason, event.prompt_tokens, event.completion_tokens)
 
     async def complete(self, prompt_ids: list[int], params: SamplingParams,
-                       stops: Sequence[str] = ()) -> Result:
+                       stops: Sequence[str] = (), adapter: Adapter | None = None) -> Result:
         result: Result | None = None
-        async for item in self.stream_text(prompt_ids, params, stops, stream=False):
+        async for item in self.stream_text(prompt_ids, params, stops, False, adapter):
             if isinstance(item, Result):
                 result = item
         assert result is not None  # stream_text always ends with a Result

@@ -13,6 +13,9 @@ Every bound a request can hit is here, with the environment variable that sets i
 | ``SUBSTRATUS_REQUEST_TIMEOUT`` | 600 | seconds from arrival to last token (504 after) |
 | ``SUBSTRATUS_SERVER_TOKEN`` | unset | bearer token every non-open path requires |
 | ``SUBSTRATUS_CUDA_GRAPHS`` | 1 | 0 turns CUDA-graph decode steps off |
+| ``SUBSTRATUS_ADAPTERS_DIR`` | /model/adapters | LoRA adapters loaded at start-up, one per sub-directory |
+| ``SUBSTRATUS_MAX_ADAPTERS`` | 32 | LoRA adapters loaded at once (409 beyond) |
+| ``SUBSTRATUS_MAX_LORA_RANK`` | 64 | rank of one adapter (400 beyond) |
 """
 
 from __future__ import annotations
@@ -66,11 +69,14 @@ class ServeSettings:
     request_timeout_s: float = 600.0
     token: str | None = field(default=None, repr=False)
     cuda_graphs: bool = True
+    adapters_dir: Path = Path("/model/adapters")
+    max_adapters: int = 32
+    max_lora_rank: int = 64
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, model_dir: Path | None = None,
                  model_name: str | None = None, max_batch: int | None = None,
-                 max_new_tokens: int | None = None) -> "ServeSettings":
+                 max_new_tokens: int | None = None, adapters_dir: Path | None = None) -> "ServeSettings":
         directory = model_dir or Path(env.get("SUBSTRATUS_MODEL_DIR") or cls.model_dir)
         name = model_name or env.get("SUBSTRATUS_MODEL_NAME") or cls.model_name
         batch = max_batch if max_batch is not None else _int_env(
@@ -88,4 +94,7 @@ class ServeSettings:
                    _int_env(env, "SUBSTRATUS_MAX_QUEUE", cls.max_queue),
                    float(_int_env(env, "SUBSTRATUS_REQUEST_TIMEOUT", int(cls.request_timeout_s))),
                    _token(env),
-                   env.get("SUBSTRATUS_CUDA_GRAPHS", "1").strip() not in ("0", "false", "no"))
+                   env.get("SUBSTRATUS_CUDA_GRAPHS", "1").strip() not in ("0", "false", "no"),
+                   adapters_dir or Path(env.get("SUBSTRATUS_ADAPTERS_DIR") or cls.adapters_dir),
+                   _int_env(env, "SUBSTRATUS_MAX_ADAPTERS", cls.max_adapters),
+                   _int_env(env, "SUBSTRATUS_MAX_LORA_RANK", cls.max_lora_rank))

@@ -64,7 +64,10 @@ BAD_BODIES = [
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": LONG_PROMPT}]}, 400, "at most 40"),
     ("/generate", {"max_new_tokens": 5}, 422, "prompt: Field required"),
     ("/generate", {"prompt": "x", "max_new_tokens": 0}, 422, "greater than or equal to 1"),
-    ("/generate", {"prompt": "x", "max_new_tokens": BOUND + 1}, 422, f"less than or equal to {BOUND}"),
+    ("/generate", {"prompt": "x", "max_new_tokens": BOUND + 1}, 400,
+     f"max_new_tokens is {BOUND + 1}; this server generates at most {BOUND} new tokens per request "
+     "(SUBSTRATUS_MAX_NEW_TOKENS)"),
+    ("/v1/completions", {"prompt": "x", "max_tokens": BOUND + 1}, 400, f"at most {BOUND} new tokens"),
     ("/generate", {"prompt": "x", "temperature": -1}, 422, "temperature"),
     ("/generate", {"prompt": "x", "top_p": 0}, 422, "top_p"),
     ("/generate", [1, 2], 422, "valid dictionary"),
@@ -77,7 +80,9 @@ BAD_BODIES = [
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "http://x"}}]}]}, 422, "content"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": BOUND + 1},
-     422, f"less than or equal to {BOUND}"),
+     400, f"max_tokens is {BOUND + 1}; this server generates at most {BOUND}"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                              "max_completion_tokens": BOUND + 1}, 400, "max_completion_tokens is"),
 ]
 
 

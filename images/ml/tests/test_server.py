@@ -39,7 +39,6 @@ def test_generate_is_deterministic(live_server: LiveServer) -> None:
     ({"prompt": 42, "max_new_tokens": 5}, "prompt: Input should be a valid string"),
     ({"prompt": "x", "max_new_tokens": "many"}, "max_new_tokens: Input should be a valid integer"),
     ({"prompt": "x", "max_new_tokens": 0}, "max_new_tokens: Input should be greater than or equal to 1"),
-    ({"prompt": "x", "max_new_tokens": BOUND + 1}, f"less than or equal to {BOUND}"),
     ([1, 2], "Input should be a valid dictionary"),
 ])
 def test_bad_bodies_are_422_with_a_message(live_server: LiveServer, body: object,
@@ -60,8 +59,12 @@ def test_openapi_documents_the_bound(live_server: LiveServer) -> None:
     spec = httpx.get(f"{live_server.url}/openapi.json").json()
     for path in ["/generate", "/healthz", "/readyz", "/info", "/v1/completions", "/v1/models"]:
         assert path in spec["paths"]
-    field = spec["components"]["schemas"]["GenerateRequest"]["properties"]["max_new_tokens"]
-    assert (field["minimum"], field["maximum"]) == (1, BOUND)
+    schemas = spec["components"]["schemas"]
+    for schema, name in [("GenerateRequest", "max_new_tokens"), ("CompletionRequest", "max_tokens"),
+                         ("ChatCompletionRequest", "max_tokens"),
+                         ("ChatCompletionRequest", "max_completion_tokens")]:
+        [field] = [f for f in schemas[schema]["properties"][name]["anyOf"] if f["type"] == "integer"]
+        assert (field["minimum"], field["maximum"]) == (1, BOUND), (schema, name)
 
 
 def test_docs_use_only_local_assets(live_server: LiveServer) -> None:
@@ -117,7 +120,22 @@ def test_stop_strings_cut_the_completion(live_server: LiveServer) -> None:
 def test_openai_errors_are_422(live_server: LiveServer) -> None:
     url = f"{live_server.url}/v1/completions"
     assert httpx.post(url, json={"prompt": ["a", "b"]}).status_code == 422
-    assert httpx.post(url, json={"prompt": "a", "max_tokens": BOUND + 1}).status_code == 422
+
+
+def test_more_new_tokens_than_the_limit_is_400_naming_it_never_clipped(live_server: LiveServer) -> None:
+    """As vLLM answers: the handler refuses, with OpenAI's error shape and the limit named."""
+    for path, body in [("/generate", {"prompt": "x", "max_new_tokens": BOUND + 1}),
+                       ("/v1/completions", {"prompt": "x", "max_tokens": BOUND + 1}),
+                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
+                                                 "max_completion_tokens": BOUND + 1})]:
+        response = httpx.post(f"{live_server.url}{path}", json=body)
+        assert response.status_code == 400, (path, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "max_tokens_too_large" and error["type"] == "invalid_request_error"
+        assert f"at most {BOUND} new tokens" in error["message"], error
+        assert "SUBSTRATUS_MAX_NEW_TOKENS" in response.json()["detail"]
+    at_limit = httpx.post(f"{live_server.url}/generate", json={"prompt": "x", "max_new_tokens": BOUND})
+    assert at_limit.status_code == 200
 
 
 def test_concurrent_requests_are_batched_and_match_serial(live_server: LiveServer,

@@ -32,7 +32,7 @@ from substratus.api.encoded import EncodedDocuments, encode
 from substratus.api.errors import error_body, status_for
 from substratus.api.limits import BodyLimit, FollowResponse
 from substratus.api.watch import Gone, Hub
-from substratus.errors import SubstratusError, ValidationError
+from substratus.errors import SubstratusError, Unauthorized, ValidationError
 from substratus.local.service import MAX_OBJECTS, TOO_MANY_HINT, ControlPlane
 from substratus.local.store import Record
 from substratus.resources.kinds import canonical_kind
@@ -112,13 +112,12 @@ def create_app(cp: ControlPlane, token: str) -> FastAPI:
 
     def authorised(authorization: Optional[str] = Header(default=None)) -> None:
         if not check_bearer(authorization, token):
-            raise SubstratusError(UNAUTHORISED, hint="send `Authorization: Bearer <token>`; the CLI reads the "
+            raise Unauthorized(UNAUTHORISED, hint="send `Authorization: Bearer <token>`; the CLI reads the "
                                                      "token from $SUBSTRATUS_HOME/token")
 
     @app.exception_handler(SubstratusError)
     async def _handle(_: Request, err: SubstratusError) -> JSONResponse:
-        code = 401 if err.message == UNAUTHORISED else status_for(err)
-        return JSONResponse(error_body(err), status_code=code)
+        return JSONResponse(error_body(err), status_code=status_for(err))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:

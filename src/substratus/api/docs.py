@@ -19,6 +19,8 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response
 
+from substratus import contract
+
 ASSETS = "/docs-assets"
 FILES = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
          "favicon-32x32.png": "image/png"}
@@ -52,7 +54,7 @@ def add_docs(app: FastAPI, title: str) -> None:
     headers = {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                "X-Frame-Options": "DENY"}
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get(contract.DOCS_PATH, include_in_schema=False)  # where the contract's servers keep theirs too
     def docs() -> Response:
         return Response(html, media_type="text/html; charset=utf-8", headers={**headers, "Cache-Control": "no-store"})
 

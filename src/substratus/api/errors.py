@@ -16,10 +16,12 @@ from substratus.errors import (
     NotFoundError,
     SourceError,
     SubstratusError,
+    Unauthorized,
     ValidationError,
 )
 
 STATUS_FOR: list[tuple[type[SubstratusError], int]] = [
+    (Unauthorized, 401),
     (ValidationError, 422),
     (SourceError, 422),
     (NotFoundError, 404),

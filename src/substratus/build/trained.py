@@ -1,4 +1,5 @@
-"""The trained-model image: FROM the base image, /model/trained copied into /model/saved.
+"""The trained-model image: FROM the base image, the training run's output copied into the
+directory the contract says models are served from (`contract.TRAINED_DIR` -> `contract.SAVED_DIR`).
 
 Shared by the control plane (after a training run) and `sub verify` (the
 "trained model still serves" clause), so both check exactly what users get.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-TRAINED_DIR = "trained"
+from substratus.contract import SAVED_DIR, TRAINED_NAME
+
+TRAINED_DIR = TRAINED_NAME  # the directory in the build context holding the run's trained/ output
 
 
 def trained_dockerfile(base_image: str) -> str:
-    return f"FROM {base_image}\nCOPY {TRAINED_DIR}/ /model/saved/\n"
+    return f"FROM {base_image}\nCOPY {TRAINED_DIR}/ {SAVED_DIR}/\n"
 
 
 def write_trained_context(base_image: str, trained: Path, context: Path) -> Path:

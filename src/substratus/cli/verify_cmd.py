@@ -18,6 +18,7 @@ from typing import Optional
 
 import click
 
+from substratus import contract
 from substratus.errors import SubstratusError
 from substratus.verify import GROUPS, KINDS, Options, Target, exit_code, render_text, to_dict
 from substratus.verify import verify as run_verify
@@ -45,7 +46,25 @@ def _target(kind: str, source: Optional[str], image: Optional[str], path: str, b
     return Target(kind=KINDS[kind], source=source, path=path, branch=branch, image=image)
 
 
-@click.command("verify", context_settings={"help_option_names": ["-h", "--help"]})
+HELP = """Check that a model or dataset image keeps the Substratus container contract.
+
+    \b
+    SOURCE is a directory holding a Dockerfile, or a git URL (with --path and
+    --branch as in manifests); --image NAME checks an image that exists already.
+    Builds when needed, then checks each clause (WORKDIR, scripts on PATH,
+    serve.sh on {server} with {docs} and {generate}, train.sh, load.sh, notebook.sh on
+    {notebook}) and prints a checklist with evidence and, for failures, what to change.
+
+    \b
+    Examples:
+      sub verify model ./my-model
+      sub verify dataset https://github.com/org/repo --path datasets/squad --branch main
+      sub verify model --image localhost/my-model:1 --skip train,notebook -o json
+    """.format(server=contract.SERVER_PORT, docs=contract.DOCS_PATH, generate=contract.GENERATE_PATH,
+               notebook=contract.NOTEBOOK_PORT)
+
+
+@click.command("verify", help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("kind", type=click.Choice(list(KINDS), case_sensitive=False))
 @click.argument("source", required=False)
 @click.option("--image", help="Verify this existing image instead of building SOURCE.")
@@ -58,9 +77,9 @@ def _target(kind: str, source: Optional[str], image: Optional[str], path: str, b
 @click.option("--skip", "skip", default="", metavar="GROUPS",
               help=f"Comma-separated groups not to check: {', '.join(GROUPS)}.")
 @click.option("--serve-timeout", type=click.FloatRange(1), default=120, show_default=True,
-              help="Seconds serve.sh has to answer on 8080.")
+              help=f"Seconds serve.sh has to answer on {contract.SERVER_PORT}.")
 @click.option("--notebook-timeout", type=click.FloatRange(1), default=120, show_default=True,
-              help="Seconds notebook.sh has to answer on 8888.")
+              help=f"Seconds notebook.sh has to answer on {contract.NOTEBOOK_PORT}.")
 @click.option("--train-timeout", type=click.FloatRange(1), default=900, show_default=True)
 @click.option("--load-timeout", type=click.FloatRange(1), default=900, show_default=True)
 @click.option("--request-timeout", type=click.FloatRange(1), default=120, show_default=True,
@@ -85,21 +104,7 @@ def verify(kind: str, source: Optional[str], image: Optional[str], path: str, br
            request_timeout: float, fuzz_timeout: float, fuzz_examples: int, data_file: Optional[Path],
            epochs: int, batch_size: int, data_limit: int, prompt: str, max_new_tokens: int, rebuild: bool,
            keep_image: bool, quiet: bool, strict: bool) -> None:
-    """Check that a model or dataset image keeps the Substratus container contract.
-
-    \b
-    SOURCE is a directory holding a Dockerfile, or a git URL (with --path and
-    --branch as in manifests); --image NAME checks an image that exists already.
-    Builds when needed, then checks each clause (WORKDIR, scripts on PATH,
-    serve.sh on 8080 with /docs and /generate, train.sh, load.sh, notebook.sh on
-    8888) and prints a checklist with evidence and, for failures, what to change.
-
-    \b
-    Examples:
-      sub verify model ./my-model
-      sub verify dataset https://github.com/org/repo --path datasets/squad --branch main
-      sub verify model --image localhost/my-model:1 --skip train,notebook -o json
-    """
+    """`sub verify` (the help people see is HELP, which names the contract's ports)."""
     kind = kind.lower()
     target = _target(kind, source, image, path, branch)
     groups = _skip_groups(skip)

@@ -54,7 +54,7 @@ def parse(argv: Optional[list[str]] = None) -> Options:
     scope.add_argument("-n", "--namespace", action="append", dest="namespaces", default=[],
                        help="watch only this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
-    p.add_argument("--liveness", help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    p.add_argument("--liveness", help="serve a liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     p.add_argument("--settings-file", help="settings YAML instead of the ConfigMap")
     p.add_argument("--operator-namespace",
                    default=os.environ.get("SUBSTRATUS_OPERATOR_NAMESPACE", "substratus"),

@@ -8,7 +8,7 @@
                     sources from the tarball `sub apply` uploaded (builds.GitContext/ArchiveContext)
     BuildTrained    a BuildKit Job FROM the base image with the run's trained/ from the store
     CheckContract   the contract's static clauses: the image config from the registry, and a
-                    check Pod running `command -v` for the scripts (contract.check_image)
+                    check Pod running `command -v` for the scripts (conformance.check_image)
     CollectJob      the Job's log saved into the run, the outputs judged in the artifact store
                     (`executor.verdict`, the local words), the `.succeeded` marker written,
                     the Job deleted
@@ -16,23 +16,27 @@
 
 Quick actions (start, allocate) run inline in the reconcile pass; the others on thread
 pools, one at a time per action key, reporting their outcomes when done (`Report`), as the
-local executor does. An API error that may pass (unreachable, 5xx, conflict) is raised from
-a quick action so the pass is retried with backoff; one that will not (invalid, forbidden)
-becomes the action's failure, reported until the object is applied again.
+local executor does. Failures follow the same policy as locally (`reconcile.dispatch`), by
+the type the Kubernetes client gave the API server's answer: one that may pass (unreachable,
+5xx, throttled, an object of that name still going away: `AlreadyExists`) is retried with
+backoff; one that will not (invalid, `Unauthorized`) becomes the action's failure, reported
+until the object is applied again.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Optional, Union
 
+from substratus import contract
 from substratus.artifacts.store import ArtifactStore
-from substratus.build import contract, naming
+from substratus.build import conformance, naming
 from substratus.build.trained import trained_dockerfile
-from substratus.errors import BuildError, EngineError, SubstratusError, tail
+from substratus.errors import BuildError, SubstratusError, tail
 from substratus.kube.observe import MARKER, RegistryImages
 from substratus.reconcile.actions import (
     Action,
@@ -45,11 +49,10 @@ from substratus.reconcile.actions import (
     StartContainer,
 )
 from substratus.reconcile.dispatch import Dispatcher
-from substratus.reconcile.outcomes import Allocated, Digested, Failed, Outcome, Verified, crash_outcome, verdict
+from substratus.reconcile.outcomes import Allocated, Digested, Failed, Outcome, checked, verdict
 from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Reason
 from substratus.runtimes.kubernetes import builds
-from substratus.runtimes.kubernetes.client import KubeError
 from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
 
 log = logging.getLogger("substratus.kube.executor")
@@ -58,18 +61,14 @@ PORTS = {"ModelServer": contract.SERVER_PORT, "Notebook": contract.NOTEBOOK_PORT
 MAX_EXITED_LOG = 1 << 20  # an exited workload's log in the store is kept to its last MiB
 
 
-def transient(err: EngineError) -> bool:
-    """An API error that retrying may fix: no answer, a server error, a conflict, throttling."""
-    return isinstance(err, KubeError) and (err.status == 0 or err.status >= 500 or err.status in (409, 429))
-
-
 class KubeExecutor(Dispatcher):
     """Carries actions out on a cluster: the dispatching is the local executor's (Dispatcher)."""
 
     def __init__(self, runtime: KubernetesRuntime, store: Optional[ArtifactStore], images: RegistryImages,
                  report: Report, *, build_workers: int = 2, workers: int = 4,
-                 token_maker: Callable[[], str] = lambda: secrets.token_hex(16)) -> None:
-        super().__init__(report, build_workers=build_workers, workers=workers)
+                 token_maker: Callable[[], str] = lambda: secrets.token_hex(16),
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(report, build_workers=build_workers, workers=workers, clock=clock)
         self.runtime, self.store, self.images = runtime, store, images
         self.token_maker = token_maker
 
@@ -89,27 +88,12 @@ class KubeExecutor(Dispatcher):
             self.remove(action)
         return []
 
-    def failed(self, action: Action, err: Exception) -> list[Outcome]:
-        if isinstance(err, EngineError) and transient(err):  # nothing recorded: the next pass plans it again
-            log.warning("%s failed for now (will be retried): %s", action.key, err)
-            return []
-        if isinstance(err, EngineError):
-            log.warning("%s failed: %s", action.key, err)
-            return [crash_outcome(action, err)]
-        return super().failed(action, err)
-
     # -- quick actions ---------------------------------------------------------------------------
     def start(self, a: StartContainer) -> list[Outcome]:
+        """Create the workload's objects. An earlier one of that name still going away (AlreadyExists)
+        is a temporary failure like any other: retried with backoff by the dispatcher."""
         log.info("starting %s (%s)", a.spec.name, a.reason)
-        try:
-            self.runtime.run(a.spec)
-        except EngineError as err:
-            if "already exists" in err.message:  # an earlier one is still going away: look again next pass
-                return []
-            if transient(err):
-                raise
-            return [Failed(a.failure_key, a.failure_reason, f"the cluster could not start {a.spec.name}: "
-                                                              f"{err.message}")]
+        self.runtime.run(a.spec)
         return []
 
     def allocate(self, owner: ObjectKey, a: Allocate) -> list[Outcome]:
@@ -167,11 +151,7 @@ class KubeExecutor(Dispatcher):
         return None
 
     def check(self, a: CheckContract) -> list[Outcome]:
-        problems = [r for r in contract.check_image(self.runtime, a.image, a.kind) if not r.ok]
-        if problems:
-            text = "; ".join(f"{r.clause}: {r.evidence}" for r in problems)
-            return [Failed(a.key, Reason.CONTRACT_VIOLATION, f"image {a.image} breaks the {a.kind} contract: {text}")]
-        return [Verified(a.image)]
+        return checked(a, conformance.check_image(self.runtime, a.image, a.kind))
 
     def collect_job(self, owner: ObjectKey, a: CollectJob) -> list[Outcome]:
         """Keep the Job's log in its run, judge the outputs in the store, mark the run, delete the Job.

@@ -7,9 +7,10 @@
     succeeded    the `.succeeded` markers the operator writes into the artifact store
                  when it has judged a run's outputs complete
     progress     `logs/progress.jsonl` of a running job's run, from the artifact store
-    probes       readiness as the kubelet reports it (the pod's Ready condition, from the
-                 readinessProbe the generators put there: GET /docs on 8080, TCP 8888);
-                 the operator never sends HTTP probes into the cluster itself
+    probes       readiness as the kubelet reports it (the server or notebook container's
+                 Ready state, from the readinessProbe the generators render from the
+                 contract's readiness rule, `contract.READINESS`); the operator never
+                 sends HTTP probes into the cluster itself
     log_tails    the last lines of a container that is not ready, from the pod's log
 """
 

@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, cast
 
+from substratus import contract
 from substratus.artifacts.layout import ArtifactLayout
 from substratus.artifacts.store import ArtifactError, ArtifactStore
 from substratus.build import naming
@@ -55,7 +56,7 @@ from substratus.runtimes.kubernetes.workloads import Owner
 
 log = logging.getLogger("substratus.kube")
 GPU_RECHECK = 60.0
-ROLES = {"ModelServer": ("server", 8080), "Notebook": ("notebook", 8888)}
+ROLES = {"ModelServer": ("server", contract.SERVER_PORT), "Notebook": ("notebook", contract.NOTEBOOK_PORT)}
 
 
 def meta(body: dict[str, Any]) -> dict[str, Any]:
@@ -105,7 +106,7 @@ class Reconciler:
         self.images = RegistryImages(runtime)
         self.observer = ClusterObserver(runtime, store, self.layout, self.images)
         self.executor = KubeExecutor(runtime, store, self.images, self.on_outcomes, build_workers=build_workers,
-                                     workers=workers)
+                                     workers=workers, clock=clock)
         self._locks: dict[ObjectKey, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._written: dict[ObjectKey, dict[str, Any]] = {}
@@ -139,6 +140,7 @@ class Reconciler:
             plan = Plan(state=state).wait("Built", Reason.SOURCE_FAILED, source_error)  # nothing to observe
         else:
             snap = self.observer.snapshot(key, self.clock(), self.executor.in_flight(key))
+            snap = replace(snap, retrying=self.executor.retrying(key))
             plan = self.confirmed(obj, state, snap, self.facts(), body)
         publish_cluster_urls(plan, obj)
         status = build_status(generation_of(body), body.get("status") or {}, plan, utcnow())

@@ -71,7 +71,7 @@ class Controller:
         extra = {k: v for k, v in (("port_finder", port_finder), ("token_maker", token_maker),
                                    ("output_limits", output_limits)) if v is not None}
         self.executor = Executor(runtime, self.observer.containers, self.observer.images, self.on_outcomes,
-                                 workers=executor_workers, build_workers=build_workers,
+                                 workers=executor_workers, build_workers=build_workers, clock=clock,
                                  built=BuiltImages(layout.built_images), **extra)  # type: ignore[arg-type]
         self.facts = Facts(layout=layout, instance=layout.instance, ready_timeout=ready_timeout)
         self.workers = workers
@@ -174,6 +174,7 @@ class Controller:
             return self.finalize(rec)
         obj, state, deps, wanted = self.wanted(rec)
         snap = self.observer.snapshot(key, self.clock(), self.executor.in_flight(key), wanted)
+        snap = replace(snap, retrying=self.executor.retrying(key))
         plan = self.plan(obj, state, snap, Status.model_validate(rec.status), deps)
         status = build_status(rec.generation, rec.status, plan, utcnow())
         new_state = states.dump(plan.state)

@@ -7,21 +7,29 @@ pools; when one finishes, its outcomes are applied to the object's state and
 the object is queued again (`Report`). An action whose key is in flight is
 never started twice. Outcomes are plain data and `apply_outcome` is a pure
 function, so what an action changes is visible and testable.
+
+Failures follow the shared policy (`reconcile.dispatch`): an error the engine
+runtime classified as temporary is retried with backoff, a permanent one is
+recorded. Three engine errors are answered here first, by type: a host port
+taken (choose another: `PortLost`), a container name in use (our cache missed
+it: list again) and an image gone (removed elsewhere: forget it, so it is built
+again).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from substratus.build import contract
+from substratus import contract
+from substratus.build import conformance
 from substratus.build.trained import trained_dockerfile
-from substratus.errors import SubstratusError, tail
+from substratus.errors import BuildError, ImageMissing, NameInUse, PortInUse, SubstratusError, tail
 from substratus.local import buildguard, outputs
 from substratus.local.ledger import BuiltImages
 from substratus.local.observe import ContainerCache, ImageCache
@@ -37,16 +45,13 @@ from substratus.reconcile.actions import (
     StartContainer,
 )
 from substratus.reconcile.dispatch import Dispatcher
-from substratus.reconcile.outcomes import Allocated, Digested, Failed, Outcome, PortLost, Report, Verified, verdict
+from substratus.reconcile.outcomes import Allocated, Digested, Failed, Outcome, PortLost, Report, checked, verdict
 from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Reason
-from substratus.runtimes.base import BuildSpec, Runtime
+from substratus.runtimes.base import BuildSpec, Runtime, free_port
 
 log = logging.getLogger("substratus.executor")
 TRAINED_DOCKERFILE = "Dockerfile.substratus"
-# How podman and docker say that the image to run is not there (then they try a registry, and fail).
-MISSING_IMAGE = re.compile(r"image not known|no such image|unable to find image|pinging container registry|"
-                           r"manifest unknown|repository does not exist|pull access denied", re.I)
 
 
 # ---- outcomes ---------------------------------------------------------------------------------
@@ -55,11 +60,11 @@ class Executor(Dispatcher):
     """Carries actions out on this machine's engine."""
 
     def __init__(self, runtime: Runtime, containers: ContainerCache, images: ImageCache, report: Report, *,
-                 build_workers: int = 2, workers: int = 4,
-                 port_finder: Callable[[], int] = contract.free_port,
+                 build_workers: int = 2, workers: int = 4, clock: Callable[[], float] = time.time,
+                 port_finder: Callable[[], int] = free_port,
                  token_maker: Callable[[], str] = lambda: secrets.token_hex(16),
                  built: Optional[BuiltImages] = None, output_limits: OutputLimits = OutputLimits()) -> None:
-        super().__init__(report, build_workers=build_workers, workers=workers)
+        super().__init__(report, build_workers=build_workers, workers=workers, clock=clock)
         self.runtime, self.containers, self.images, self.built = runtime, containers, images, built
         self.output_limits = output_limits
         self.port_finder, self.token_maker = port_finder, token_maker
@@ -92,20 +97,16 @@ class Executor(Dispatcher):
         log.info("starting %s (%s)", action.spec.name, action.reason)
         try:
             state = self.runtime.run(action.spec)
-        except SubstratusError as err:
-            text = str(err)
-            if "address already in use" in text or "port is already allocated" in text:
-                log.warning("port of %s taken; choosing another", action.spec.name)
-                return [PortLost()]
-            if "already in use" in text:  # our cache missed a container of that name: look again
-                self.containers.relist()
-                return []
-            if MISSING_IMAGE.search(text):  # removed under us (elsewhere on a shared engine): build it again
-                log.warning("image %s of %s vanished; it will be built again", action.spec.image, action.spec.name)
-                self.images.invalidate()
-                return []
-            return [Failed(action.failure_key, action.failure_reason,
-                           f"the engine could not start {action.spec.name}: {err.message}")]
+        except PortInUse:
+            log.warning("port of %s taken; choosing another", action.spec.name)
+            return [PortLost()]
+        except NameInUse:  # our cache missed a container of that name: look again (and retry later)
+            self.containers.relist()
+            raise
+        except ImageMissing:  # removed under us (elsewhere on a shared engine): it is built again
+            log.warning("image %s of %s vanished; it will be built again", action.spec.image, action.spec.name)
+            self.images.invalidate()
+            raise
         self.containers.put(owner, state)
         return []
 
@@ -137,11 +138,11 @@ class Executor(Dispatcher):
 
     def check(self, a: CheckContract) -> list[Outcome]:
         # Beside the image's next step (a load, a build): that step gets the CPUs first.
-        problems = [r for r in contract.check_image(self.runtime.background(), a.image, a.kind) if not r.ok]
-        if problems:
-            text = "; ".join(f"{r.clause}: {r.evidence}" for r in problems)
-            return [Failed(a.key, Reason.CONTRACT_VIOLATION, f"image {a.image} breaks the {a.kind} contract: {text}")]
-        return [Verified(a.image)]
+        try:
+            return checked(a, conformance.check_image(self.runtime.background(), a.image, a.kind))
+        except ImageMissing:  # removed under us: it is built again, then checked
+            self.images.invalidate()
+            raise
 
     def build_trained(self, a: BuildTrained) -> list[Outcome]:
         dockerfile = a.run_dir / TRAINED_DOCKERFILE
@@ -226,9 +227,9 @@ def build_with_log(runtime: Runtime, spec: BuildSpec, log_path: Optional[Path],
 
     try:
         return runtime.build(spec, write)
-    except SubstratusError as err:
-        tail_text = getattr(err, "log_tail", "") or ""
-        return BuildFailure(f"{err.message} while building {spec.tag}; last build log lines:\n{tail(tail_text, 15)}")
+    except BuildError as err:  # the build failed; an engine that failed (EngineError) is tried again
+        return BuildFailure(f"{err.message} while building {spec.tag}; last build log lines:\n"
+                            f"{tail(err.log_tail or '', 15)}")
     finally:
         if fh:
             fh.close()

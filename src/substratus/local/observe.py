@@ -25,7 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from substratus.build import contract, naming
+from substratus import contract
+from substratus.build import naming
 from substratus.reconcile.layout import Layout
 from substratus.reconcile.plan import Snapshot
 from substratus.resources import progress
@@ -262,7 +263,7 @@ class Observer:
             role = c.labels.get(naming.label("role"), "")
             if role not in ("server", "notebook"):
                 continue
-            port = c.ports.get(contract.SERVER_PORT if role == "server" else contract.NOTEBOOK_PORT)
+            port = c.ports.get(contract.PORTS[role])
             if c.running and port:
                 probes[cname] = self.prober(role, port)
             if not probes.get(cname):

@@ -49,7 +49,8 @@ class CheckContract:
 
 @dataclass(frozen=True)
 class BuildTrained:
-    """Build `tag` FROM `base` with the run's trained/ copied into /model/saved."""
+    """Build `tag` FROM `base` with the run's trained/ copied into the saved model's directory
+    (`build.trained`)."""
 
     tag: str
     base: str

@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from substratus.build import contract, naming
+from substratus import contract
+from substratus.build import conformance, naming
 from substratus.reconcile.actions import (
     BuildImage,
     BuildTrained,
@@ -169,7 +170,7 @@ def plan_dataset(obj: Dataset, state: DatasetState, snap: Snapshot, facts: Facts
     name = naming.container_name("Dataset", obj.namespace, obj.name, "load", key, instance=facts.instance)
     remove_stale(plan, snap, {name}, "load")
     spec = RunSpec(name=name, image=tag, command=["load.sh"], env=contract.load_env(obj.spec.filename),
-                   mounts=contract.load_mounts(str(run_dir / "data"), str(run_dir / "logs")),
+                   mounts=conformance.load_mounts(str(run_dir / "data"), str(run_dir / "logs")),
                    labels=naming.object_labels("Dataset", obj.namespace, obj.name, instance=facts.instance,
                                                role="load", run=key[:16]),
                    limits=obj.spec.run_limits(), network=contract.LOAD_NETWORK)
@@ -247,7 +248,7 @@ def plan_training(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, fac
         return plan.finish(Reason.TRAINED, f"model image {tag}")
     spec = RunSpec(name=name, image=base_image, command=["train.sh"],
                    env=contract.train_env(data_file.name, params),
-                   mounts=contract.train_mounts(str(data_file.parent), str(run_dir / "trained"),
+                   mounts=conformance.train_mounts(str(data_file.parent), str(run_dir / "trained"),
                                                 str(run_dir / "logs")),
                    labels=naming.object_labels("Model", obj.namespace, obj.name, instance=facts.instance,
                                                role="train", run=key[:16]),
@@ -267,7 +268,8 @@ def plan_training(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, fac
     if tag in snap.images:
         return plan.wait("Trained", Reason.BUILDING, f"trained; waiting for the contract check of {base_image}")
     plan.act(build, snap)
-    return plan.wait("Trained", Reason.BUILDING, f"building {tag} with /model/trained copied into /model/saved")
+    return plan.wait("Trained", Reason.BUILDING,
+                     f"building {tag} with {contract.TRAINED_DIR} copied into {contract.SAVED_DIR}")
 
 
 def model_lineage(obj: Model, state: ModelState, snap: Snapshot, base_image: str, base: Optional[Dep],

@@ -1,6 +1,13 @@
 """What an action reports when it ends (typed outcomes), how an outcome changes an object's
-state (`apply_outcome`, pure), and the judgement of a finished job in the same words on every
-backend (`verdict`)."""
+state (`apply_outcome`, pure), the judgement of a finished job in the same words on every
+backend (`verdict`), and the one failure policy of both backends' executors (`temporary`,
+`failure`).
+
+The failure policy, in kopf's terms: an action that raised a *temporary* error (an engine or
+API call that failed, a contract probe that timed out, a name still taken) is retried with
+capped exponential backoff (`Backoff`, kept by the dispatcher) while its object stays in
+progress; a *permanent* one becomes a `Failed` outcome, recorded in the object's state and
+reported until the spec changes or the object is applied again."""
 
 from __future__ import annotations
 
@@ -8,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from substratus.build import contract
-from substratus.reconcile.actions import Action, CollectJob
+from substratus import contract
+from substratus.build.conformance import ClauseResult, violation
+from substratus.errors import SubstratusError
+from substratus.reconcile.actions import Action, CheckContract, CollectJob, StartContainer
 from substratus.reconcile.state import AnyState, BuildState, DatasetState, Failure, WorkloadState
 from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Reason
@@ -86,8 +95,51 @@ def verdict(a: CollectJob, last: str, wrote: bool) -> list[Outcome]:
     return []
 
 
-def crash_outcome(action: Action, err: Exception) -> Outcome:
+def checked(a: CheckContract, results: list[ClauseResult]) -> list[Outcome]:
+    """The outcome of a contract check: Verified, or a ContractViolation naming each broken clause by
+    the id `sub verify` prints for it (and its fix)."""
+    broken = [r for r in results if not r.ok]
+    if broken:
+        return [Failed(a.key, Reason.CONTRACT_VIOLATION, violation(a.image, a.kind, broken))]
+    return [Verified(a.image)]
+
+
+# ---- the failure policy ------------------------------------------------------------------------
+
+RETRY_BASE = 0.5    # seconds before the first retry of an action that failed for now
+RETRY_CAP = 60.0    # ... doubling with each failure in a row, up to this
+
+
+def temporary(err: BaseException) -> bool:
+    """Whether an action that raised `err` should be tried again later (kopf's TemporaryError) rather
+    than recorded as failed (PermanentError). The error says so itself (`SubstratusError.temporary`,
+    set where the engine's or the API server's words were read); an OSError (a disk, a socket) may
+    pass; any other exception is a bug, and retrying a bug only hides it."""
+    if isinstance(err, SubstratusError):
+        return err.temporary
+    return isinstance(err, OSError)
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """An action that failed for now and waits out its backoff: what went wrong, and when (on the
+    controller's clock) it may run again. Planners see it in `Snapshot.retrying`."""
+
+    message: str
+    at: float
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after the `failures`-th temporary failure in a row (1, 2, ...)."""
+    return float(min(RETRY_CAP, RETRY_BASE * 2.0 ** max(0, failures - 1)))
+
+
+def failure(action: Action, err: BaseException) -> Failed:
+    """The permanent failure an action's error means, under the key the planners look for."""
+    what = str(err) if isinstance(err, SubstratusError) else f"internal error: {err!r}"
     if isinstance(action, CollectJob):
         reason = Reason.LOAD_FAILED if action.step == "load" else Reason.TRAIN_FAILED
-        return Failed(action.failure_key, reason, f"internal error while judging {action.step}.sh: {err}")
-    return Failed(action.key, Reason.BUILD_FAILED, f"internal error: {err}")
+        return Failed(action.failure_key, reason, f"could not judge {action.step}.sh: {what}")
+    if isinstance(action, StartContainer):
+        return Failed(action.failure_key, action.failure_reason, f"could not start {action.spec.name}: {what}")
+    return Failed(action.key, Reason.BUILD_FAILED, what)

@@ -10,6 +10,7 @@ from typing import Optional
 
 from substratus.reconcile.actions import Action
 from substratus.reconcile.layout import Layout
+from substratus.reconcile.outcomes import Retrying
 from substratus.reconcile.state import AnyState
 from substratus.resources.status import Condition, ConditionStatus, Progress, Reason, Status
 from substratus.runtimes.base import ContainerState
@@ -23,7 +24,9 @@ class Snapshot:
     images: dict[str, str] = field(default_factory=dict)              # tag -> image id (local images)
     containers: dict[str, ContainerState] = field(default_factory=dict)  # this object's containers
     succeeded: frozenset[str] = frozenset()    # run dirs (as str) of this object holding a success marker
-    in_flight: frozenset[str] = frozenset()    # keys of this object's actions being carried out now
+    in_flight: frozenset[str] = frozenset()    # keys of this object's actions being carried out now (or retried)
+    retrying: dict[str, Retrying] = field(default_factory=dict)  # those waiting out a backoff after a temporary
+                                                                   # failure: what went wrong, when they run again
     probes: dict[str, bool] = field(default_factory=dict)            # container name -> answered this pass
     log_tails: dict[str, str] = field(default_factory=dict)          # container name -> last lines
     progress: dict[str, Progress] = field(default_factory=dict)      # run dir (str) -> latest progress
@@ -73,9 +76,12 @@ class Plan:
     message: str = ""
     published: Status = field(default_factory=Status)  # url, containerImage, digest, source, progress, lineage
     requeue_after: Optional[float] = None
+    retry_note: str = ""  # an action of this plan failed for now and is retried: said in the next wait()
 
     def wait(self, type_: str, reason: Reason, message: str, requeue_after: Optional[float] = None) -> "Plan":
         status: ConditionStatus = "False" if reason.failed else "Unknown"
+        if self.retry_note and not reason.failed:
+            message, self.retry_note = f"{message}; {self.retry_note}", ""
         self.conditions.append(Condition(type=type_, status=status, reason=reason.value, message=message))
         self.reason, self.message = reason, message
         if requeue_after is not None:
@@ -93,8 +99,16 @@ class Plan:
         self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
 
     def act(self, action: Action, snap: Snapshot) -> bool:
-        """Add `action` unless the same action is being carried out already. True when added."""
+        """Add `action` unless the same action is being carried out already. True when added.
+
+        An action waiting out its backoff after a temporary failure is not added either: the plan
+        asks to look again when it is due, and its next wait() says what went wrong (the object
+        stays in progress; only a permanent failure, recorded in the state, fails it)."""
         if action.key in snap.in_flight:
+            retry = snap.retrying.get(action.key)
+            if retry is not None:
+                self.requeue(max(0.0, retry.at - snap.now))
+                self.retry_note = f"retrying after a temporary failure: {retry.message}"
             return False
         self.actions.append(action)
         return True

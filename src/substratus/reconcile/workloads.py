@@ -1,6 +1,8 @@
 """Pure planners for long-running containers: ModelServer and Notebook.
 
-Readiness is a probe with thresholds, as a kubelet has it: a starting
+What counts as ready is the contract's readiness rule (`contract.READINESS`),
+which `observe` applies and reports in the snapshot's `probes`. Readiness is a
+probe with thresholds, as a kubelet has it: a starting
 container is probed quickly until it answers or the ready timeout passes
 (`ServeFailed`, still probed slowly so a late answer heals it); a ready one is
 probed every `READY_PERIOD` seconds and becomes `NotReady` after
@@ -14,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from substratus.build import contract, naming
+from substratus import contract
+from substratus.build import naming
 from substratus.reconcile.actions import Allocate, RemoveContainer, StartContainer
 from substratus.reconcile.plan import Dep, Facts, Plan, Snapshot, waiting_on, wants_gpu
 from substratus.reconcile.state import NotebookState, ServerState, WorkloadState
@@ -26,7 +29,6 @@ RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 CRASHLOOP_AFTER = 3
 READY_PERIOD = 10.0
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-SERVER_TOKEN_ENV = "SUBSTRATUS_SERVER_TOKEN"
 
 
 def _copy(state: object, changes: dict[str, object]) -> ServerState | NotebookState:
@@ -169,17 +171,18 @@ def plan_server(obj: ModelServer, state: ServerState, snap: Snapshot, facts: Fac
     assert state.port is not None
     name = naming.container_name("ModelServer", obj.namespace, obj.name, "server", instance=facts.instance)
     spec = RunSpec(name=name, image=image, command=["serve.sh"], ports={contract.SERVER_PORT: state.port},
-                   publish_address=address, secret_env={SERVER_TOKEN_ENV: state.token} if exposed and state.token
-                   else {},
+                   publish_address=address,
+                   secret_env={contract.SERVER_TOKEN_ENV: state.token} if exposed and state.token else {},
                    labels=naming.object_labels("ModelServer", obj.namespace, obj.name, instance=facts.instance,
                                                role="server", image=image, port=str(state.port)),
                    gpu=wants_gpu(model.compute_types, facts.gpu), limits=obj.spec.run_limits())
     if keep_running(plan, spec=spec, state=state, snap=snap, facts=facts, type_="Serving",
-                    failed_reason=Reason.SERVE_FAILED, probe_what=f"GET {contract.READY_PATH} on port 8080",
+                    failed_reason=Reason.SERVE_FAILED, probe_what=contract.SERVER_READINESS.describe(),
                     log_file=exited_log(facts, "ModelServer", obj.namespace, obj.name), roll_in_place=True):
         host = "127.0.0.1" if address in ("0.0.0.0", "::") else address
         plan.published.url = f"http://{host}:{state.port}"
-        plan.done("Serving", Reason.SERVING, f"serve.sh answers GET /docs at {plan.published.url}/docs")
+        plan.done("Serving", Reason.SERVING, f"serve.sh answers {contract.SERVER_READINESS.describe()} at "
+                                             f"{plan.published.url}")
         plan.finish(Reason.SERVING, f"serving {image}")
     plan.published.restarts = plan_restarts(plan)
     return plan
@@ -213,15 +216,16 @@ def plan_notebook(obj: Notebook, state: NotebookState, snap: Snapshot, facts: Fa
     mounts = []
     if what == "Dataset" and target.status.url:
         data = facts.layout.artifact_path(target.status.url).parent
-        mounts.append(Mount(str(data), contract.DATA_DIR, read_only=True))
+        mounts.append(Mount(str(data), contract.NOTEBOOK_DATA.target, read_only=contract.NOTEBOOK_DATA.read_only))
     spec = RunSpec(name=name, image=image, command=["notebook.sh"], ports={contract.NOTEBOOK_PORT: state.port},
-                   secret_env={"JUPYTER_TOKEN": state.token}, mounts=mounts,
+                   secret_env={contract.NOTEBOOK_TOKEN_ENV: state.token}, mounts=mounts,
                    labels=naming.object_labels("Notebook", obj.namespace, obj.name, instance=facts.instance,
                                                role="notebook", image=image, port=str(state.port)),
                    gpu=what == "Model" and wants_gpu(target.compute_types, facts.gpu),
                    limits=obj.spec.run_limits())
     if keep_running(plan, spec=spec, state=state, snap=snap, facts=facts, type_="Running",
-                    failed_reason=Reason.NOTEBOOK_FAILED, probe_what="notebook.sh on port 8888",
+                    failed_reason=Reason.NOTEBOOK_FAILED,
+                    probe_what=f"notebook.sh ({contract.NOTEBOOK_READINESS.describe()})",
                     log_file=exited_log(facts, "Notebook", obj.namespace, obj.name)):
         plan.published.url = f"http://127.0.0.1:{state.port}/?token={state.token}"
         plan.done("Running", Reason.RUNNING, f"notebook answers on port {state.port}")

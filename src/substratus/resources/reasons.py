@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from substratus.contract import NOTEBOOK_PORT, SERVER_READINESS, TRAINED_DIR
+
 
 class Reason(str, enum.Enum):
     """Why a condition is what it is. `describe()` gives the sentence the README shows."""
@@ -84,17 +86,17 @@ _DESCRIPTIONS: dict[Reason, str] = {
     Reason.BUILD_FAILED: "the image build failed (message: build log tail; full log in `sub logs`)",
     Reason.CONTRACT_VIOLATION: "the image breaks a contract clause (named in the message)",
     Reason.LOAD_FAILED: "load.sh exited non-zero or wrote nothing at LOAD_DATA_PATH (message: log tail)",
-    Reason.TRAIN_FAILED: "train.sh exited non-zero or left /model/trained empty (message: log tail)",
+    Reason.TRAIN_FAILED: f"train.sh exited non-zero or left {TRAINED_DIR} empty (message: log tail)",
     Reason.CRASH_LOOP_BACK_OFF: "the server or notebook keeps exiting; restarts continue with growing delays",
     Reason.SERVE_FAILED: "the server never answered its probe within the ready timeout (message: log tail)",
-    Reason.NOTEBOOK_FAILED: "the notebook never answered on port 8888 within the ready timeout",
+    Reason.NOTEBOOK_FAILED: f"the notebook never answered on port {NOTEBOOK_PORT} within the ready timeout",
     Reason.DEPENDENCY_FAILED: "a referenced object failed (its reason is in the message)",
     Reason.BUILT: "the source image is built and keeps the contract",
     Reason.BASE_MODEL_READY: "the base model named in spec.source.modelName is ready",
     Reason.LOADED: "load.sh wrote the data; status.url points at it",
     Reason.READY: "the model image is ready (status.containerImage)",
     Reason.TRAINED: "train.sh finished and the trained image is built (status.containerImage)",
-    Reason.SERVING: "serve.sh answers GET /docs; status.url is its base URL",
+    Reason.SERVING: f"serve.sh answers {SERVER_READINESS.describe()}; status.url is its base URL",
     Reason.RUNNING: "the notebook answers; status.url opens it",
     Reason.SUSPENDED: "spec.suspend is true: the notebook is stopped",
 }

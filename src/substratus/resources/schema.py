@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from substratus import contract
 from substratus.resources import labels as label_rules
 from substratus.resources.giturl import check_branch, check_git_url
 from substratus.resources.limits import Quantity, RunLimits, cpu_cores, memory_bytes, run_limits
@@ -24,6 +25,16 @@ API_VERSION = "substratus.ai/v1"
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DEFAULT_DATA_LIMIT = 1_000_000_000_000
 MAX_LABELS = 64
+T = TypeVar("T", bound=type)
+
+
+def described(text: str) -> Callable[[T], T]:
+    """A class docstring that names facts of the contract (formatted from `substratus.contract`);
+    pydantic reads `__doc__` when it writes a schema, so the CRDs and `sub explain` show it."""
+    def apply(cls: T) -> T:
+        cls.__doc__ = text
+        return cls
+    return apply
 
 
 class Schema(BaseModel):
@@ -260,8 +271,8 @@ class Compute(Schema):
         "Preference order: the first type the machine has is used (GPU needs the engine to pass one through)."))
 
 
+@described(f"A model: an image with serve.sh, train.sh and notebook.sh and its artifacts in {contract.SAVED_DIR}.")
 class ModelSpec(WithResources):
-    """A model: an image with serve.sh, train.sh and notebook.sh and its artifacts in /model/saved."""
 
     source: ModelSource = Field(description="Where the model image comes from.")
     training: Optional[Training] = Field(default=None, description="Fine-tune the source model on a dataset; "
@@ -276,8 +287,8 @@ class ModelSpec(WithResources):
 # ---- ModelServer / Notebook ------------------------------------------------------------
 
 
+@described(f"A server: runs the model image's serve.sh and publishes port {contract.SERVER_PORT}.")
 class ModelServerSpec(WithResources):
-    """A server: runs the model image's serve.sh and publishes port 8080."""
 
     model_name: str = Field(description="The Model (same namespace) to serve; the server waits until it is "
                                         "ready and rolls onto each new image of it.")
@@ -300,15 +311,15 @@ class ModelServerSpec(WithResources):
             raise ValueError(f"{v!r} is not an IP address: use 127.0.0.1 (this machine only, the default) "
                              "or 0.0.0.0 (every interface; a bearer token is then required)") from None
         if ip.version == 6:
-            # `-p ::1:PORT:8080` is "invalid port format", and a bracketed [::1] publish was never reached
+            # `-p ::1:HOSTPORT:PORT` is "invalid port format", and a bracketed [::1] publish was never reached
             # here (podman 4.3's bridge has no IPv6): refuse it now rather than fail the server later.
             raise ValueError(f"{v!r} is an IPv6 address; the server's port is published on IPv4 only: use "
                              "127.0.0.1 (this machine only, the default) or 0.0.0.0 (every interface)")
         return str(ip)
 
 
+@described(f"A notebook: runs notebook.sh of a model or dataset image and publishes port {contract.NOTEBOOK_PORT}.")
 class NotebookSpec(WithResources):
-    """A notebook: runs notebook.sh of a model or dataset image and publishes port 8888."""
 
     model_name: Optional[str] = Field(default=None, description="Open a notebook on this Model's image (set "
                                                                 "exactly one of modelName and datasetName).")
@@ -374,15 +385,16 @@ class Model(Resource):
     spec: ModelSpec = Field(description="Where the model comes from and how it is trained.")
 
 
+@described(f"A running server of a model (serve.sh on port {contract.SERVER_PORT}, published on 127.0.0.1 by "
+           "default).")
 class ModelServer(Resource):
-    """A running server of a model (serve.sh on port 8080, published on 127.0.0.1 by default)."""
 
     kind: Literal["ModelServer"] = "ModelServer"
     spec: ModelServerSpec = Field(description="Which model to serve and where.")
 
 
+@described(f"A Jupyter notebook (notebook.sh on port {contract.NOTEBOOK_PORT}) on a model's or a dataset's image.")
 class Notebook(Resource):
-    """A Jupyter notebook (notebook.sh on port 8888) on a model's or a dataset's image."""
 
     kind: Literal["Notebook"] = "Notebook"
     spec: NotebookSpec = Field(description="Which image to open and whether it runs.")

@@ -90,7 +90,7 @@ class Status(_Wire):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int = 0
     url: Optional[str] = None              # Dataset: the data file; ModelServer/Notebook: where it answers
-    container_image: Optional[str] = None  # Model: the image with /model/saved; Dataset: its loader image
+    container_image: Optional[str] = None  # Model: the image with its saved artifacts; Dataset: its loader image
     digest: Optional[str] = None           # Dataset: "sha256:<hex>" of the loaded file
     source: Optional[SourceStatus] = None
     progress: Optional[Progress] = None

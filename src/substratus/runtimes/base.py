@@ -8,6 +8,7 @@ Everything above this layer (build, controlplane, verify) talks to a
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,13 @@ class ContainerState:
     finished_at: str = ""
 
 
+def free_port() -> int:
+    """A host port on 127.0.0.1 that nothing listens on right now (for `RunSpec.ports`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def normalise_id(image_id: str) -> str:
     """An image id as every runtime reports it: the hex digest, without `sha256:`."""
     return image_id.removeprefix("sha256:")
@@ -93,6 +101,7 @@ class ImageInfo:
 class Completed:
     exit_code: int
     output: str  # stdout and stderr, interleaved
+    timed_out: bool = False  # stopped after its timeout (exit_code is then 124, as `timeout(1)` says)
 
 
 @dataclass
@@ -147,10 +156,12 @@ class Runtime(Protocol):
         """Remove an image; False when it did not exist."""
 
     def run(self, spec: RunSpec) -> ContainerState:
-        """Create and start a detached container."""
+        """Create and start a detached container. Raises NameInUse, PortInUse, ImageMissing (or, on a
+        cluster, AlreadyExists) when that is why it could not, else another EngineError."""
 
     def run_once(self, spec: RunSpec, timeout: float) -> Completed:
-        """Run to completion (removed afterwards) and return exit code and output."""
+        """Run to completion (removed afterwards) and return exit code and output (`timed_out` after
+        `timeout`). Raises an EngineError when the engine could not run it at all (ImageMissing...)."""
 
     def container(self, name: str) -> Optional[ContainerState]:
         """One container by name, or None."""

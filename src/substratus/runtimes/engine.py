@@ -30,7 +30,7 @@ from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
-from substratus.errors import BuildError, CommandError, EngineError
+from substratus.errors import BuildError, CommandError, EngineError, ImageMissing, NameInUse, PortInUse
 from substratus.runtimes.base import (
     LABEL_PREFIX,
     MANAGED,
@@ -51,7 +51,7 @@ PIDS_LIMIT = 4096
 # Kept from the engines' defaults: root in the container may still own, chmod and write the
 # bind-mounted store directories (owned by whoever runs the control plane, so root needs
 # DAC_OVERRIDE/FOWNER/CHOWN when that is not root), signal its own processes and switch to
-# a non-root user. Dropped: NET_BIND_SERVICE (the contract ports are 8080/8888), NET_RAW,
+# a non-root user. Dropped: NET_BIND_SERVICE (the contract's ports are above 1024), NET_RAW,
 # MKNOD, SYS_CHROOT, SETFCAP, SETPCAP, FSETID, AUDIT_WRITE. Nothing is ever added.
 KEPT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
 # One --cap-add per capability: docker reads "A,B" as one (unknown) name, podman splits it.
@@ -61,10 +61,60 @@ DEFAULT_BUILD_TIMEOUT = 3600.0
 LOG_MAX_SIZE = "16m"          # a container's output kept by the engine (podman k8s-file, docker json-file)
 DEFAULT_MEMORY_SHARE = 0.75   # of this machine's memory: a container's limit when its spec sets none
 LOGS_TIMEOUT = 120.0          # reading a finished container's output
+ENGINE_FAILED = 125           # `run`'s exit code when the engine itself failed (podman and docker alike)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What podman and docker say when `exec` cannot start (not the command's own failure).
 EXEC_UNAVAILABLE = re.compile(r"no such container|not running|state improper|is paused|no container with name",
                               re.I)
+# How the engines say why a command failed, read once here so nothing above matches their text.
+# Seen on this project's machines (podman 4.3, and docker 28's CLI in front of podman's Docker API)
+# and in Docker Engine's own messages (moby); tests/unit/runtimes/test_engine_errors.py holds each.
+PORT_IN_USE = re.compile(r"address already in use|port is already allocated", re.I)
+NAME_IN_USE = re.compile(r"is already in use by|that name is already in use|Conflict\. The container name", re.I)
+IMAGE_MISSING = re.compile(r"image not known|no such image|unable to find image|pinging container registry|"
+                           r"manifest unknown|repository does not exist|pull access denied|failed to find image", re.I)
+# The engine itself cannot be reached: what a build prints then is no build failure (it may pass).
+ENGINE_DOWN = re.compile(r"cannot connect to the docker daemon|cannot connect to podman|"
+                         r"is the docker daemon running|unable to connect to podman socket", re.I)
+# The engine refused the container as asked (a device it has no driver for, a command the image lacks,
+# a malformed argument): asking again will not help, so such a failure is permanent.
+REFUSED = re.compile(r"unresolvable CDI devices|could not select device driver|OCI runtime|"
+                     r"executable file not found|invalid reference format|invalid (mount|volume|argument)", re.I)
+
+
+def _argv_after(argv: list[str], flag: str) -> str:
+    """The argument after `flag` in an engine argv ("" when absent): the container name after
+    `--name`, the image after `--`."""
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else ""
+
+
+def _said(words: re.Pattern[str], output: str) -> str:
+    """The engine's line that says it (the last one holding `words`), without docker's `docker: ` prefix."""
+    line = next((ln for ln in reversed(output.splitlines()) if words.search(ln)), "")
+    return line.strip().removeprefix("docker: ")[:300]
+
+
+def classify(argv: list[str], returncode: int, output: str) -> EngineError:
+    """The error a failed engine command means, by what the engine said (`output`: its stderr, or
+    everything it printed). The command itself travels as the cause (argv, exit code, stderr tail)."""
+    command = CommandError(argv, returncode, output)
+    engine = next((Path(a).name for a in argv if Path(a).name in ENGINES), "the engine")
+    err: EngineError
+    if PORT_IN_USE.search(output):
+        err = PortInUse(f"the host port is taken: {_said(PORT_IN_USE, output)}", hint="another port is chosen")
+    elif NAME_IN_USE.search(output):
+        name = _argv_after(argv, "--name")
+        err = NameInUse(f"a container named {name or '(see below)'} exists already: {_said(NAME_IN_USE, output)}",
+                        hint=f"see `{engine} ps -a --filter name={name}`" if name else "")
+    elif IMAGE_MISSING.search(output):
+        image = _argv_after(argv, "--")
+        err = ImageMissing(f"the image {image or '(see below)'} is not in {engine}'s image store: "
+                           f"{_said(IMAGE_MISSING, output)}", hint=f"see `{engine} images`")
+    else:
+        command.temporary = bool(ENGINE_DOWN.search(output)) or not REFUSED.search(output)
+        return command
+    err.__cause__ = command
+    return err
 
 
 def detect_engine(preferred: Optional[str] = None) -> str:
@@ -284,7 +334,7 @@ class EngineRuntime:
             raise EngineError(f"`{' '.join(argv[:4])}` did not finish in {timeout:.0f}s",
                               hint=f"check that `{self.engine} info` answers") from err
         if check and proc.returncode != 0:
-            raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
+            raise classify(argv, proc.returncode, proc.stderr or proc.stdout)
         return proc
 
     def _inspect(self, what: str, refs: list[str]) -> list[dict[str, Any]]:
@@ -329,8 +379,11 @@ class EngineRuntime:
 
     def _build(self, argv: list[str], log: LogSink) -> None:
         recent: deque[str] = deque(maxlen=40)
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", bufsize=1, stdin=subprocess.DEVNULL)
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    errors="replace", bufsize=1, stdin=subprocess.DEVNULL)
+        except FileNotFoundError as err:
+            raise EngineError(f"{self.engine} is not installed", hint="run `make setup`") from err
         deadline = Deadline(proc, self.build_timeout)
         assert proc.stdout is not None
         try:
@@ -346,6 +399,8 @@ class EngineRuntime:
                              log_tail="\n".join(recent),
                              hint="raise SUBSTRATUS_BUILD_TIMEOUT (seconds) for the control plane, or make the "
                                   "build faster; the build log is in `sub logs`")
+        if code != 0 and ENGINE_DOWN.search("\n".join(recent)):
+            raise classify(argv, code, "\n".join(recent))  # the engine failed, not the build: try again later
         if code != 0:
             raise BuildError(f"image build failed (exit {code})", log_tail="\n".join(recent),
                              hint="fix the Dockerfile or the build context; the full build log is in `sub logs`")
@@ -446,10 +501,12 @@ class EngineRuntime:
         except subprocess.TimeoutExpired as err:
             self.remove(spec.name)
             out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
-            return Completed(exit_code=124, output=out + f"\n(timed out after {timeout:.0f}s)")
+            return Completed(exit_code=124, output=out + f"\n(timed out after {timeout:.0f}s)", timed_out=True)
         except BaseException:  # Ctrl-C and friends: never leave the container behind
             self.remove(spec.name)
             raise
+        if proc.returncode == ENGINE_FAILED:  # the engine could not run it (the command never started)
+            raise classify(argv, proc.returncode, proc.stdout)
         return Completed(exit_code=proc.returncode, output=proc.stdout)
 
     def container(self, name: str) -> Optional[ContainerState]:

@@ -2,8 +2,15 @@
 
 Images come into being when built (their WORKDIR is read from the Dockerfile
 so contract checks can pass or fail); containers run until a test ends them
-with `exit()`, except `sh -c "exit N"`, which ends at once with N. `run_once` answers from `once_results`, a function a test can
-replace. Every call is recorded in `calls` so tests can assert what happened.
+with `exit()`, except `sh -c "exit N"`, which ends at once with N. `run_once`
+answers from `once`, a function a test can replace. Every call is recorded in
+`calls` so tests can assert what happened.
+
+Errors are the engine runtime's types: running a second container of one name
+raises NameInUse, as podman and docker do; `fail(verb, err)` makes the next
+call of a verb raise any classified error (PortInUse, ImageMissing, a
+permanent CommandError...), so unit tests meet each one the real runtimes
+raise.
 
 `exec` is the one verb that runs something real: the argv runs on the host
 with a scratch directory (`filesystem(name)`) standing for the container's
@@ -25,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from substratus.errors import BuildError, EngineError
+from substratus.errors import BuildError, EngineError, NameInUse
 from substratus.runtimes.base import (
     BuildSpec,
     Completed,
@@ -98,6 +105,18 @@ class FakeRuntime:
         # What a started container prints at once (the fake runs no command); a test may replace it.
         self.prints: Callable[[RunSpec], list[str]] = lambda spec: []
         self.streams: list[FakeEvents] = []
+        self.failures: list[tuple[str, Optional[str], Exception]] = []  # see `fail`
+
+    def fail(self, verb: str, err: Exception, name: Optional[str] = None) -> None:
+        """Test hook: the next call of `verb` ("run", "run_once", "build"), for container or tag `name`
+        when given, raises `err` (once)."""
+        self.failures.append((verb, name, err))
+
+    def _failure(self, verb: str, name: str) -> None:
+        for i, (v, n, err) in enumerate(self.failures):
+            if v == verb and n in (None, name):
+                del self.failures[i]
+                raise err
 
     def _emit(self, type_: str, action: str, name: str, labels: Optional[dict[str, str]] = None,
               exit_code: Optional[int] = None) -> None:
@@ -108,6 +127,7 @@ class FakeRuntime:
     # -- images ------------------------------------------------------------------------
     def build(self, spec: BuildSpec, log: LogSink) -> Optional[str]:
         self.calls.append(("build", spec.tag))
+        self._failure("build", spec.tag)
         log(f"STEP 1/1: building {spec.tag}")
         if spec.tag in self.fail_builds:
             log("error: the test asked this build to fail")
@@ -139,8 +159,9 @@ class FakeRuntime:
     # -- containers --------------------------------------------------------------------
     def run(self, spec: RunSpec) -> ContainerState:
         self.calls.append(("run", spec.name))
+        self._failure("run", spec.name)
         if spec.name in self.items:
-            raise BuildError(f"container name {spec.name} already in use")
+            raise NameInUse(f"a container named {spec.name} exists already")
         self._seq += 1
         state = ContainerState(name=spec.name, id=f"c{self._seq}", image=spec.image, labels=dict(spec.labels),
                                running=True, exit_code=None, status="running", ports=dict(spec.ports))
@@ -154,6 +175,7 @@ class FakeRuntime:
 
     def run_once(self, spec: RunSpec, timeout: float) -> Completed:
         self.calls.append(("run_once", " ".join(spec.command)))
+        self._failure("run_once", spec.name)
         return self.once(spec)
 
     def exit(self, name: str, code: int, output: str = "") -> None:

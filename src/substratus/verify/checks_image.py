@@ -1,4 +1,4 @@
-"""Checks on the source and the built image: Dockerfile, build, WORKDIR, scripts, /model/saved.
+"""Checks on the source and the built image: Dockerfile, build, WORKDIR, scripts, the saved model.
 
 Each function runs one check through a Runtime and returns an `Outcome` (or
 `Skipped`); `runner` decides whether it runs at all.
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from substratus.build import contract
+from substratus import contract
+from substratus.build import conformance
 from substratus.build import fromlines as baseimages
 from substratus.build.naming import label
 from substratus.errors import BuildError, SourceError
@@ -20,8 +21,7 @@ from substratus.sources import dockerfile, git, local
 from substratus.verify.clauses import Outcome, Skipped
 from substratus.verify.options import Options, Target, verify_image_tag
 
-SCRIPT_CLAUSES = {"serve.sh": "script.serve", "train.sh": "script.train", "notebook.sh": "script.notebook",
-                  "load.sh": "script.load"}
+SCRIPT_CLAUSES = contract.SCRIPT_CLAUSES
 
 
 @dataclass
@@ -94,13 +94,13 @@ def build_image(runtime: Runtime, target: Target, source: Source, options: Optio
 
 
 def check_workdir(runtime: Runtime, image: str, kind: str) -> Outcome:
-    got = contract.check_workdir(runtime, image, kind)
+    got = conformance.check_workdir(runtime, image, kind)
     return Outcome(got.ok, got.evidence)
 
 
 def check_scripts(runtime: Runtime, image: str, kind: str) -> dict[str, Outcome]:
     """One probe container for all scripts; the clause id of each script -> its outcome."""
-    results = contract.check_scripts(runtime, image, kind)
+    results = conformance.check_scripts(runtime, image, kind)
     out = {}
     for script, res in zip(contract.SCRIPTS[kind], results):
         out[SCRIPT_CLAUSES[script]] = Outcome(res.ok, f"ran `sh -c 'command -v {script}'` in the image: "
@@ -108,7 +108,8 @@ def check_scripts(runtime: Runtime, image: str, kind: str) -> dict[str, Outcome]
     return out
 
 
-SAVED_PROBE = 'ls -A /model/saved 2>&1 | head -n 20; echo "entries=$(ls -A /model/saved 2>/dev/null | wc -l)"'
+SAVED = contract.SAVED_DIR
+SAVED_PROBE = f'ls -A {SAVED} 2>&1 | head -n 20; echo "entries=$(ls -A {SAVED} 2>/dev/null | wc -l)"'
 
 
 def check_saved(runtime: Runtime, image: str, timeout: float = 120) -> Outcome:
@@ -120,8 +121,8 @@ def check_saved(runtime: Runtime, image: str, timeout: float = 120) -> Outcome:
         count = int(lines[-1].split("=", 1)[1].strip() or 0)
     listing = ", ".join(lines[:-1][:10])
     if done.exit_code != 0:
-        return Outcome(False, f"could not list /model/saved (`sh -c 'ls -A /model/saved'` exit {done.exit_code})",
+        return Outcome(False, f"could not list {SAVED} (`sh -c 'ls -A {SAVED}'` exit {done.exit_code})",
                        log_tail="\n".join(lines[-10:]))
     if count == 0:
-        return Outcome(False, "`ls -A /model/saved` in the built image lists nothing")
-    return Outcome(True, f"/model/saved holds {count} entries: {listing}")
+        return Outcome(False, f"`ls -A {SAVED}` in the built image lists nothing")
+    return Outcome(True, f"{SAVED} holds {count} entries: {listing}")

@@ -1,4 +1,4 @@
-"""Checks against a running server: serve.sh on 8080 (docs, generate, bad bodies) and notebook.sh on 8888.
+"""Checks against a running server: serve.sh (docs, generate, bad bodies) and notebook.sh, on the contract's ports.
 
 `start` publishes the container port on 127.0.0.1:<free port>; `wait_listening`
 polls it; the request checks send one request each and judge the answer.
@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Optional
 
-from substratus.build import contract
-from substratus.build.contract import free_port
-from substratus.runtimes.base import RunSpec, Runtime
+from substratus import contract
+from substratus.runtimes.base import RunSpec, Runtime, free_port
 from substratus.verify.clauses import Outcome
 from substratus.verify.probe import Clock, HttpProbe, ProbeError, wait_for_http
 
 SERVE_PORT = contract.SERVER_PORT
 NOTEBOOK_PORT = contract.NOTEBOOK_PORT
+DOCS, GENERATE = contract.DOCS_PATH, contract.GENERATE_PATH
 MALFORMED_BODY = b'{"prompt": "unterminated'
 
 
@@ -77,11 +77,11 @@ def _short(data: bytes, limit: int = 300) -> str:
 
 def check_docs(probe: HttpProbe, server: Server, timeout: float) -> Outcome:
     try:
-        got = probe.request("GET", server.url + "/docs", timeout=timeout)
+        got = probe.request("GET", server.url + DOCS, timeout=timeout)
     except ProbeError as err:
-        return Outcome(False, f"GET /docs got no answer: {err}")
+        return Outcome(False, f"GET {DOCS} got no answer: {err}")
     kind = got.headers.get("content-type", "no content-type")
-    evidence = f"GET /docs -> {got.status} ({kind}, {len(got.body)} bytes)"
+    evidence = f"GET {DOCS} -> {got.status} ({kind}, {len(got.body)} bytes)"
     if got.status != 200:
         return Outcome(False, f"{evidence}: {_short(got.body, 200)}")
     return Outcome(True, evidence)
@@ -118,13 +118,13 @@ def check_generate(probe: HttpProbe, server: Server, prompt: str, max_new_tokens
     """One generation. A 503 ("still loading") is retried for up to `warmup` seconds:
     a server may listen (and serve /docs) before its model is loaded."""
     body = generate_request(prompt, max_new_tokens)
-    sent = f"POST /generate {body.decode()}"
+    sent = f"POST {GENERATE} {body.decode()}"
     clock = clock or Clock()
     deadline = clock.now() + warmup
     waited = ""
     while True:
         try:
-            got = probe.request("POST", server.url + "/generate", body=body,
+            got = probe.request("POST", server.url + GENERATE, body=body,
                                 headers={"Content-Type": "application/json"}, timeout=timeout)
         except ProbeError as err:
             return Outcome(False, f"{sent} got no answer: {err}")
@@ -138,9 +138,9 @@ def check_generate(probe: HttpProbe, server: Server, prompt: str, max_new_tokens
 
 
 def check_bad_body(probe: HttpProbe, server: Server, timeout: float) -> Outcome:
-    sent = f"POST /generate with the malformed body {MALFORMED_BODY.decode()!r}"
+    sent = f"POST {GENERATE} with the malformed body {MALFORMED_BODY.decode()!r}"
     try:
-        got = probe.request("POST", server.url + "/generate", body=MALFORMED_BODY,
+        got = probe.request("POST", server.url + GENERATE, body=MALFORMED_BODY,
                             headers={"Content-Type": "application/json"}, timeout=timeout)
     except ProbeError as err:
         return Outcome(False, f"{sent}: the connection broke ({err})")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from substratus.build import contract
+from substratus import contract
 from substratus.build.trained import write_trained_context
 from substratus.errors import BuildError, SubstratusError
 from substratus.runtimes.base import BuildSpec, Runtime
@@ -203,11 +203,12 @@ class Verifier:
         return job
 
     def trained_image(self, trained: Path) -> Outcome:
-        """Build FROM the image + COPY trained/ /model/saved/, as the control plane does, and serve it."""
+        """Build FROM the image + the trained/ output copied into the saved model's directory, as the
+        control plane does (`build.trained`), and serve it."""
         context = write_trained_context(self.image, trained, self.session.temp_dir("trained-image") / "ctx")
         tag = trained_image_tag(self.session.run_id)
         self.session.images.append(tag)
-        self.progress(f"building {tag} (FROM {self.image} + COPY trained/ /model/saved/)")
+        self.progress(f"building {tag} (FROM {self.image} + COPY trained/ {contract.SAVED_DIR}/)")
         self.rt.build(BuildSpec(context=context, tag=tag, labels=ci.image_labels("Model")),
                       lambda line: self.progress(f"  | {line}") if self.options.build_log else None)
         server = cs.start(self.rt, tag, "serve.sh", cs.SERVE_PORT)

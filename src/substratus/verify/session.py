@@ -1,7 +1,7 @@
 """Everything one `sub verify` run creates, and the guarantee that it goes away.
 
 `TrackedRuntime` wraps a Runtime so that every container started through it,
-also by shared code such as `build.contract.check_scripts`, gets a name
+also by shared code such as `build.conformance.check_scripts`, gets a name
 before it exists and the labels `substratus.ai/managed=true`,
 `substratus.ai/role=verify` and `substratus.ai/verify-run=<id>`.
 `Session` owns that runtime plus temporary directories and images and

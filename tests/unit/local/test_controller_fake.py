@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from substratus.errors import EngineError, ValidationError
+from substratus.errors import ValidationError
 from substratus.runtimes.base import EngineEvent, RunSpec
+from substratus.runtimes.engine import classify
 from tests.unit.fakes.controlplane import (
     MANIFEST,
     Env,
@@ -134,7 +135,7 @@ def test_contract_violation_is_a_failed_condition_naming_the_clause(env: Env) ->
     settle(env)
     assert reason(env, "Model", "base") == "ContractViolation"
     msg = ready_condition(env, "Model", "base")["message"]
-    assert "working directory is /model" in msg and "WORKDIR /model" in msg
+    assert "[workdir] WORKDIR is /model" in msg and "`WORKDIR /model`" in msg  # the clause id sub verify prints
     assert not status(env, "Model", "tuned")["ready"]
 
 
@@ -172,8 +173,9 @@ def test_missing_dockerfile_stores_nothing(env: Env) -> None:
 
 
 def test_container_that_cannot_start_is_a_failed_condition(env: Env) -> None:
-    def refuse(spec: RunSpec) -> Any:
-        raise EngineError("Error: unresolvable CDI devices nvidia.com/gpu=all")
+    def refuse(spec: RunSpec) -> Any:  # what the engine runtime raises for podman's words
+        raise classify(["podman", "run", "--name", spec.name], 125,
+                       "Error: unresolvable CDI devices nvidia.com/gpu=all")
 
     apply(env)
     settle(env)
@@ -255,8 +257,8 @@ def test_a_taken_port_is_chosen_again(env: Env) -> None:
 
     def run(spec: RunSpec) -> Any:
         if set(spec.ports.values()) & taken:
-            raise EngineError("Error: cannot listen on the TCP port: listen tcp4 127.0.0.1:20000: bind: "
-                              "address already in use")
+            raise classify(["podman", "run", "--name", spec.name], 126, "Error: cannot listen on the TCP port: "
+                           "listen tcp4 127.0.0.1:20000: bind: address already in use")
         return real_run(spec)
 
     env.rt.run = run  # type: ignore[method-assign]

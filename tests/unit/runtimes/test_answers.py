@@ -16,7 +16,7 @@ import pytest
 
 from substratus.api.dashboard.links import MetricsProbe
 from substratus.api.dashboard.playground import PlaygroundRequest, run
-from substratus.local.probes import status_of
+from substratus.runtimes.readiness import status_of as status_at
 
 BASE = "http://127.0.0.1:4000"
 
@@ -119,6 +119,11 @@ def trickle() -> Iterator[Slow]:
     server = Slow(serve)
     yield server
     server.sock.close()
+
+
+def status_of(port: int, path: str, timeout: float = 1.0) -> int | None:
+    """What the readiness probes (local, and the helper in a pod) read."""
+    return status_at("127.0.0.1", port, path, timeout)
 
 
 def test_a_probe_of_a_trickling_server_gives_up_at_its_deadline(trickle: Slow) -> None:

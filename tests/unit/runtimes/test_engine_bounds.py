@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from substratus.build import contract
+from substratus import contract
 from substratus.resources.limits import RunLimits
 from substratus.runtimes.base import RunSpec
 from substratus.runtimes.engine import default_memory_limit, run_argv

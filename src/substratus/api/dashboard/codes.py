@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header
 from pydantic import BaseModel
 
 from substratus.api.dashboard import Dashboard
-from substratus.errors import SubstratusError
+from substratus.errors import Unauthorized
 
 
 class LoginCode(BaseModel):
@@ -32,8 +32,8 @@ def router(dash: Dashboard) -> APIRouter:
         """A single-use login code for the dashboard, valid for two minutes."""
         given = (authorization or "").removeprefix("Bearer ").strip()
         if not given or not hmac.compare_digest(given.encode(), dash.token.encode()):
-            # the app's error handler answers 401 for exactly this message, as for the rest of /api/v1
-            raise SubstratusError("missing or wrong API token", hint="the CLI reads it from $SUBSTRATUS_HOME/token")
+            # the app's error table answers 401 for it, as for the rest of /api/v1
+            raise Unauthorized("missing or wrong API token", hint="the CLI reads it from $SUBSTRATUS_HOME/token")
         code, ttl = dash.codes.issue()
         return LoginCode(code=code, expiresIn=int(ttl), path=f"/ui/login#code={code}")
 

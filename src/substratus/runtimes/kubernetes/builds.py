@@ -8,7 +8,7 @@ Three kinds of build context, as the planners need them:
                     tarball; an init container unpacks it
     TrainedContext  the trained-model image: an init container fetches the run's
                     `trained/` and writes the Dockerfile (`FROM base`, `COPY trained/
-                    /model/saved/`) that `build.trained` gives the caller
+                    <saved dir>/`) that `build.trained` gives the caller
 
 The builder is `moby/buildkit:*-rootless` by default (settings.builderImage):
 runs as UID 1000, no privileged mode. Rootless BuildKit needs the seccomp and

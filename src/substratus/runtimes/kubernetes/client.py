@@ -5,7 +5,11 @@ credential plugins, client certificates, in-cluster service accounts, proxies);
 the generators speak plain dicts, so requests go through its configured
 `ApiClient` with paths made here from apiVersion and kind. Patches are JSON
 merge patches, which every API server (and the test emulator) understands.
-Errors become `KubeError` with the HTTP status and the server's message.
+Errors become `KubeError` with the HTTP status and the server's message,
+classified here once by that status (`api_error`): 409 AlreadyExists is
+`KubeAlreadyExists` (an `AlreadyExists`), 401 and 403 are `KubeUnauthorized`
+(an `Unauthorized`), and whether retrying may help (`temporary`) follows the
+status: no answer, 409, 429 and 5xx may pass; any other 4xx will not.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import urllib3
 from kubernetes import client as _kclient
 from kubernetes import config as _kconfig
 
-from substratus.errors import EngineError
+from substratus.errors import AlreadyExists, EngineError, Unauthorized
 
 # The client is only partly typed; its calls are checked by the tests, not by mypy.
 kclient: Any = _kclient
@@ -70,12 +74,31 @@ def merge_patch(old: Any, new: Any) -> Any:
 
 
 class KubeError(EngineError):
-    """The API server refused a request or could not be reached."""
+    """The API server refused a request (`status`, the server's `reason`) or could not be reached
+    (status 0)."""
 
     def __init__(self, message: str, *, status: int = 0, reason: str = "", hint: str = "") -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.reason = reason
+        self.temporary = status == 0 or status >= 500 or status in (409, 429)
+
+
+class KubeAlreadyExists(KubeError, AlreadyExists):
+    """409 AlreadyExists: an object of that name exists (often one still being deleted)."""
+
+
+class KubeUnauthorized(KubeError, Unauthorized):
+    """401 or 403: the credentials were refused, or lack the permission (RBAC)."""
+
+
+def api_error(message: str, *, status: int, reason: str = "", hint: str = "") -> KubeError:
+    """The typed error for an API server's answer (or no answer: status 0)."""
+    if status == 409 and reason != "Conflict":  # Conflict: a stale resourceVersion, not a name taken
+        return KubeAlreadyExists(message, status=status, reason=reason or "AlreadyExists", hint=hint)
+    if status in (401, 403):
+        return KubeUnauthorized(message, status=status, reason=reason, hint=hint)
+    return KubeError(message, status=status, reason=reason, hint=hint)
 
 
 @dataclass(frozen=True)
@@ -166,7 +189,7 @@ class KubeApi:
             resp: Any = self.api.call_api(method_, url, header_params=headers, body=body_,
                                      _request_timeout=None if stream else timeout)
         except kclient.ApiException as err:
-            raise KubeError(f"{method} {path}: {err.reason}", status=err.status or 0) from err
+            raise api_error(f"{method} {path}: {err.reason}", status=err.status or 0) from err
         except (OSError, urllib3.exceptions.HTTPError) as err:
             raise KubeError(f"{method} {path}: cannot reach the API server {self.api.configuration.host}: {err}",
                             hint="check the cluster is up: kubectl cluster-info") from err
@@ -189,7 +212,7 @@ class KubeApi:
         reason = info.get("reason", "") if isinstance(info, dict) else ""
         hint = "the operator's ServiceAccount (or your user) lacks this permission: check the RBAC in " \
                "`sub kube install --dry-run`" if status == 403 else ""
-        raise KubeError(f"{method} {path} -> {status} {reason}: {message}".rstrip(": "), status=status,
+        raise api_error(f"{method} {path} -> {status} {reason}: {message}".rstrip(": "), status=status,
                         reason=str(reason), hint=hint)
 
     # -- object verbs ---------------------------------------------------------------------
@@ -242,9 +265,8 @@ class KubeApi:
         try:
             self.create(obj)
             return "created"
-        except KubeError as err:
-            if err.status != 409:
-                raise
+        except AlreadyExists:
+            pass
         current = self.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) or {}
         desired = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "status")}
         if _contains(current, desired):

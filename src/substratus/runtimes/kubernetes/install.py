@@ -22,7 +22,7 @@ from substratus.runtimes.kubernetes.settings import SETTINGS_KEY, KubeSettings
 
 OPERATOR = "substratus-operator"
 SETTINGS_CONFIGMAP = "substratus-settings"
-HEALTH_PORT = 8080
+HEALTH_PORT = 8081  # the operator's own liveness endpoint; not the contract's server port
 PART_OF = {"app.kubernetes.io/part-of": "substratus"}
 OPERATOR_LABELS = {**PART_OF, "app.kubernetes.io/name": OPERATOR, "app.kubernetes.io/component": "operator"}
 

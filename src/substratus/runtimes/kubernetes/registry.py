@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import httpx
 
-from substratus.errors import EngineError
+from substratus.errors import EngineError, Unauthorized
 from substratus.runtimes.base import ImageInfo
 
 MANIFEST_TYPES = ", ".join([
@@ -71,7 +71,7 @@ class RegistryClient:
         headers = {"Authorization": f"Basic {auth}"} if auth else {}
         resp = self.http.get(fields.get("realm", ""), params=params, headers=headers)
         if resp.status_code != 200:
-            raise EngineError(f"registry {host} refused a token ({resp.status_code})",
+            raise Unauthorized(f"registry {host} refused a token ({resp.status_code})",
                               hint="set settings.registrySecret to credentials that can pull")
         body = resp.json()
         return str(body.get("token") or body.get("access_token") or "")

@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 from substratus.artifacts.layout import ArtifactLayout
 from substratus.artifacts.store import ArtifactStore, pack
-from substratus.errors import BuildError, EngineError
+from substratus.errors import AlreadyExists, BuildError, EngineError
 from substratus.runtimes.base import (
     LABEL_PREFIX,
     MANAGED,
@@ -42,7 +42,7 @@ from substratus.runtimes.base import (
     Runtime,
 )
 from substratus.runtimes.kubernetes import builds, names, workloads
-from substratus.runtimes.kubernetes.client import KubeApi, KubeError
+from substratus.runtimes.kubernetes.client import KubeApi
 from substratus.runtimes.kubernetes.events import KubeEvents
 from substratus.runtimes.kubernetes.registry import RegistryClient
 from substratus.runtimes.kubernetes.settings import KubeSettings
@@ -64,9 +64,10 @@ def _standalone(pod: dict[str, Any]) -> bool:
 
 
 def _main_status(pod: dict[str, Any]) -> dict[str, Any]:
+    """The status of the pod's first container: the planner's (a server's readiness helper comes after it)."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    own = {c["name"] for c in (pod.get("spec") or {}).get("containers", [])}
-    return next((s for s in statuses if s.get("name") in own), {})
+    main = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name")
+    return next((s for s in statuses if s.get("name") == main), {})
 
 
 class KubernetesRuntime:
@@ -108,11 +109,9 @@ class KubernetesRuntime:
                 continue
             try:
                 self.api.create(obj)
-            except KubeError as err:
-                if err.status == 409:
-                    raise EngineError(f"{obj['kind']} {w.namespace}/{w.object_name} already exists "
-                                      f"(container {spec.name})", hint="remove it first") from err
-                raise
+            except AlreadyExists as err:
+                raise AlreadyExists(f"{obj['kind']} {w.namespace}/{w.object_name} already exists "
+                                    f"(container {spec.name})", hint="remove it first") from err
         state = self.container(spec.name)
         if state is None:
             raise EngineError(f"{spec.name} vanished right after it was created")
@@ -300,7 +299,7 @@ class KubernetesRuntime:
         finally:
             self.remove(name)
         if state is None or state.running:
-            return Completed(exit_code=124, output=f"(timed out after {timeout:.0f}s)")
+            return Completed(exit_code=124, output=f"(timed out after {timeout:.0f}s)", timed_out=True)
         return Completed(exit_code=state.exit_code or 0, output=output)
 
     def _wait(self, name: str, timeout: float) -> Optional[ContainerState]:

@@ -4,7 +4,7 @@ The planners describe a container (`RunSpec`: image, command, contract env,
 artifact mounts, labels, GPU); its role label decides what it becomes here:
 
     load, train   a Job (backoffLimit 0: a failed script is a failed run, as locally)
-    server        a Deployment (readiness GET /docs on 8080) and a Service
+    server        a Deployment and a Service
     notebook      a Secret holding the token, a Pod and a Service
     once          a Pod that runs to completion (contract checks)
 
@@ -12,14 +12,26 @@ Every object carries the planner's labels (values Kubernetes refuses are hashed,
 the originals kept in annotations, see `names`), an ownerReference to the
 custom resource it serves, so that deleting the resource deletes its
 children, and the hardening in `podspec`.
+
+Servers and notebooks are ready by the contract's readiness rule
+(`contract.READINESS`), rendered by `readiness_probe`: a rule of one required
+GET (a notebook's) is the kubelet's own httpGet probe; any other (a server's:
+GET /docs, and GET /readyz where the server offers it) is an httpGet on the
+readiness helper, a small container of the operator image in the same pod that
+applies the rule (`runtimes.readiness`). The local backend applies the same
+rule with the same code, so a server is ready on a cluster exactly when it
+would be on this machine.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from substratus import contract
+from substratus.runtimes import readiness as readiness_helper
 from substratus.runtimes.base import LABEL_PREFIX, Mount, RunSpec
 from substratus.runtimes.kubernetes import names, podspec
 from substratus.runtimes.kubernetes.podspec import ArtifactMount
@@ -30,9 +42,11 @@ CONTAINER_LABEL = LABEL_PREFIX + "container"
 CONTAINER_NAME_ANNOTATION = LABEL_PREFIX + "container-name"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "substratus"}
 JOB_ROLES = ("load", "train")
-SERVER_PORT, NOTEBOOK_PORT = 8080, 8888
-# Env vars whose values are secrets: they go into a Secret, never into a pod spec.
-SECRET_ENV = frozenset({"JUPYTER_TOKEN"})
+SECRET_ENV = contract.SECRET_ENV  # env vars whose values go into a Secret, never into a pod spec
+HELPER_PORT = 9450        # the readiness helper's; a port the contract does not name
+HELPER_MODULE = "substratus.runtimes.readiness"
+PROBE_PERIOD_SECONDS = 5
+PROBE_FAILURE_THRESHOLD = 3
 
 
 @dataclass(frozen=True)
@@ -140,7 +154,44 @@ def main_container(w: Workload, settings: KubeSettings, mounts: list[dict[str, A
 
 
 def _port_name(port: int) -> str:
-    return {SERVER_PORT: "http", NOTEBOOK_PORT: "notebook"}.get(port, f"port-{port}")
+    return {contract.SERVER_PORT: "http", contract.NOTEBOOK_PORT: "notebook"}.get(port, f"port-{port}")
+
+
+def readiness_probe(rule: contract.Readiness) -> dict[str, Any]:
+    """The main container's readinessProbe for the contract's rule: the kubelet's own httpGet when
+    the rule is one required GET, else an httpGet on the readiness helper (`readiness_helper`)."""
+    native = rule.native
+    if native is not None:
+        get, timeout = {"path": native.path, "port": native.port}, rule.timeout_seconds
+    else:  # the helper sends every GET of the rule in turn before it answers
+        get, timeout = {"path": "/", "port": HELPER_PORT}, rule.timeout_seconds * len(rule.checks) + 1
+    return {"httpGet": get, "periodSeconds": PROBE_PERIOD_SECONDS, "timeoutSeconds": math.ceil(timeout),
+            "failureThreshold": PROBE_FAILURE_THRESHOLD}
+
+
+def readiness_helper_container(rule: contract.Readiness, settings: KubeSettings) -> Optional[dict[str, Any]]:
+    """The helper container that applies `rule` inside the pod, or None when the kubelet can."""
+    if rule.native is not None:
+        return None
+    return {
+        "name": "readiness",
+        "image": settings.operator_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", HELPER_MODULE],
+        "args": readiness_helper.helper_args(rule, HELPER_PORT),
+        "ports": [{"name": "readiness", "containerPort": HELPER_PORT, "protocol": "TCP"}],
+        "securityContext": podspec.own_container_security(),
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+    }
+
+
+def with_readiness(pod: dict[str, Any], role: str, settings: KubeSettings) -> None:
+    """Give the pod's main container the readinessProbe of `role`'s rule (and the helper it needs)."""
+    rule = contract.READINESS[role]
+    pod["containers"][0]["readinessProbe"] = readiness_probe(rule)
+    helper = readiness_helper_container(rule, settings)
+    if helper is not None:
+        pod["containers"].append(helper)
 
 
 def pod_spec(w: Workload, settings: KubeSettings, *, restart: str) -> dict[str, Any]:
@@ -180,10 +231,9 @@ def server(w: Workload, settings: KubeSettings) -> list[dict[str, Any]]:
     """Deployment + Service. A new model image is a new pod template: the Deployment rolls."""
     meta = metadata(w)
     pod = pod_spec(w, settings, restart="Always")
-    container = pod["containers"][0]
-    container.setdefault("ports", [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}])
-    container["readinessProbe"] = {"httpGet": {"path": "/docs", "port": SERVER_PORT},
-                                   "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3}
+    port = contract.SERVER_PORT
+    pod["containers"][0].setdefault("ports", [{"name": _port_name(port), "containerPort": port, "protocol": "TCP"}])
+    with_readiness(pod, "server", settings)
     # A GPU server cannot surge onto a second GPU it may not have: replace it instead.
     strategy: dict[str, Any] = {"type": "Recreate"} if w.gpu else \
         {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
@@ -199,19 +249,19 @@ def server(w: Workload, settings: KubeSettings) -> list[dict[str, Any]]:
                          "spec": pod},
         },
     }
-    return [deployment, service(w, SERVER_PORT, "http")]
+    return [deployment, service(w, contract.SERVER_PORT, _port_name(contract.SERVER_PORT))]
 
 
 def notebook(w: Workload, settings: KubeSettings) -> list[dict[str, Any]]:
     """Secret (the token) + Pod + Service. Suspending deletes the Pod; the planner does that."""
     meta = metadata(w)
     pod_body = pod_spec(w, settings, restart="Always")
-    container = pod_body["containers"][0]
-    container.setdefault("ports", [{"name": "notebook", "containerPort": NOTEBOOK_PORT, "protocol": "TCP"}])
-    # The contract promises Jupyter on 8888, nothing about its paths: a TCP probe.
-    container["readinessProbe"] = {"tcpSocket": {"port": NOTEBOOK_PORT}, "periodSeconds": 5}
+    port = contract.NOTEBOOK_PORT
+    pod_body["containers"][0].setdefault("ports", [{"name": _port_name(port), "containerPort": port,
+                                                    "protocol": "TCP"}])
+    with_readiness(pod_body, "notebook", settings)
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_body}
-    return [pod, service(w, NOTEBOOK_PORT, "notebook")]
+    return [pod, service(w, port, _port_name(port))]
 
 
 def once_pod(w: Workload, settings: KubeSettings) -> dict[str, Any]:
