@@ -123,7 +123,8 @@ def test_code_in_a_notebook_cannot_write_host_files_through_the_sync(sub: Sub, t
                        f"printf '%s' '{PLANT_SH.format(target=rel)}' > /usr/local/bin/sh\n"
                        "chmod +x /usr/local/bin/find /usr/local/bin/tar /usr/local/bin/sh\n"
                        "(sleep 5; echo ordinary > /model/ordinary.txt) &\n"
-                       "exec httpd -f -p 8888 -h /model"}), extra="COPY evil.tar /evil.tar\n")
+                       "mkdir -p /w && echo ok > /w/index.html && exec httpd -f -p 8888 -h /w"}),
+        extra="COPY evil.tar /evil.tar\n")
     evil_tar(d / "evil.tar", f".//{rel}")
     from tests.integration.conftest import SUB, Lines
 
