@@ -148,7 +148,19 @@ def test_code_in_a_notebook_cannot_write_host_files_through_the_sync(sub: Sub, t
                 proc.kill()
         err.seek(0)
         log = err.read()
+        remove_images_named(f"model-default-{name}")  # a name of this test's own: nobody else's image
     assert "refused" in log and rel in log, log
+
+
+def remove_images_named(repository_part: str) -> None:
+    from substratus.runtimes.engine import detect_engine
+
+    engine = detect_engine(os.environ.get("SUBSTRATUS_ENGINE") or None)
+    tags = subprocess.run([engine, "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
+                          text=True).stdout.split()
+    mine = [t for t in tags if repository_part in t.split(":")[0]]
+    if mine:
+        subprocess.run([engine, "rmi", "-f", "--", *mine], capture_output=True)
 
 
 def dataset(tmp_path: Path, busybox: Path, load: str) -> Path:
