@@ -86,6 +86,13 @@ TRAIN_MOUNTS: dict[str, MountPoint] = {"data": MountPoint(DATA_DIR, read_only=Tr
                                        "trained": MountPoint(TRAINED_DIR), "logs": MountPoint(MODEL_LOGS)}
 NOTEBOOK_DATA = MountPoint(DATA_DIR, read_only=True)  # a dataset's notebook sees the loaded data here
 
+# ---- networks ----------------------------------------------------------------------------------
+# Which jobs get a network (issue 25). A loader usually downloads its data: it gets one (its own stack
+# where the engine can: runtimes.engine.own_network_mode). A trainer reads the mounted data and
+# /model/saved: it gets none, so it reaches no server, notebook or anything else (docs/security.md).
+LOAD_NETWORK = True
+TRAIN_NETWORK = False
+
 # ---- readiness ---------------------------------------------------------------------------------
 
 ABSENT = (404, 405)  # how a server says it has no such endpoint

@@ -72,6 +72,21 @@ def test_directory_round_trip_and_content_checks(store: ArtifactStore, tmp_path:
     assert store.remove(key) and not store.exists(key) and not store.remove(key)
 
 
+def test_an_upload_never_follows_a_link_the_job_planted(store: ArtifactStore, tmp_path: Path) -> None:
+    """Issue 25 item 3 on a cluster: trained/x -> /proc/self/environ would have uploaded the uploader's
+    own environment (its store credentials) as part of the model."""
+    secret = tmp_path / "uploader-secret"
+    secret.write_text("AWS_SECRET_ACCESS_KEY=x\n")
+    out = tmp_path / "trained"
+    (out / "sub").mkdir(parents=True)
+    (out / "model.bin").write_bytes(b"w")
+    (out / "environ").symlink_to(secret)
+    (out / "dir").symlink_to(tmp_path)
+    os.mkfifo(out / "sub" / "pipe")
+    assert store.upload_dir(out, "models/m/trained") == 1
+    assert store.list("models/m/trained") == ["model.bin"]
+
+
 def test_an_empty_file_is_not_content(store: ArtifactStore) -> None:
     store.write_bytes("objects/dataset/default/d/run/data/data.jsonl", b"")
     assert not store.has_content("objects/dataset/default/d/run/data/data.jsonl")

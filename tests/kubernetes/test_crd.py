@@ -91,6 +91,7 @@ INVALID = [
     ("server-extra", "ModelServer", "spec.replicas", 2, "replicas"),
     ("server-address-hostname", "ModelServer", "spec.address", "localhost", "address"),
     ("server-address-bad-ip", "ModelServer", "spec.address", "300.1.2.3", "address"),
+    ("server-address-ipv6", "ModelServer", "spec.address", "::1", "address"),  # issue 25 item 6
     ("notebook-both", "Notebook", "spec.modelName", "tiny", "spec"),
     ("notebook-neither", "Notebook", "spec", {"suspend": False}, "spec"),
     ("notebook-suspend-number", "Notebook", "spec.suspend", 7, "suspend"),
@@ -124,7 +125,6 @@ VALID_EDGES = [
     ("model-dir-source", "Model", "spec.source", {"dir": "../models/tiny"}),
     ("cpu-only", "Model", "spec.compute", {"types": ["CPU"]}),
     ("server-every-interface", "ModelServer", "spec.address", "0.0.0.0"),
-    ("server-ipv6-loopback", "ModelServer", "spec.address", "::1"),
     ("git-ssh-user", "Dataset", "spec.source", {"git": {"url": "ssh://git@h/org/r", "branch": "release/v1"}}),
     ("git-scp", "Dataset", "spec.source", {"git": {"url": "git@github.com:org/r.git"}}),
     ("git-absolute-path", "Dataset", "spec.source", {"git": {"url": "/srv/repos/r"}}),

@@ -2,7 +2,13 @@
 code, and changes nothing: nothing stored, no container or image created, no command run.
 
 Inputs come through the four doors a user has: manifests (`sub apply`), CLI flags, the HTTP
-API, and the control plane's environment. Every hole of issue 7 is among the cases.
+API, and the control plane's environment. Every hole of issue 7 is among the cases. So are
+issue 25's: Dockerfiles that ask the builder for what it cannot confine and IPv6 addresses at
+the door, and (`HOSTILE`, counted in the same figure) what an untrusted container does once it
+runs: a loader's or trainer's output that links to a host file, a sparse or special output, a
+notebook that lists paths outside DIR, a server with an endless /metrics. Each of those is
+refused (the job fails naming the path, the path is never synced, the body is never read
+whole) and leaves the host as it was.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any, Optional
 import pytest
 
 from tests.integration.conftest import Sub, cleanup, copy_fixture
-from tests.reliability.conftest import containers_of, images_with, instance_of
+from tests.reliability.conftest import containers_of, images_with, instance_of, remove_images
 
 HEAD = "apiVersion: substratus.ai/v1\nmetadata: {name: bad, namespace: reliability}\n"
 NS = "-reliability-"  # object images are named <kind>-<namespace>-<name>
@@ -69,6 +75,16 @@ def no_dockerfile(d: Path) -> None:
     (d / "src" / "Dockerfile").unlink()
 
 
+def dockerfile_line(line: str) -> Callable[[Path], None]:
+    """Issue 25 item 1: a line the builder cannot confine, added to the source's Dockerfile."""
+    def spoil(d: Path) -> None:
+        with open(d / "src" / "Dockerfile", "a") as fh:
+            fh.write(line + "\n")
+
+    spoil.__name__ = f"Dockerfile + {line}"
+    return spoil
+
+
 DIR = model("{source: {dir: src}}")
 RES = "{source: {dir: src}, resources: %s}"
 
@@ -105,6 +121,19 @@ CASES: dict[str, Case] = {
     "dir-link-up": Case("apply", DIR, 1, ("spec.source.dir", "src/lnk", "outside"), link("../../..")),
     "dir-no-dockerfile": Case("apply", DIR, 1, ("spec.source.dir", "no Dockerfile"), no_dockerfile),
     "dir-missing": Case("apply", model("{source: {dir: nowhere}}"), 1, ("spec.source.dir", "does not exist")),
+    # -- issue 25 item 1: what a Dockerfile may ask of the builder
+    "build-mount-from": Case("apply", DIR, 1, ("spec.source.dir", "from=", "CVE-2024-1753"),
+                             dockerfile_line("RUN --mount=type=bind,from=link,source=/link,target=/x,rw true")),
+    "build-cache-mount": Case("apply", DIR, 1, ("spec.source.dir", "type=cache"),
+                              dockerfile_line("RUN --mount=type=cache,target=/root/.cache true")),
+    "build-bind-up": Case("apply", DIR, 1, ("spec.source.dir", "leaves the build context"),
+                          dockerfile_line("RUN --mount=type=bind,source=../..,target=/x true")),
+    "build-workdir-proc": Case("apply", DIR, 1, ("spec.source.dir", "CVE-2024-21626"),
+                               dockerfile_line("WORKDIR /proc/self/fd/7")),
+    "build-onbuild": Case("apply", DIR, 1, ("spec.source.dir", "ONBUILD"),
+                          dockerfile_line("ONBUILD RUN --mount=from=busybox,target=/x true")),
+    "build-network-host": Case("apply", DIR, 1, ("spec.source.dir", "--network"),
+                               dockerfile_line("RUN --network=host true")),
     # -- hole 8: spec.resources
     "res-memory-unit": Case("apply", model(RES % "{limits: {memory: 4GB}}"), 1,
                             ("spec.resources.limits.memory", "not a Kubernetes quantity")),
@@ -129,6 +158,7 @@ CASES: dict[str, Case] = {
     "filename-slash": Case("apply", f"{HEAD}kind: Dataset\nspec: {{filename: a/b.jsonl, source: {{dir: src}}}}\n", 1,
                            ("spec.filename", "path separator")),
     "unknown-field": Case("apply", server(", replicas: 2"), 1, ("spec.replicas", "unknown field")),
+    "server-ipv6-address": Case("apply", server(", address: '::1'"), 1, ("spec.address", "IPv6")),  # issue 25 item 6
     "unknown-kind": Case("apply", f"{HEAD}kind: Pipeline\nspec: {{}}\n", 1, ("kind", "unknown kind")),
     "wrong-api-version": Case("apply", HEAD.replace("substratus.ai/v1", "v1") + "kind: Model\nspec: {source: {dir: src}}\n",
                               1, ("apiVersion",)),
@@ -168,6 +198,9 @@ CASES: dict[str, Case] = {
         "apiVersion": "substratus.ai/v1", "kind": "Model", "metadata": {"name": "bad", "namespace": "reliability"},
         "spec": {"source": {"git": {"url": "--upload-pack=touch MARK;://x"}}}}]}, None), 422,
         ("spec.source.git.url", "starts with '-'")),
+    "api-server-ipv6": Case("api", ("POST", "/api/v1/apply", {"objects": [{
+        "apiVersion": "substratus.ai/v1", "kind": "ModelServer", "metadata": {"name": "bad", "namespace": "reliability"},
+        "spec": {"modelName": "base", "address": "::"}}]}, None), 422, ("spec.address", "IPv6")),
     "api-not-json": Case("api", ("POST", "/api/v1/apply", b"not json", None), 422, ("json",)),
     "api-unknown-kind-path": Case("api", ("GET", "/api/v1/objects/pipeline/default/x", None, None), 422,
                                   ("pipeline",)),
@@ -181,6 +214,7 @@ CASES: dict[str, Case] = {
     "env-port": Case("env", {"SUBSTRATUS_PORT": "http"}, 1, ("SUBSTRATUS_PORT",)),
     "env-build-timeout": Case("env", {"SUBSTRATUS_BUILD_TIMEOUT": "-5"}, 1, ("SUBSTRATUS_BUILD_TIMEOUT",)),
     "env-ready-timeout": Case("env", {"SUBSTRATUS_READY_TIMEOUT": "soon"}, 1, ("SUBSTRATUS_READY_TIMEOUT",)),
+    "env-max-output": Case("env", {"SUBSTRATUS_MAX_OUTPUT": "lots"}, 1, ("SUBSTRATUS_MAX_OUTPUT",)),
 }
 
 
@@ -200,12 +234,14 @@ def source(tmp_path_factory: pytest.TempPathFactory, busybox: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def tally(figures: dict[str, Any], plane: Sub, engine: str) -> Iterator[dict[str, int]]:
-    counts = {"cases": 0, "refused": 0}
+    counts = {"cases": 0, "refused": 0, "hostile": 0}
     yield counts
     # Whatever a case set off in the background has had the whole module to show up.
     assert containers_of(engine, instance_of(plane.home)) == [] and images_with(engine, NS) == []
-    figures["bad_inputs"] = {**counts, "summary": f"{counts['refused']}/{counts['cases']} distinct cases refused "
-                                                  "with the field or path named, nothing stored, nothing run"}
+    summary = (f"{counts['refused']}/{counts['cases']} distinct cases refused with the field or path named: "
+               f"{counts['cases'] - counts['hostile']} bad inputs (nothing stored, nothing run), "
+               f"{counts['hostile']} hostile containers (nothing published, no host file touched)")
+    figures["bad_inputs"] = {**counts, "summary": summary}
 
 
 def api_call(sub: Sub, method: str, path: str, body: Any, headers: Optional[dict[str, str]]) -> tuple[int, str]:
@@ -275,6 +311,96 @@ def test_bad_input_is_refused_and_changes_nothing(name: str, plane: Sub, tmp_pat
     status, body = api_call(plane, "GET", "/api/v1/objects", None, None)
     assert status == 200 and json.loads(body)["items"] == [], f"{name}: something was stored"
     assert containers_of(engine, instance_of(plane.home)) == [], f"{name}: a container was created"
+    tally["refused"] += 1
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A container that misbehaves once it runs (issue 25): `script` is its load.sh (or train.sh),
+    SECRET a 0600 host file it aims at; it must fail with `words`, publishing nothing."""
+
+    script: str
+    words: tuple[str, ...]
+    step: str = "load"
+
+
+def hostile_job(case: Hostile, sub: Sub, work: Path, busybox: Path) -> tuple[int, str]:
+    from tests.integration.test_runtime_failures import MODEL_SCRIPTS, busybox_image
+
+    secret = work / "secret"
+    secret.write_text("HOST-SECRET\n")
+    secret.chmod(0o600)
+    head = "apiVersion: substratus.ai/v1\n"
+    meta = "namespace: hostile"
+    load = case.script if case.step == "load" else 'echo "{}" > "$LOAD_DATA_PATH"'
+    busybox_image(work / "ds", busybox, "/dataset", {"load.sh": load.replace("SECRET", str(secret)),
+                                                     "notebook.sh": "exec sleep 1000"})
+    text = f"{head}kind: Dataset\nmetadata: {{name: d, {meta}}}\nspec: {{filename: d.jsonl, source: {{dir: ds}}}}\n"
+    if case.step == "train":
+        busybox_image(work / "base", busybox, "/model",
+                      dict(MODEL_SCRIPTS, **{"train.sh": case.script.replace("SECRET", str(secret))}))
+        text += (f"---\n{head}kind: Model\nmetadata: {{name: base, {meta}}}\nspec: {{source: {{dir: base}}}}\n---\n"
+                 f"{head}kind: Model\nmetadata: {{name: tuned, {meta}}}\n"
+                 "spec: {source: {modelName: base}, training: {datasetName: d}}\n")
+    (work / "m.yaml").write_text(text)
+    proc = sub("apply", "-f", str(work / "m.yaml"), "--wait", "--timeout", "240", timeout=400)
+    out = proc.stdout + proc.stderr
+    status, body = api_call(sub, "GET", "/api/v1/objects/dataset/hostile/d", None, None)
+    published = json.loads(body).get("status", {}) if status == 200 else {}
+    assert case.step != "load" or "digest" not in published, f"a digest was published: {published}"
+    assert secret.read_text() == "HOST-SECRET\n"
+    sub("delete", "-f", str(work / "m.yaml"), timeout=120)
+    return proc.returncode, out
+
+
+def hostile_notebook(sub: Sub, work: Path, busybox: Path) -> tuple[int, str]:
+    from tests.integration.test_trust_two import test_code_in_a_notebook_cannot_write_host_files_through_the_sync
+
+    test_code_in_a_notebook_cannot_write_host_files_through_the_sync(sub, work, busybox)  # asserts inside
+    return 1, "refused: a path outside DIR, never synced"
+
+
+def hostile_metrics(sub: Sub, work: Path, busybox: Path) -> tuple[int, str]:
+    from tests.integration.test_trust_two import test_a_servers_metrics_cannot_fill_the_control_planes_memory
+
+    test_a_servers_metrics_cannot_fill_the_control_planes_memory(sub, work, busybox)  # asserts inside
+    return 1, "refused: the body past 64 KiB was never read"
+
+
+HOSTILE: dict[str, Any] = {
+    "load-link-to-host-file": Hostile('ln -s SECRET "$LOAD_DATA_PATH"', ("LoadFailed", "/data/d.jsonl", "link")),
+    "load-link-to-root": Hostile('ln -s / "$LOAD_DATA_PATH"', ("LoadFailed", "/data/d.jsonl", "link")),
+    "load-fifo": Hostile('mkfifo "$LOAD_DATA_PATH"', ("LoadFailed", "not a regular file")),
+    "load-sparse-24g": Hostile('truncate -s 24G "$LOAD_DATA_PATH"', ("LoadFailed", "sparse")),
+    "train-link-out": Hostile("echo w > /model/trained/ok.bin; ln -s SECRET /model/trained/w.bin",
+                              ("TrainFailed", "/model/trained/w.bin", "outside"), step="train"),
+    "train-fifo": Hostile("echo w > /model/trained/ok.bin; mkfifo /model/trained/pipe",
+                          ("TrainFailed", "/model/trained/pipe", "not a regular file"), step="train"),
+    "notebook-path-outside-dir": hostile_notebook,
+    "server-endless-metrics": hostile_metrics,
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+@pytest.mark.timeout(600)
+def test_a_hostile_container_is_refused_and_changes_nothing(name: str, tmp_path: Path, busybox: Path, engine: str,
+                                                          tally: dict[str, int]) -> None:
+    """Issue 25's holes, counted in the same figure: each on a control plane of its own."""
+    tally["cases"] += 1
+    tally["hostile"] += 1
+    case = HOSTILE[name]
+    sub = Sub(tmp_path / "home")
+    try:
+        if isinstance(case, Hostile):
+            code, out = hostile_job(case, sub, tmp_path, busybox)
+            assert code == 1, f"{name}: expected 1, got {code}:\n{out}"
+            for word in case.words:
+                assert word.lower() in out.lower(), f"{name}: {word!r} not in:\n{out}"
+        else:
+            case(sub, tmp_path, busybox)
+    finally:
+        cleanup(sub, engine)
+        remove_images(engine, images_with(engine, "-hostile-"))
     tally["refused"] += 1
 
 

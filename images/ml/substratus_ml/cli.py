@@ -7,9 +7,14 @@ Sub-commands (options override environment variables, which override defaults)::
                             [--n-head 4] [--n-positions 256] [--batch-size 8]
                             [--block-size 64] [--lr 0.003]
     substratus-ml train [--model-dir /model/saved] [--out /model/trained]
-                        [--logs-dir /model/logs] [--lr 0.0005] [--block-size 128]
-                        [--lora [--lora-r 8] [--lora-alpha 16] [--lora-targets q_proj,v_proj]]
-        (reads TRAIN_DATA_PATH, TRAIN_DATA_LIMIT, TRAIN_BATCH_SIZE, TRAIN_EPOCHS)
+                        [--logs-dir /model/logs] [--params-file /model/params.json]
+                        [--checkpoint-dir /model/checkpoints] [--lora]
+                        [--lr 0.0005] [--block-size 128] [--warmup-steps N] [--seed 42]
+                        [--lora-r 8] [--lora-alpha 16] [--lora-targets NAMES]
+                        [--checkpoint-steps 200] [--checkpoint-seconds 60]
+        (reads TRAIN_DATA_PATH, TRAIN_DATA_LIMIT, TRAIN_BATCH_SIZE, TRAIN_EPOCHS, TRAIN_OUTPUT,
+         TRAIN_CHECKPOINT_DIR and /model/params.json or PARAM_*; params override the flags,
+         which are the image's defaults: substratus_ml/params.py)
     substratus-ml serve [--model-dir /model/saved] [--host 0.0.0.0] [--port 8080]
                         [--model-name NAME] [--max-batch 16] [--max-new-tokens 512]
                         [--adapters-dir /model/adapters]
@@ -27,6 +32,8 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from substratus_ml.params import SPECS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,18 +54,25 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("--block-size", type=int, default=64)
     tiny.add_argument("--lr", type=float, default=3e-3)
 
-    train = sub.add_parser("train", help="fine-tune /model/saved on TRAIN_DATA_PATH (train.sh)")
+    train = sub.add_parser("train", help="fine-tune /model/saved on TRAIN_DATA_PATH (train.sh)",
+                           description="Flags set the image's defaults; spec.training.params "
+                           "(/model/params.json or PARAM_* variables) override them.")
     train.add_argument("--model-dir", type=Path, default=Path("/model/saved"))
     train.add_argument("--out", type=Path, default=Path("/model/trained"))
     train.add_argument("--logs-dir", type=Path, default=Path("/model/logs"))
-    train.add_argument("--lr", type=float, default=5e-4)
-    train.add_argument("--block-size", type=int, default=128)
+    train.add_argument("--params-file", type=Path, default=None,
+                       help="the params JSON file (default /model/params.json)")
+    train.add_argument("--checkpoint-dir", type=Path, default=None,
+                       help="checkpoints, used when the directory exists (env TRAIN_CHECKPOINT_DIR, "
+                       "default /model/checkpoints)")
     train.add_argument("--lora", action="store_true",
                        help="train a LoRA adapter (peft) instead of every weight, then merge it")
-    train.add_argument("--lora-r", type=int, default=8)
-    train.add_argument("--lora-alpha", type=int, default=16)
-    train.add_argument("--lora-targets", default="q_proj,v_proj",
-                       help="comma-separated module names to adapt (default q_proj,v_proj)")
+    for spec in SPECS:
+        text = f"image default for {spec.name} ({spec.env}): {spec.meaning}"
+        text += f"; built-in default {spec.default}" if spec.default is not None else ""
+        train.add_argument(spec.flag, type=spec.kind, default=None, dest=spec.name,
+                           metavar={int: "N", float: "X"}.get(spec.kind, "NAMES"),
+                           help=text.replace("%", "%%"))  # argparse %-formats help
 
     serve = sub.add_parser("serve", help="serve the model over HTTP (serve.sh)")
     serve.add_argument("--model-dir", type=Path, default=Path("/model/saved"))
@@ -101,17 +115,18 @@ def _init_tiny(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from substratus_ml.finetune import LoraSpec, ParamError, TrainDirs, TrainOptions, params_from_env, run_train
+    from substratus_ml.checkpoints import CHECKPOINT_DIR
+    from substratus_ml.finetune import TrainDirs, TrainOptions, output_from_env, params_from_env, run_train
+    from substratus_ml.params import PARAMS_FILE, read_raw, resolve
 
-    params = params_from_env(os.environ)
-    lora = None
-    if args.lora:
-        targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
-        if args.lora_r < 1 or args.lora_alpha < 1 or not targets:
-            raise ParamError("--lora-r and --lora-alpha must be >= 1 and --lora-targets non-empty")
-        lora = LoraSpec(r=args.lora_r, alpha=args.lora_alpha, targets=targets)
-    options = TrainOptions(lr=args.lr, block_size=args.block_size, lora=lora)
-    run_train(params, TrainDirs(args.model_dir, args.out, args.logs_dir), options)
+    raw = read_raw(os.environ, args.params_file or PARAMS_FILE)
+    hyper = resolve(raw, {spec.name: getattr(args, spec.name) for spec in SPECS})
+    params = params_from_env(os.environ, raw)
+    options = TrainOptions(hyper=hyper, lora=args.lora, output=output_from_env(os.environ),
+                           ignored_params=raw.ignored, params_source=raw.source)
+    checkpoints = args.checkpoint_dir or Path(os.environ.get("TRAIN_CHECKPOINT_DIR", "").strip()
+                                              or CHECKPOINT_DIR)
+    run_train(params, TrainDirs(args.model_dir, args.out, args.logs_dir, checkpoints), options)
     return 0
 
 

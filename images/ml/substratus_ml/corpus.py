@@ -1,19 +1,26 @@
-"""Turn training files into text records and fixed-size token blocks.
+"""Turn training files into examples and fixed-size token blocks with labels.
 
 Both ``init-tiny`` (pre-training on a base corpus) and ``train`` (fine-tuning on
-a Substratus dataset) read text through here, so the two agree on what a
-"record" is: one ``{"text": ...}`` object per line of a JSONL file, or one
+a Substratus dataset) read data through here, so the two agree on what a
+"record" is: one JSON object per line of a JSONL file (``{"text": ...}``, or a
+chat or prompt/completion example, :mod:`substratus_ml.examples`), or one
 paragraph of a plain-text file (paragraphs end at a blank line or at a line
-holding only ``%``, the separator of Debian's fortune files).
+holding only ``%``, the separator of Debian's fortune files). Every error names
+the file and line.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
+
+from substratus_ml import examples
+from substratus_ml.examples import Encoded, Example
 
 Encoder = Callable[[str], list[int]]
 """Text to token ids, e.g. a tokenizer's ``encode``."""
@@ -35,41 +42,62 @@ def data_files(path: Path) -> list[Path]:
     return [path]
 
 
-def read_records(path: Path, limit: int | None = None) -> list[str]:
-    """All text records under ``path`` (at most ``limit`` of them), in file order."""
-    records: list[str] = []
+@dataclass(frozen=True)
+class Sourced:
+    """An example and where it was read (``file:line``, or the file for plain text)."""
+
+    example: Example
+    where: str
+
+
+def read_examples(path: Path, limit: int | None = None) -> list[Sourced]:
+    """All examples under ``path`` (at most ``limit``), in file order: JSONL lines of any
+    shape of :mod:`substratus_ml.examples`, or paragraphs of plain text."""
+    found: list[Sourced] = []
     for file in data_files(path):
-        records.extend(_records_of(file))
-        if limit is not None and len(records) >= limit:
-            return records[:limit]
-    if not records:
+        found.extend(_examples_of(file))
+        if limit is not None and len(found) >= limit:
+            return found[:limit]
+    if not found:
         raise DataError(f"no text records found in {path} (expected JSONL lines like "
-                        '{"text": "..."} or plain text)')
+                        '{"text": "..."}, {"messages": [...]} or {"prompt": ..., "completion": ...}, '
+                        "or plain text)")
+    return found
+
+
+def read_records(path: Path, limit: int | None = None) -> list[str]:
+    """Text records only (pre-training, ``init-tiny``): chat and prompt/completion lines are refused."""
+    records: list[str] = []
+    for item in read_examples(path, limit):
+        if not isinstance(item.example, str):
+            raise DataError(f'{item.where}: init-tiny reads text records only ({{"text": ...}} '
+                            "lines or plain text)")
+        records.append(item.example)
     return records
 
 
-def _records_of(file: Path) -> list[str]:
+def _examples_of(file: Path) -> list[Sourced]:
     text = file.read_text(encoding="utf-8", errors="replace")
     first = next((line for line in text.splitlines() if line.strip()), "")
     if file.suffix == ".jsonl" or first.lstrip().startswith("{"):
-        return _jsonl_records(file, text)
-    return _paragraphs(text)
+        return _jsonl_examples(file, text)
+    return [Sourced(paragraph, str(file)) for paragraph in _paragraphs(text)]
 
 
-def _jsonl_records(file: Path, text: str) -> list[str]:
-    records = []
+def _jsonl_examples(file: Path, text: str) -> list[Sourced]:
+    found = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            example = examples.parse(json.loads(line))
         except json.JSONDecodeError as exc:
             raise DataError(f"{file}:{number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise DataError(f'{file}:{number}: expected an object with a string "text" field')
-        if obj["text"].strip():
-            records.append(obj["text"])
-    return records
+        except examples.ShapeError as exc:
+            raise DataError(f"{file}:{number}: {exc}") from exc
+        if example is not None:
+            found.append(Sourced(example, f"{file}:{number}"))
+    return found
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -87,7 +115,10 @@ def _paragraphs(text: str) -> list[str]:
     return records
 
 
-def split_holdout(records: Sequence[str], fraction: float = 0.1) -> tuple[list[str], list[str]]:
+T = TypeVar("T")
+
+
+def split_holdout(records: Sequence[T], fraction: float = 0.1) -> tuple[list[T], list[T]]:
     """Split off the last ``fraction`` of records for evaluation.
 
     With a single record there is nothing to hold out, so that record is both
@@ -120,3 +151,47 @@ def blocks(ids: Sequence[int], block_size: int) -> torch.Tensor:
     count = len(ids) // size
     return torch.tensor(list(ids[: count * size]), dtype=torch.long).view(count, size)
 
+
+
+IGNORE = -100
+"""The label of a token whose prediction is not learned (PyTorch's cross-entropy ``ignore_index``)."""
+
+
+@dataclass(frozen=True)
+class TokenBlocks:
+    """Equal blocks of token ids and their labels (``IGNORE`` where nothing is learned)."""
+
+    ids: torch.Tensor  # [n, block]
+    labels: torch.Tensor  # [n, block]
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @classmethod
+    def all_learned(cls, ids: torch.Tensor) -> "TokenBlocks":
+        return cls(ids, ids)
+
+
+def encoded_stream(encoded: Iterable[Encoded], eos_id: int) -> tuple[list[int], list[bool]]:
+    """Concatenate encoded examples, each followed by the end-of-sequence token.
+
+    The end-of-sequence token is learned when the example's last token is (a
+    completion or an assistant turn ends there): the model learns to stop.
+    """
+    ids: list[int] = []
+    learned: list[bool] = []
+    for item in encoded:
+        ids += item.ids
+        learned += item.learned
+        ids.append(eos_id)
+        learned.append(item.learned[-1] if item.learned else False)
+    return ids, learned
+
+
+def labelled_blocks(ids: Sequence[int], learned: Sequence[bool], block_size: int) -> TokenBlocks:
+    """:func:`blocks` of the ids, with labels that ignore the tokens not learned."""
+    inputs = blocks(ids, block_size)
+    mask = torch.tensor(list(learned[: inputs.numel()]), dtype=torch.bool).view(inputs.shape)
+    if bool(mask.all()):
+        return TokenBlocks.all_learned(inputs)
+    return TokenBlocks(inputs, inputs.masked_fill(~mask, IGNORE))

@@ -5,8 +5,10 @@
 last line into the object's ``status.progress``. Keys: ``step`` (int),
 ``total_steps`` (int, when known), ``epoch`` (number), ``loss`` (number),
 ``time`` (unix seconds), plus any other numbers (``lr``, ``tokens_per_second``,
-``eval_loss``...). Each line is written whole and flushed, so a reader never
-sees half a line.
+``eval_loss``...). This project adds ``checkpoint`` (int): the step of the
+newest checkpoint saved or resumed from (:mod:`substratus_ml.checkpoints`), once
+there is one. Each line is written whole and flushed, so a reader never sees
+half a line.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class ProgressLog:
             self._file = path.open("a", encoding="utf-8")
 
     def write(self, step: int, total_steps: int | None, epoch: float, loss: float,
-              **metrics: float) -> None:
+              **metrics: float | int) -> None:
         if self._file is None:
             return
         record: dict[str, Any] = {"step": int(step)}
@@ -43,7 +45,9 @@ class ProgressLog:
             self._file = None
 
 
-def _number(value: float) -> float | None:
-    """JSON has no NaN or infinity: such a value is written as null."""
+def _number(value: float | int) -> float | int | None:
+    """JSON has no NaN or infinity: such a value is written as null. Whole numbers stay whole."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     value = float(value)
     return round(value, 6) if math.isfinite(value) else None

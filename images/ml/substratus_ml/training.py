@@ -13,13 +13,15 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import torch
 
+from substratus_ml.checkpoints import Checkpointing, TrainState, rng_state, set_rng_state
+from substratus_ml.corpus import IGNORE, TokenBlocks
 from substratus_ml.progress import ProgressLog
 
 
@@ -72,16 +74,18 @@ class FitConfig:
     log_every: int = 10
     progress_every: int = 5
     warmup_fraction: float = 0.1
+    warmup_steps: int | None = None  # None: warmup_fraction of the steps
     seed: int = 0
 
 
-def _batches(data: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Shuffled mini-batches, epoch after epoch, forever."""
+def epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffle of epoch ``epoch`` (0-based): one generator seeded with ``seed``,
+    one permutation per epoch. Recomputed, not replayed, when a run resumes."""
     generator = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(len(data), generator=generator)
-        for start in range(0, len(order), batch_size):
-            yield data[order[start : start + batch_size]]
+    order = torch.randperm(count, generator=generator)
+    for _ in range(epoch):
+        order = torch.randperm(count, generator=generator)
+    return order
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -91,45 +95,112 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def fit(model: Any, data: torch.Tensor, config: FitConfig, log: Callable[[str], None],
-        progress: ProgressLog | None = None) -> float:
+def token_loss(model: Any, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy over the learned labels, and how many there are.
+
+    Computed here rather than by the model (``labels=``) so that a batch whose
+    labels are all ignored (a prompt longer than a block) gives 0, not NaN.
+    """
+    logits = model(input_ids=ids).logits[:, :-1].float()
+    targets = labels[:, 1:]
+    total = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                              ignore_index=IGNORE, reduction="sum")
+    return total, int((targets != IGNORE).sum())
+
+
+def trained_parameters(model: Any) -> dict[str, torch.nn.Parameter]:
+    """The parameters that get gradients, by name (tied weights once)."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+@dataclass
+class _Loop:
+    """The optimizer side of a run: what a checkpoint saves besides the weights."""
+
+    trained: dict[str, torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+    @classmethod
+    def make(cls, model: Any, config: FitConfig) -> "_Loop":
+        trained = trained_parameters(model)
+        optimizer = torch.optim.AdamW(list(trained.values()), lr=config.lr, weight_decay=0.01)
+        warmup = config.warmup_steps if config.warmup_steps is not None else int(
+            config.steps * config.warmup_fraction)
+        warmup = max(1, warmup)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: _lr_factor(s, config.steps, warmup))
+        return cls(trained, optimizer, scheduler)
+
+    def restore(self, state: TrainState) -> None:
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        set_rng_state(state.rng)
+
+    def state(self, step: int, config: FitConfig, per_epoch: int, loss: float,
+              order: torch.Tensor) -> TrainState:
+        return TrainState(step=step, total_steps=config.steps, steps_per_epoch=per_epoch,
+                          seed=config.seed, loss=loss, order=order,
+                          weights={k: p.detach() for k, p in self.trained.items()},
+                          optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                          rng=rng_state())
+
+    def step(self, model: Any, ids: torch.Tensor, labels: torch.Tensor) -> float:
+        with _autocast(model.device):
+            total, count = token_loss(model, ids, labels)
+            loss = total / max(count, 1)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(list(self.trained.values()), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.item())
+
+
+def fit(model: Any, data: torch.Tensor | TokenBlocks, config: FitConfig, log: Callable[[str], None],
+        progress: ProgressLog | None = None, *, checkpoints: Checkpointing | None = None,
+        resume: TrainState | None = None) -> float:
     """Train ``model`` on token blocks ``data`` for ``config.steps`` steps; returns the last loss.
 
     Only parameters with ``requires_grad`` are trained (all of a plain model; the
-    adapter of a LoRA model). Progress goes to ``log`` every ``log_every`` steps and
-    to ``progress`` (``progress.jsonl``) every ``progress_every`` steps and at the end.
+    adapter of a LoRA model). Each epoch visits the blocks in the order of
+    :func:`epoch_order`, so step ``s`` always trains the same batch: with
+    ``resume`` (weights already loaded into ``model``) the run continues after
+    ``resume.step`` exactly as if it had never stopped. Progress goes to ``log``
+    every ``log_every`` steps and to ``progress`` every ``progress_every`` steps
+    and at the end; ``checkpoints`` is asked after every step.
     """
+    blocks = data if isinstance(data, TokenBlocks) else TokenBlocks.all_learned(data)
     model.train()
-    trained = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=0.01)
-    warmup = max(1, int(config.steps * config.warmup_fraction))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, config.steps, warmup)
-    )
-    per_epoch = math.ceil(len(data) / config.batch_size)
-    batches = _batches(data, config.batch_size, config.seed)
-    loss_value, tokens, started = float("nan"), 0, time.perf_counter()
-    meter = _Meter()
-    for step in range(1, config.steps + 1):
-        batch = next(batches).to(model.device)
-        with _autocast(model.device):
-            loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value, tokens = loss.item(), tokens + batch.numel()
-        meter.add(batch.numel())
+    loop = _Loop.make(model, config)
+    per_epoch = math.ceil(len(blocks) / config.batch_size)
+    start, loss_value, order = 0, float("nan"), torch.empty(0, dtype=torch.long)
+    if resume is not None:
+        loop.restore(resume)
+        start, loss_value, order = resume.step, resume.loss, resume.order
+    latest = checkpoints.latest_step if checkpoints is not None else None
+    meter, window = _Meter(), _Meter()
+    for step in range(start + 1, config.steps + 1):
+        epoch, index = divmod(step - 1, per_epoch)
+        if index == 0 or len(order) != len(blocks):
+            order = epoch_order(len(blocks), config.seed, epoch)
+        rows = order[index * config.batch_size : (index + 1) * config.batch_size]
+        ids = blocks.ids[rows].to(model.device)
+        loss_value = loop.step(model, ids, blocks.labels[rows].to(model.device))
+        meter.add(ids.numel())
+        window.add(ids.numel())
+        if checkpoints is not None:  # the state is gathered only when a checkpoint is due
+            latest = checkpoints.after_step(step, step == config.steps, lambda: loop.state(
+                step, config, per_epoch, loss_value, order))
         if progress is not None and (step % config.progress_every == 0 or step == config.steps):
+            extra = {"checkpoint": latest} if latest is not None else {}
             progress.write(step, config.steps, step / per_epoch, loss_value,
-                           lr=float(scheduler.get_last_lr()[0]), tokens_per_second=meter.tokens_per_second(),
-                           steps_per_second=meter.steps_per_second())
+                           lr=float(loop.scheduler.get_last_lr()[0]), tokens_per_second=meter.tokens_per_second(),
+                           steps_per_second=meter.steps_per_second(), **extra)
         if step % config.log_every == 0 or step == config.steps:
-            elapsed = time.perf_counter() - started
             log(f"step {step}/{config.steps} loss {loss_value:.4f} "
-                f"tokens/s {tokens / max(elapsed, 1e-9):.0f} steps/s {meter.steps_per_second():.3f}")
-            tokens, started = 0, time.perf_counter()
+                f"tokens/s {window.tokens_per_second():.0f} steps/s {meter.steps_per_second():.3f}")
+            window = _Meter()
     model.eval()
     return loss_value
 
@@ -161,13 +232,15 @@ class _Meter:
 
 
 @torch.inference_mode()
-def evaluate(model: Any, data: torch.Tensor, batch_size: int = 16) -> float:
-    """Mean next-token loss of ``model`` over the token blocks ``data``."""
+def evaluate(model: Any, data: torch.Tensor | TokenBlocks, batch_size: int = 16) -> float:
+    """Mean next-token loss of ``model`` over the learned labels of token blocks ``data``
+    (NaN when none is learned)."""
+    blocks = data if isinstance(data, TokenBlocks) else TokenBlocks.all_learned(data)
     model.eval()
     total, count = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        batch = data[start : start + batch_size].to(model.device)
-        predicted = batch.shape[0] * (batch.shape[1] - 1)
-        total += model(input_ids=batch, labels=batch).loss.item() * predicted
-        count += predicted
-    return total / max(count, 1)
+    for start in range(0, len(blocks), batch_size):
+        rows = slice(start, start + batch_size)
+        summed, learned = token_loss(model, blocks.ids[rows].to(model.device),
+                                     blocks.labels[rows].to(model.device))
+        total, count = total + float(summed), count + learned
+    return total / count if count else float("nan")

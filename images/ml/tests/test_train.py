@@ -10,27 +10,15 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from substratus_ml import corpus
-from substratus_ml.cli import main
-
-SENTENCES = ["The cat sat on the mat and purred.", "The dog sat on the log and barked.",
-             "The bird sat on the wire and sang."]
-
+from trainrun import SENTENCES, Dirs, text_dataset, train
 
 def _dataset(path: Path, count: int) -> Path:
-    lines = [json.dumps({"text": SENTENCES[i % 3]}) for i in range(count)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return text_dataset(path, count)
 
 
 def _run(tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch,
          env: dict[str, str], extra: tuple[str, ...] = ()) -> int:
-    for name in ("TRAIN_DATA_PATH", "TRAIN_DATA_LIMIT", "TRAIN_BATCH_SIZE", "TRAIN_EPOCHS",
-                 "DATASET_PATH"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return main(["train", "--model-dir", str(tiny_dir), "--out", str(tmp_path / "trained"),
-                 "--logs-dir", str(tmp_path / "logs"), "--lr", "0.01", "--block-size", "32", *extra])
+    return train(Dirs(tmp_path), tiny_dir, monkeypatch, env, ("--lr", "0.01", "--block-size", "32", *extra))
 
 
 def test_training_lowers_loss_and_honours_the_params(

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from substratus import __version__
 from substratus.api import MIN_TOKEN_LENGTH
 from substratus.api.dashboard import mount_dashboard
+from substratus.api.docs import add_docs
 from substratus.api.encoded import EncodedDocuments, encode
 from substratus.api.errors import error_body, status_for
 from substratus.api.limits import BodyLimit, FollowResponse
@@ -100,9 +101,10 @@ def check_bearer(authorization: Optional[str], token: str) -> bool:
 def create_app(cp: ControlPlane, token: str) -> FastAPI:
     if len(token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"the API token must be at least {MIN_TOKEN_LENGTH} characters")
-    app = FastAPI(title="Substratus control plane", version=__version__,
+    app = FastAPI(title="Substratus control plane", version=__version__, docs_url=None, redoc_url=None,
                   description="Apply Dataset, Model, ModelServer and Notebook objects; read, watch and delete "
                               "them; read their logs.")
+    add_docs(app, "Substratus control plane")  # Swagger UI from this package, never from a CDN
     app.add_middleware(BodyLimit)
     hub = Hub(cp.store)
     documents = EncodedDocuments()

@@ -27,6 +27,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from substratus.api.errors import error_body, status_for
 from substratus.errors import SubstratusError, ValidationError
 from substratus.local.privatefiles import read_private, secure_home, write_private
 from substratus.reconcile.layout import Layout
+from substratus.runtimes import advisories
 from substratus.runtimes.engine import DEFAULT_BUILD_TIMEOUT, EngineRuntime, detect_engine
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class Settings:
     keep_runs: int = 2
     gc_period: float = 600.0
     build_workers: int = 1
+    max_output: int = 64 * 2**30  # bytes a job's output may hold (local.outputs)
 
     @staticmethod
     def from_env() -> "Settings":
@@ -79,7 +82,23 @@ class Settings:
                                               positive=True),
                         keep_runs=int(keep_runs),
                         gc_period=_number("SUBSTRATUS_GC_PERIOD", 600.0, float, non_negative=True),
-                        build_workers=int(build_workers))
+                        build_workers=int(build_workers), max_output=_quantity("SUBSTRATUS_MAX_OUTPUT", 64 * 2**30))
+
+
+def _quantity(name: str, default: int) -> int:
+    """A size from the environment, as Kubernetes writes it (`64Gi`, `500M`, bytes)."""
+    from substratus.resources.limits import parse_quantity
+
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = parse_quantity(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a size: write e.g. '64Gi' or '500Mi'") from None
+    if value < 2**20 or value != value.to_integral_value():
+        raise SettingsError(f"{name}={raw!r} must be a whole number of bytes, at least 1Mi")
+    return int(value)
 
 
 def _number(name: str, default: float, kind: type[int] | type[float], positive: bool = False,
@@ -229,6 +248,7 @@ def serve(settings: Settings, layout: Layout, first: Optional[FirstApply] = None
     engine = probe.submit(detect_engine, settings.engine)  # the engine answers while we import
     probe.shutdown(wait=False)
     from substratus.local.controller import Controller
+    from substratus.local.outputs import OutputLimits
     from substratus.local.service import ControlPlane
     from substratus.local.store import Store
 
@@ -240,9 +260,13 @@ def serve(settings: Settings, layout: Layout, first: Optional[FirstApply] = None
     store = Store(layout.db)
     controller = Controller(store, runtime, layout, ready_timeout=settings.ready_timeout,
                             keep_runs=settings.keep_runs, gc_period=settings.gc_period,
-                            build_workers=settings.build_workers)
+                            build_workers=settings.build_workers,
+                            output_limits=OutputLimits(max_bytes=settings.max_output))
     cp = ControlPlane(store, runtime, layout, controller)
     controller.start()
+    # Which published escapes apply to this engine, builder and runc (docs/security.md): off the start's path.
+    threading.Thread(target=advisories.log_known_escapes, args=(runtime.engine, log), daemon=True,
+                     name="engine-advisories").start()
     if first is not None:
         first.run(cp)
 

@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -162,12 +163,19 @@ class ArtifactStore:
 
     # -- files and directories ------------------------------------------------------------
     def upload_dir(self, local: Path, key: Key) -> int:
-        """Replace `key` with the files under `local`; returns how many were uploaded."""
+        """Replace `key` with the regular files under `local`; returns how many were uploaded.
+
+        A job's container wrote `local`: a link in it (to /proc/self/environ, to the uploader's
+        credentials) is never followed, nor is anything but a regular file read (issue 25)."""
         self.remove(key)
         count = 0
-        for file in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+        for file in regular_files(Path(local)):
             rel = file.relative_to(local).as_posix()
-            self.write_bytes(f"{str(key).strip('/')}/{rel}", file.read_bytes())
+            fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
+                self.write_bytes(f"{str(key).strip('/')}/{rel}", fh.read())
             count += 1
         return count
 
@@ -256,3 +264,11 @@ def unpack(data: bytes, dest: Path, *, where: str = "tarball") -> int:
             target.chmod(member.mode & 0o755 | 0o644)
             count += 1
     return count
+
+
+def regular_files(root: Path) -> list[Path]:
+    """Regular files under `root`, sorted; links (to files or directories) are neither listed nor entered."""
+    out: list[Path] = []
+    for dirpath, _, filenames in os.walk(root, followlinks=False):
+        out += [p for p in (Path(dirpath) / f for f in filenames) if stat.S_ISREG(p.lstat().st_mode)]
+    return sorted(out)

@@ -265,6 +265,10 @@ class Session:
                 err(f"not synced: {path} in {side.label} is bigger than {self.max_size // (1024 * 1024)} MiB "
                     "(--max-file-size)")
                 self.warned.add(path)
+            for path, why in sorted(side.refused.items()):
+                if path not in self.warned:  # the notebook side is untrusted: say what it tried, once
+                    err(f"refused: {path!r} from {side.label}: {why}; it is never synced")
+                    self.warned.add(path)
         if report.error:
             self.syncer = None  # the container may have been replaced or stopped: look for it again next round
 

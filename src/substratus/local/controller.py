@@ -27,6 +27,7 @@ from substratus.local.executor import Executor
 from substratus.local.ledger import BuiltImages
 from substratus.local.metrics import Metrics
 from substratus.local.observe import Observer, Prober
+from substratus.local.outputs import OutputLimits
 from substratus.local.probes import http_probe
 from substratus.local.reconciler import LocalReconciler
 from substratus.local.sources import EngineSource, StoreSource, every
@@ -53,12 +54,14 @@ class Controller:
                  ready_timeout: float = 600.0, workers: int = 4, executor_workers: int = 4, build_workers: int = 1,
                  keep_runs: int = 2, gc_period: float = GC_PERIOD,
                  port_finder: Optional[Callable[[], int]] = None,
-                 token_maker: Optional[Callable[[], str]] = None) -> None:
+                 token_maker: Optional[Callable[[], str]] = None,
+                 output_limits: Optional[OutputLimits] = None) -> None:
         self.store, self.runtime, self.layout, self.clock = store, runtime, layout, clock
         self.observer = Observer(runtime, layout, prober)
         self.queue: WorkQueue[ObjectKey] = WorkQueue(clock=clock)
         self.metrics = Metrics()
-        extra = {k: v for k, v in (("port_finder", port_finder), ("token_maker", token_maker)) if v is not None}
+        extra = {k: v for k, v in (("port_finder", port_finder), ("token_maker", token_maker),
+                                   ("output_limits", output_limits)) if v is not None}
         self.executor = Executor(runtime, self.observer.containers, self.observer.images, self.on_outcomes,
                                  workers=executor_workers, build_workers=build_workers, clock=clock,
                                  built=BuiltImages(layout.built_images), **extra)  # type: ignore[arg-type]

@@ -18,7 +18,6 @@ again).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import time
@@ -27,11 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from substratus import contract
 from substratus.build import conformance
 from substratus.build.trained import trained_dockerfile
 from substratus.errors import BuildError, ImageMissing, NameInUse, PortInUse, SubstratusError, tail
+from substratus.local import buildguard, outputs
 from substratus.local.ledger import BuiltImages
 from substratus.local.observe import ContainerCache, ImageCache
+from substratus.local.outputs import Examined, OutputLimits
 from substratus.reconcile.actions import (
     Action,
     Allocate,
@@ -61,9 +63,10 @@ class Executor(Dispatcher):
                  build_workers: int = 2, workers: int = 4, clock: Callable[[], float] = time.time,
                  port_finder: Callable[[], int] = free_port,
                  token_maker: Callable[[], str] = lambda: secrets.token_hex(16),
-                 built: Optional[BuiltImages] = None) -> None:
+                 built: Optional[BuiltImages] = None, output_limits: OutputLimits = OutputLimits()) -> None:
         super().__init__(report, build_workers=build_workers, workers=workers, clock=clock)
         self.runtime, self.containers, self.images, self.built = runtime, containers, images, built
+        self.output_limits = output_limits
         self.port_finder, self.token_maker = port_finder, token_maker
 
     def quick(self, owner: ObjectKey, action: Union[StartContainer, Allocate]) -> list[Outcome]:
@@ -118,6 +121,9 @@ class Executor(Dispatcher):
     def build_image(self, a: BuildImage) -> list[Outcome]:
         # No owner labels in a source image: on podman a LABEL instruction is one more committed layer
         # (0.2-0.45 s of every source build). The ledger records whose image it is instead.
+        refused = buildguard.refusal(self.runtime, Path(a.source.context))
+        if refused:
+            return [Failed(a.key, Reason.SOURCE_FAILED, refused)]
         with self.images.building():
             built = build_with_log(self.runtime, BuildSpec(context=Path(a.source.context), tag=a.tag), a.log_path)
             if isinstance(built, BuildFailure):
@@ -159,17 +165,18 @@ class Executor(Dispatcher):
         place or the other). A failure is judged with the last lines of its log."""
         job_log = a.run_dir / "job.log"
         runtime = self.runtime
-        outcomes = judge_job(a, "") if a.exit_code == 0 else None
+        found = examine(a, self.output_limits) if a.exit_code == 0 else None
+        outcomes = judge_job(a, "", found) if found is not None else None
         if outcomes == []:
-            if a.step == "load":
-                outcomes.append(Digested(a.run_key, sha256_file(a.expect)))
+            if a.step == "load" and found is not None and found.digest:
+                outcomes.append(Digested(a.run_key, found.digest))
             mark_succeeded(a.run_dir)
             self.report(owner, outcomes)
             outcomes = []
             runtime = runtime.background()  # the next stage has started: it gets the CPUs first
         save_logs(runtime, a.name, job_log, replace=True)
         if outcomes is None or outcomes:
-            outcomes = judge_job(a, tail(job_log.read_text(errors="replace") if job_log.exists() else "", 15))
+            outcomes = judge_job(a, tail(job_log.read_text(errors="replace") if job_log.exists() else "", 15), found)
         runtime.remove(a.name)
         self.containers.drop(owner, a.name)
         return outcomes
@@ -182,20 +189,19 @@ def mark_succeeded(run_dir: Path) -> None:
     tmp.replace(marker)  # the run counts only once its outputs were judged complete
 
 
-def judge_job(a: CollectJob, last: str) -> list[Outcome]:
+def examine(a: CollectJob, limits: OutputLimits) -> Examined:
+    """The job's outputs, checked without trusting them (local.outputs); a load's digest with them."""
     if a.step == "load":
-        wrote = a.expect.is_file() and a.expect.stat().st_size > 0
-    else:
-        wrote = a.expect.is_dir() and any(a.expect.iterdir())
-    return verdict(a, last, wrote)
+        return outputs.examine_load(a.expect.parent, a.expect.name, f"{contract.DATA_DIR}/{a.expect.name}", limits)
+    return outputs.examine_trained(a.expect, contract.TRAINED_DIR, limits)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return f"sha256:{h.hexdigest()}"
+def judge_job(a: CollectJob, last: str, found: Optional[Examined]) -> list[Outcome]:
+    if a.exit_code == 0 and found is not None and found.problem:
+        reason = Reason.LOAD_FAILED if a.step == "load" else Reason.TRAIN_FAILED
+        return [Failed(a.failure_key, reason, f"{a.step}.sh exited 0 but its output is refused: {found.problem}. "
+                                              f"Last log lines:\n{last}")]
+    return verdict(a, last, found is not None and found.wrote)
 
 
 @dataclass(frozen=True)

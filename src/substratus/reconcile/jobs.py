@@ -173,7 +173,7 @@ def plan_dataset(obj: Dataset, state: DatasetState, snap: Snapshot, facts: Facts
                    mounts=conformance.load_mounts(str(run_dir / "data"), str(run_dir / "logs")),
                    labels=naming.object_labels("Dataset", obj.namespace, obj.name, instance=facts.instance,
                                                role="load", run=key[:16]),
-                   limits=obj.spec.run_limits())
+                   limits=obj.spec.run_limits(), network=contract.LOAD_NETWORK)
     done = run_job(plan, spec=spec, run_dir=run_dir, expect=run_dir / "data" / obj.spec.filename, step="load",
                    snap=snap, state=state, waiting=Reason.LOADING, failed_reason=Reason.LOAD_FAILED)
     job_progress(plan, previous, "load")
@@ -253,7 +253,8 @@ def plan_training(plan: Plan, obj: Model, state: ModelState, snap: Snapshot, fac
                                                 str(run_dir / "logs")),
                    labels=naming.object_labels("Model", obj.namespace, obj.name, instance=facts.instance,
                                                role="train", run=key[:16]),
-                   gpu=wants_gpu(tuple(obj.spec.compute.types), facts.gpu), limits=obj.spec.run_limits())
+                   gpu=wants_gpu(tuple(obj.spec.compute.types), facts.gpu), limits=obj.spec.run_limits(),
+                   network=contract.TRAIN_NETWORK)
     done = run_job(plan, spec=spec, run_dir=run_dir, expect=run_dir / "trained", step="train", snap=snap,
                    state=state, waiting=Reason.TRAINING, failed_reason=Reason.TRAIN_FAILED)
     job_progress(plan, previous, "train")

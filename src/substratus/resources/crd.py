@@ -84,8 +84,8 @@ FIELD_RULES: dict[tuple[str, str | None], dict[str, Any]] = {
                                       "message": "must stay inside the repository: '..' is not allowed"}],
     },
     ("ModelServerSpec", "address"): {
-        "maxLength": 45, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
-        "description": "an IP address (the local control plane publishes the port there; a cluster "
+        "maxLength": 15, "format": "ipv4",
+        "description": "an IPv4 address (the local control plane publishes the port there; a cluster "
                        "serves through a Service and ignores it)",
     },
     ("GitSource", "url"): {

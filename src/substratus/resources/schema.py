@@ -293,8 +293,9 @@ class ModelServerSpec(WithResources):
     model_name: str = Field(description="The Model (same namespace) to serve; the server waits until it is "
                                         "ready and rolls onto each new image of it.")
     address: str = Field(default="127.0.0.1", description=(
-        "host address the server's port is published on; anything but loopback (127.0.0.1, ::1) makes the "
-        "control plane require a bearer token (see `sub describe`)"))
+        "IPv4 host address the server's port is published on; anything but loopback (127.0.0.1) makes the "
+        "control plane require a bearer token (see `sub describe`). IPv6 addresses are refused: the engines' "
+        "default bridge publishes no IPv6 port"))
     resources: Optional[Resources] = Field(default=None, description=(
         "Bounds on this object's containers: limits (cpu, memory) become --cpus/--memory; requests must not "
         "exceed them. Kubernetes quantities: '500m', '2', '512Mi', '4Gi'."))
@@ -305,10 +306,16 @@ class ModelServerSpec(WithResources):
     @classmethod
     def _ip_address(cls, v: str) -> str:
         try:
-            return str(ipaddress.ip_address(v))
+            ip = ipaddress.ip_address(v)
         except ValueError:
             raise ValueError(f"{v!r} is not an IP address: use 127.0.0.1 (this machine only, the default) "
                              "or 0.0.0.0 (every interface; a bearer token is then required)") from None
+        if ip.version == 6:
+            # `-p ::1:HOSTPORT:PORT` is "invalid port format", and a bracketed [::1] publish was never reached
+            # here (podman 4.3's bridge has no IPv6): refuse it now rather than fail the server later.
+            raise ValueError(f"{v!r} is an IPv6 address; the server's port is published on IPv4 only: use "
+                             "127.0.0.1 (this machine only, the default) or 0.0.0.0 (every interface)")
+        return str(ip)
 
 
 @described(f"A notebook: runs notebook.sh of a model or dataset image and publishes port {contract.NOTEBOOK_PORT}.")

@@ -94,6 +94,7 @@ class ImageInfo:
     labels: dict[str, str]
     entrypoint: list[str]
     cmd: list[str]
+    onbuild: list[str] = field(default_factory=list)  # ONBUILD triggers: they run in any build FROM this image
 
 
 @dataclass

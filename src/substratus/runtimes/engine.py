@@ -5,7 +5,10 @@ inspect field names) are handled in small helpers. Commands are argv lists, no
 shell, with `--` before every name or path, and every call has a timeout
 (builds: `build_timeout`, from SUBSTRATUS_BUILD_TIMEOUT). Every container runs
 hardened (`HARDENING`): no new privileges, a pids limit, and only the
-capabilities a contract script can need.
+capabilities a contract script can need; its output is capped (`log_args`), its
+memory bounded by default (`default_memory_limit`), and on podman a container
+with a network gets a network stack of its own (`own_network_mode`), not the
+shared bridge where any other container could reach its server.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ KEPT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUI
 HARDENING = ["--security-opt", "no-new-privileges", "--pids-limit", str(PIDS_LIMIT), "--cap-drop", "ALL",
              *[arg for cap in KEPT_CAPABILITIES for arg in ("--cap-add", cap)]]
 DEFAULT_BUILD_TIMEOUT = 3600.0
+LOG_MAX_SIZE = "16m"          # a container's output kept by the engine (podman k8s-file, docker json-file)
+DEFAULT_MEMORY_SHARE = 0.75   # of this machine's memory: a container's limit when its spec sets none
 LOGS_TIMEOUT = 120.0          # reading a finished container's output
 ENGINE_FAILED = 125           # `run`'s exit code when the engine itself failed (podman and docker alike)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -154,17 +159,21 @@ def cdi_has_nvidia(dirs: tuple[Path, ...]) -> bool:
     return any(any(d.glob("nvidia*.yaml")) or any(d.glob("nvidia*.json")) for d in dirs if d.is_dir())
 
 
-def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) -> list[str]:
+def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False, own_network: Optional[str] = None,
+             default_memory: Optional[int] = None) -> list[str]:
     """The full `run` argv for a spec. Pure, so unit tests can check it.
 
     Secret values are not in it: `-e NAME` takes the value from the engine's environment.
+    `own_network`: the network mode that gives a container a network stack of its own (podman's
+    slirp4netns), used for every container that has a network; `default_memory`: the memory
+    limit of a container whose spec sets none.
     """
     argv = [engine, "run"]
     if detach:
         argv.append("-d")
     if remove:
         argv.append("--rm")
-    argv += ["--name", spec.name, *HARDENING]
+    argv += ["--name", spec.name, *HARDENING, *log_args(engine)]
     for k, v in sorted(spec.labels.items()):
         argv += ["--label", f"{k}={v}"]
     for k, v in sorted(spec.env.items()):
@@ -177,11 +186,13 @@ def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) 
         argv += ["-v", f"{m.source}:{m.target}" + (":ro" if m.read_only else "")]
     for cport, hport in sorted(spec.ports.items()):
         argv += ["-p", f"{spec.publish_address}:{hport}:{cport}"]
-    argv += limit_args(spec)
+    argv += limit_args(spec, default_memory)
     if spec.workdir:
         argv += ["-w", spec.workdir]
     if not spec.network:
         argv += ["--network", "none"]  # also skips setting up a network namespace: ~0.2 s a run here
+    elif own_network:
+        argv += ["--network", own_network]  # not on the shared bridge: no other container reaches it
     if spec.gpu:
         argv += gpu_run_args(engine)
     command = list(spec.command)
@@ -191,14 +202,46 @@ def run_argv(engine: str, spec: RunSpec, *, detach: bool, remove: bool = False) 
     return argv + ["--", spec.image] + command
 
 
-def limit_args(spec: RunSpec) -> list[str]:
-    """spec.resources.limits as engine flags; swap is not extra memory (as on Kubernetes)."""
+def limit_args(spec: RunSpec, default_memory: Optional[int] = None) -> list[str]:
+    """spec.resources.limits as engine flags; swap is not extra memory (as on Kubernetes). Without a
+    memory limit in the spec, `default_memory` (DEFAULT_MEMORY_SHARE of this machine's)."""
     out: list[str] = []
     if spec.limits.cpus is not None:
         out += ["--cpus", f"{spec.limits.cpus:g}"]
-    if spec.limits.memory is not None:
-        out += ["--memory", f"{spec.limits.memory}b", "--memory-swap", f"{spec.limits.memory}b"]
+    memory = spec.limits.memory if spec.limits.memory is not None else default_memory
+    if memory is not None:
+        out += ["--memory", f"{memory}b", "--memory-swap", f"{memory}b"]
     return out
+
+
+def log_args(engine: str) -> list[str]:
+    """A container's output is kept up to LOG_MAX_SIZE (the engine drops the oldest beyond it). The
+    driver is named because `max-size` means nothing to journald: podman's k8s-file and docker's
+    json-file are always there and both rotate."""
+    if Path(engine).name == "docker":
+        return ["--log-driver", "json-file", "--log-opt", f"max-size={LOG_MAX_SIZE}", "--log-opt", "max-file=1"]
+    return ["--log-driver", "k8s-file", "--log-opt", f"max-size={LOG_MAX_SIZE}"]
+
+
+def own_network_mode(engine: str) -> Optional[str]:
+    """podman with slirp4netns: each container gets its own user-mode network stack, reaching out
+    but not reachable by other containers (nor reaching the host's loopback); its published ports
+    work as on the bridge. None (the engine's default bridge) where there is none, and on docker."""
+    if Path(engine).name == "podman" and shutil.which("slirp4netns"):
+        return "slirp4netns"
+    return None
+
+
+def default_memory_limit(meminfo: Path = Path("/proc/meminfo")) -> Optional[int]:
+    """DEFAULT_MEMORY_SHARE of this machine's memory, so that one container cannot take the machine
+    (and the control plane) down; None where the machine does not say (e.g. macOS)."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(int(line.split()[1]) * 1024 * DEFAULT_MEMORY_SHARE) // 2**20 * 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def run_env(spec: RunSpec) -> Optional[dict[str, str]]:
@@ -268,6 +311,8 @@ class EngineRuntime:
         self.build_extra_args = list(build_extra_args or [])
         self.build_timeout = build_timeout
         self.nice: list[str] = []  # ["nice", "-n", "10"] in the background() view
+        self.own_network = own_network_mode(engine)
+        self.default_memory = default_memory_limit()
 
     def background(self) -> "EngineRuntime":
         """The same engine, each of its processes started under `nice -n 10` (podman's conmon and the
@@ -368,7 +413,7 @@ class EngineRuntime:
         env = dict(e.split("=", 1) for e in (cfg.get("Env") or []) if "=" in e)
         return ImageInfo(ref=ref, id=normalise_id(data[0].get("Id", "")), workdir=cfg.get("WorkingDir") or "",
                          env=env, labels=cfg.get("Labels") or {}, entrypoint=cfg.get("Entrypoint") or [],
-                         cmd=cfg.get("Cmd") or [])
+                         cmd=cfg.get("Cmd") or [], onbuild=[str(t) for t in cfg.get("OnBuild") or []])
 
     def remove_image(self, ref: str) -> bool:
         return self._run(["rmi", "-f", "--", ref], check=False).returncode == 0
@@ -428,7 +473,8 @@ class EngineRuntime:
 
     # -- containers ------------------------------------------------------------------
     def run(self, spec: RunSpec) -> ContainerState:
-        argv = run_argv(self.engine, spec, detach=True)
+        argv = run_argv(self.engine, spec, detach=True, own_network=self.own_network,
+                        default_memory=self.default_memory)
         container_id = self._run(argv[1:], timeout=300, env=spec.secret_env).stdout.strip().splitlines()[-1:]
         if not container_id or not re.fullmatch(r"[0-9a-f]{12,64}", container_id[0]):
             for attempt in range(3):
@@ -447,7 +493,8 @@ class EngineRuntime:
         labels = {MANAGED: "true", LABEL_PREFIX + "role": "once", **spec.labels}
         spec = RunSpec(**{**spec.__dict__, "name": spec.name or f"sub-once-{uuid.uuid4().hex[:10]}",
                           "labels": labels})
-        argv = [*self.nice, *run_argv(self.engine, spec, detach=False, remove=True)]
+        argv = [*self.nice, *run_argv(self.engine, spec, detach=False, remove=True, own_network=self.own_network,
+                                      default_memory=self.default_memory)]
         try:
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   errors="replace", timeout=timeout, stdin=subprocess.DEVNULL, env=run_env(spec))

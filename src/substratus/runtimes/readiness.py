@@ -23,7 +23,6 @@ two cannot drift apart.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -31,20 +30,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
 from substratus.contract import DOCS_PATH, SERVER_PORT, HttpGet, Readiness
+from substratus.runtimes.answers import status_line
 
 
 def status_of(host: str, port: int, path: str, timeout: float) -> Optional[int]:
-    """The HTTP status of GET host:port/path, or None when nothing answered in time."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read(65536)
-        return resp.status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
+    """The HTTP status of GET host:port/path, or None when nothing answered in time. Only the status
+    line is read, within `timeout` in all: a server that answers one byte a second or sends endless
+    headers must not hold a reconcile worker (issue 25, `runtimes.answers`)."""
+    return status_line(host, port, path, timeout)
 
 
 def answers(readiness: Readiness, host: str, ports: Mapping[int, int]) -> list[Optional[int]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from substratus.errors import SourceError
 from substratus.resources.giturl import ALLOWED_PROTOCOLS, check_branch, check_git_url
-from substratus.sources import ResolvedSource
+from substratus.sources import ResolvedSource, dockerfile
 from substratus.sources.local import check_tree, require_dockerfile
 
 GIT_TIMEOUT = 300
@@ -189,6 +189,7 @@ def fetch(url: str, branch: str, path: str, cache: Path, field: str = "spec.sour
     shown = f"{_redact(url)}:{path}" if path else _redact(url)
     context = _export(repo, tree, cache, field, shown)
     require_dockerfile(context, f"{field}.path", f"{path or '(repository root)'} in {_redact(url)}")
+    dockerfile.check_context(context, field, f"{path or '(repository root)'} in {_redact(url)}")
     desc = f"git {_redact(url)} @ {branch or 'HEAD'} ({commit[:7]})" + (f" path {path}" if path else "")
     return ResolvedSource(revision=tree, context=context, description=desc, git_url=_redact(url),
                           git_commit=commit, git_path=path)

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from substratus.errors import SourceError
-from substratus.sources import ResolvedSource
+from substratus.sources import ResolvedSource, dockerfile
 
 SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules", ".ipynb_checkpoints"}
 KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
@@ -119,4 +119,5 @@ def snapshot(directory: str, cache: Path, field: str = "spec.source.dir") -> Res
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    dockerfile.check_context(target, field, str(root))  # what will be built: the snapshot, not the live dir
     return ResolvedSource(revision=rev, context=target, description=f"dir {root} ({rev[:7]})", dir=str(root))

@@ -15,7 +15,6 @@ size is hashed again rather than missed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import secrets
@@ -26,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
 
+from substratus.sync import paths
 from substratus.sync.decide import Entry
 from substratus.sync.ignore import TEMP_MARK, Excludes
+from substratus.sync.paths import NEVER, problem
 
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 Expect = Mapping[str, Optional[Entry]]
@@ -51,6 +52,7 @@ class ScanError(Exception):
 class Side(Protocol):
     label: str        # for people: "DIR" or "notebook"
     too_big: set[str]  # files left out because they exceed the size limit (reported once by the caller)
+    refused: dict[str, str]  # paths never synced (sync.paths.problem) -> why (reported once by the caller)
 
     def scan(self) -> dict[str, Entry]:
         """Every file not excluded, by relative posix path. Raises ScanError when incomplete."""
@@ -85,84 +87,83 @@ class LocalDir:
         self.root, self.excludes, self.max_size, self.label, self.clock = root, excludes, max_size, label, clock
         self.cache: dict[str, Cached] = {}
         self.too_big: set[str] = set()
+        self.refused: dict[str, str] = {}
 
     def scan(self) -> dict[str, Entry]:
         ex, now, out = self.excludes(), self.clock(), {}
         for dirpath, dirnames, filenames in os.walk(self.root):
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
             prefix = "" if rel_dir == "." else rel_dir + "/"
-            dirnames[:] = sorted(d for d in dirnames if not ex.directory(prefix + d))
+            dirnames[:] = sorted(d for d in dirnames if not ex.directory(prefix + d) and d not in NEVER)
             for name in filenames:
                 rel = prefix + name
-                if not ex.file(rel):
+                why = problem(rel)
+                if why:
+                    self.refused[rel] = why
+                elif not ex.file(rel):
                     entry = self._entry(rel, now)
                     if entry is not None:
                         out[rel] = entry
         return out
 
     def _entry(self, rel: str, now: float) -> Optional[Entry]:
-        try:
-            st = (self.root / rel).lstat()
-        except FileNotFoundError:
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            return None  # symlinks, sockets, fifos: not synced
+        st = paths.lstat(self.root, rel)
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return None  # gone, or symlinks, sockets, fifos: not synced
         if st.st_size > self.max_size:
             self.too_big.add(rel)
             return None
         c = self.cache.get(rel)
         if not trusted(c, st.st_mtime, st.st_size, grain=0.01):
-            try:
-                digest = hashlib.sha256((self.root / rel).read_bytes()).hexdigest()
-            except FileNotFoundError:
+            got = paths.read_regular(self.root, rel, self.max_size)
+            if got is None:
                 return None
-            c = self.cache[rel] = Cached(st.st_mtime, st.st_size, digest, now)
+            c = self.cache[rel] = Cached(st.st_mtime, st.st_size, hashlib.sha256(got[0]).hexdigest(), now)
         assert c is not None
         return Entry(digest=c.digest, mtime=st.st_mtime, size=st.st_size)
 
-    def read(self, paths: list[str]) -> dict[str, FileData]:
+    def read(self, paths_: list[str]) -> dict[str, FileData]:
         out = {}
-        for rel in paths:
-            p = self.root / rel
-            try:
-                st = p.stat()
-                out[rel] = FileData(p.read_bytes(), st.st_mtime, bool(st.st_mode & 0o111))
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                continue
+        for rel in paths_:
+            got = paths.read_regular(self.root, rel, self.max_size) if not problem(rel) else None
+            if got is not None:
+                out[rel] = FileData(got[0], got[1].st_mtime, bool(got[1].st_mode & 0o111))
         return out
 
     def unchanged(self, rel: str, want: Optional[Entry]) -> bool:
-        try:
-            st = (self.root / rel).lstat()
-        except (FileNotFoundError, NotADirectoryError):
+        st = paths.lstat(self.root, rel)
+        if st is None:
             return want is None
         return want is not None and st.st_mtime == want.mtime and st.st_size == want.size
+
+    def allowed(self, rel: str) -> bool:
+        """What arrives from the other side lands in DIR only at a valid, not excluded path."""
+        why = problem(rel) or ("excluded" if self.excludes().file(rel) else None)
+        if why:
+            self.refused[rel] = why
+        return why is None
 
     def write(self, files: Mapping[str, FileData], expect: Expect) -> list[str]:
         skipped = []
         for rel, data in files.items():
-            target = self.root / rel
-            if not self.unchanged(rel, expect.get(rel)):
+            if not self.allowed(rel) or not self.unchanged(rel, expect.get(rel)):
                 skipped.append(rel)
                 continue
-            tmp = target.with_name(f".{target.name}{TEMP_MARK}{secrets.token_hex(4)}")
+            tmp = f".{rel.rsplit('/', 1)[-1][:200]}{TEMP_MARK}{secrets.token_hex(4)}"
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp.write_bytes(data.content)
-                os.chmod(tmp, 0o755 if data.executable else 0o644)
-                os.utime(tmp, (data.mtime, data.mtime))
-                os.replace(tmp, target)
-            except OSError:  # e.g. a file where a directory should be: reported, retried next round
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
+                paths.write_atomic(self.root, rel, tmp, data.content, 0o755 if data.executable else 0o644, data.mtime)
+            except OSError:  # e.g. a file or a link where a directory should be: reported, retried next round
                 skipped.append(rel)
         return skipped
 
-    def delete(self, paths: list[str], expect: Expect) -> list[str]:
+    def delete(self, paths_: list[str], expect: Expect) -> list[str]:
         skipped = []
-        for rel in paths:
-            if expect.get(rel) is None or not self.unchanged(rel, expect.get(rel)):
+        for rel in paths_:
+            if not self.allowed(rel) or expect.get(rel) is None or not self.unchanged(rel, expect.get(rel)):
                 skipped.append(rel)
                 continue
-            (self.root / rel).unlink(missing_ok=True)
+            try:
+                paths.unlink(self.root, rel)
+            except OSError:
+                skipped.append(rel)
         return skipped

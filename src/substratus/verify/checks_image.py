@@ -17,7 +17,7 @@ from substratus.build import fromlines as baseimages
 from substratus.build.naming import label
 from substratus.errors import BuildError, SourceError
 from substratus.runtimes.base import MANAGED, BuildSpec, RunSpec, Runtime
-from substratus.sources import git, local
+from substratus.sources import dockerfile, git, local
 from substratus.verify.clauses import Outcome, Skipped
 from substratus.verify.options import Options, Target, verify_image_tag
 
@@ -49,6 +49,10 @@ def resolve_source(target: Target, git_cache: Callable[[], Path]) -> tuple[Union
     if not (root / "Dockerfile").is_file():
         found = sorted(p.name for p in root.iterdir())[:12]
         return Outcome(False, f"no Dockerfile in {root} (it holds: {', '.join(found) or 'nothing'})"), Source()
+    try:  # `sub verify` builds DIR itself: the same builder, the same refusals as `sub apply` (issue 25)
+        dockerfile.check_context(root, "source", str(root))
+    except SourceError as err:
+        return Outcome(False, err.message, fix=err.hint), Source()
     return Outcome(True, f"{root / 'Dockerfile'}"), Source(root, local.digest(root))
 
 

@@ -63,7 +63,8 @@ def run_train(runtime: Runtime, image: str, options: Options, data_dir: Path, tr
     env = contract.train_env(filename, {"dataLimit": options.data_limit, "batchSize": options.batch_size,
                                         "epochs": options.epochs})
     spec = RunSpec(name="", image=image, command=["train.sh"], env=env,
-                   mounts=conformance.train_mounts(str(data_dir), str(trained), str(logs)))
+                   mounts=conformance.train_mounts(str(data_dir), str(trained), str(logs)),
+                   network=contract.TRAIN_NETWORK)
     done = runtime.run_once(spec, timeout=options.train_timeout)
     return JobRun("train.sh", env, done, trained, logs, list_files(trained))
 
@@ -72,7 +73,7 @@ def run_load(runtime: Runtime, image: str, options: Options, data_dir: Path, log
              filename: str) -> JobRun:
     env = contract.load_env(filename)
     spec = RunSpec(name="", image=image, command=["load.sh"], env=env,
-                   mounts=conformance.load_mounts(str(data_dir), str(logs)))
+                   mounts=conformance.load_mounts(str(data_dir), str(logs)), network=contract.LOAD_NETWORK)
     done = runtime.run_once(spec, timeout=options.load_timeout)
     return JobRun("load.sh", env, done, data_dir, logs, list_files(data_dir))
 

@@ -48,13 +48,35 @@ def test_empty_and_malformed_codes_are_refused() -> None:
     assert codes.outstanding() == 1
 
 
-def test_too_many_wrong_codes_revoke_every_outstanding_code() -> None:
-    codes = LoginCodes(Clock())
+def test_wrong_codes_throttle_their_client_and_nobody_else() -> None:
+    """Issue 25 item 10: twenty wrong codes from anyone revoked every outstanding code, so any
+    local process could block every login."""
+    clock = Clock()
+    codes = LoginCodes(clock)
+    good, _ = codes.issue()
+    for _ in range(20):
+        assert codes.redeem("AAAAA-AAAAA", "cookie:attacker") is False
+    assert codes.outstanding() == 1 and codes.throttled("cookie:attacker")
+    assert not codes.throttled("cookie:user")
+    assert codes.redeem(good, "cookie:user") is True
+
+
+def test_a_throttled_client_waits_out_the_window() -> None:
+    clock = Clock()
+    codes = LoginCodes(clock)
     good, _ = codes.issue()
     for _ in range(auth.MAX_FAILED):
-        assert codes.redeem("AAAAA-AAAAA") is False
-    assert codes.outstanding() == 0
-    assert codes.redeem(good) is False
+        codes.redeem("AAAAA-AAAAA", "address:127.0.0.1")
+    assert codes.redeem(good, "address:127.0.0.1") is False, "not even looked at while throttled"
+    clock.t += auth.FAIL_WINDOW + 1
+    assert codes.redeem(good, "address:127.0.0.1") is True
+
+
+def test_the_clients_remembered_are_bounded() -> None:
+    codes = LoginCodes(Clock())
+    for i in range(auth.MAX_CLIENTS + 50):
+        codes.redeem("AAAAA-AAAAA", f"cookie:{i}")
+    assert len(codes._failures) == auth.MAX_CLIENTS
 
 
 def test_old_codes_are_dropped_beyond_the_cap() -> None:

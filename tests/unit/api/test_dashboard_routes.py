@@ -230,3 +230,19 @@ def test_the_dashboards_pages_are_built_at_the_first_ui_request_and_the_openapi_
                          text=True, check=True).stdout
     assert out.split() == ["[]", "200", "[]", "200",
                            "['substratus.api.dashboard.data',", "'substratus.api.dashboard.pages']", "True"]
+
+
+def test_another_clients_wrong_codes_never_block_a_browsers_login(env: Any) -> None:
+    """Issue 25 item 10: twenty wrong codes from any local process revoked every outstanding code."""
+    client, cp, dash = env
+    form = {**ORIGIN, "Content-Type": "application/x-www-form-urlencoded"}
+    code = client.post("/api/v1/dashboard/codes", headers={"Authorization": f"Bearer {TOKEN}"}).json()["code"]
+    with TestClient(client.app, base_url=BASE, follow_redirects=False) as attacker:
+        attacker.get("/ui/login")
+        for _ in range(25):
+            attacker.post("/ui/login", content="code=AAAAA-AAAAA", headers=form)
+        assert attacker.post("/ui/login", content="code=BBBBB-BBBBB", headers=form).headers["location"] == \
+            "/ui/login?error=wait"
+    assert "substratus_login_8123" in client.get("/ui/login").headers["set-cookie"]
+    resp = client.post("/ui/login", content=f"code={code}", headers=form)
+    assert resp.status_code == 303 and resp.headers["location"] == "/ui/"

@@ -137,6 +137,7 @@ def test_training_gets_the_contract_environment() -> None:
     data = next(m for m in start.spec.mounts if m.target == "/data")
     assert data.read_only and data.source == "/home/sub/run1/data"
     assert {m.target for m in start.spec.mounts} == {"/data", "/model/trained", "/model/logs"}
+    assert start.spec.network is False, "issue 25 item 8: a trainer reaches no other container"
     assert plan.reason is Reason.TRAINING
 
 

@@ -140,3 +140,20 @@ def test_a_clients_list_names_every_problem_and_every_object_given_twice() -> No
     assert fields == ["objects[1]: kind", "objects[2]", "objects[3]"], caught.value.problems
     assert "defined more than once (also objects[0])" in caught.value.problems[1][1]
     assert caught.value.hint == "nothing was applied"
+
+
+def server(**spec: object) -> dict[str, object]:
+    return {"apiVersion": "substratus.ai/v1", "kind": "ModelServer", "metadata": {"name": "s"},
+            "spec": {"modelName": "m", **spec}}
+
+
+@pytest.mark.parametrize("address", ["::1", "::", "fe80::1", "2001:db8::7"])
+def test_an_ipv6_server_address_is_refused_naming_the_field(address: str) -> None:
+    """Issue 25 item 6: `::1` passed and the server then failed with "invalid port format"."""
+    [(path, message)] = problems(server(address=address))
+    assert path == "spec.address" and "IPv6" in message and "127.0.0.1" in message
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "0.0.0.0", "192.168.1.7"])
+def test_ipv4_server_addresses_pass(address: str) -> None:
+    assert parse_object(server(address=address)).spec.address == address  # type: ignore[attr-defined]

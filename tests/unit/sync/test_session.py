@@ -159,8 +159,11 @@ def test_a_rewrite_within_the_same_second_at_the_same_size_is_still_seen(tmp_pat
 
 
 def test_listing_lines_that_do_not_parse_are_skipped() -> None:
-    text = "1700000000 3 ./a b.txt\nnot a line\n12 x ./y\n1700000001 0 ./empty\n"
-    assert list(parse_listing(text)) == [("a b.txt", 1_700_000_000.0, 3), ("empty", 1_700_000_001.0, 0)]
+    out = (b"./a b.txt\0./y\0./gone\0./empty\0.\0\0"
+           b"1700000000 3 ./a b.txt\n12 x ./y\n1700000001 0 ./empty\n1 4096 .\n\0")
+    assert parse_listing(out) == ([("a b.txt", 1_700_000_000.0, 3)], True), "a line that does not parse ends it"
+    out = b"./a b.txt\0./gone\0./empty\0.\0\0" b"1700000000 3 ./a b.txt\n1700000001 0 ./empty\n1 4096 .\n\0"
+    assert parse_listing(out) == ([("a b.txt", 1_700_000_000.0, 3), ("empty", 1_700_000_001.0, 0)], True)
 
 
 def test_scan_error_type_is_raised_for_a_missing_container(w: World) -> None:

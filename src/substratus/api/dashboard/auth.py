@@ -33,7 +33,9 @@ CODE_TTL = 120.0               # seconds a login code stays valid
 SESSION_TTL = 12 * 3600.0      # seconds a session lasts (absolute, not sliding)
 MAX_CODES = 16                 # outstanding codes kept; the oldest is dropped beyond this
 MAX_SESSIONS = 64
-MAX_FAILED = 20                # wrong codes tolerated before every outstanding code is revoked
+MAX_FAILED = 10                # wrong codes one client may try per FAIL_WINDOW before it must wait
+FAIL_WINDOW = 60.0             # seconds
+MAX_CLIENTS = 4096             # clients whose failures are remembered (the oldest are forgotten)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: people may type it
 CODE_LENGTH = 10
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
@@ -61,13 +63,20 @@ class Session:
 
 
 class LoginCodes:
-    """Single-use, short-lived codes. Thread-safe: issued from the API, redeemed from the browser."""
+    """Single-use, short-lived codes. Thread-safe: issued from the API, redeemed from the browser.
+
+    Wrong codes are limited per client (`client`: the browser's login cookie, else its address):
+    after MAX_FAILED in FAIL_WINDOW that client waits, and nobody else is affected. (Revoking every
+    code after 20 misses, as before, let any local process block every login.) What stops guessing
+    is the code itself: 50 random bits, valid for CODE_TTL seconds and for one login; a client that
+    makes itself new identities is slowed by nothing else, and at the thousands of guesses a second
+    the control plane can answer, a code's chance of being guessed in its life is about 1e-8."""
 
     def __init__(self, clock: Clock = time.monotonic, ttl: float = CODE_TTL) -> None:
         self.clock, self.ttl = clock, ttl
         self._lock = threading.Lock()
         self._codes: OrderedDict[str, float] = OrderedDict()   # code -> expiry
-        self._failed = 0
+        self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()  # client -> (window start, misses)
 
     def issue(self) -> tuple[str, float]:
         """A new code and how many seconds it is valid."""
@@ -79,20 +88,36 @@ class LoginCodes:
                 self._codes.popitem(last=False)
         return code, self.ttl
 
-    def redeem(self, given: str) -> bool:
-        """True once for a valid code; the code is gone afterwards. Too many misses revoke them all."""
+    def redeem(self, given: str, client: str = "") -> bool:
+        """True once for a valid code; the code is gone afterwards. A throttled client gets False
+        without its code being looked at."""
         code = normalise_code(given)
         with self._lock:
             self._expire()
+            if self._throttled(client):
+                return False
             match = next((c for c in self._codes if hmac.compare_digest(c, code)), None) if code else None
             if match is None:
-                self._failed += 1
-                if self._failed >= MAX_FAILED:
-                    self._codes.clear()
-                    self._failed = 0
+                self._missed(client)
                 return False
             del self._codes[match]
             return True
+
+    def throttled(self, client: str) -> bool:
+        """Whether `client` tried too many wrong codes lately and must wait."""
+        with self._lock:
+            return self._throttled(client)
+
+    def _throttled(self, client: str) -> bool:
+        start, misses = self._failures.get(client, (0.0, 0))
+        return misses >= MAX_FAILED and self.clock() - start < FAIL_WINDOW
+
+    def _missed(self, client: str) -> None:
+        now = self.clock()
+        start, misses = self._failures.pop(client, (now, 0))
+        self._failures[client] = (start, misses + 1) if now - start < FAIL_WINDOW else (now, 1)
+        while len(self._failures) > MAX_CLIENTS:
+            self._failures.popitem(last=False)
 
     def outstanding(self) -> int:
         with self._lock:

@@ -2,7 +2,9 @@
 
 A server's `/metrics` is linked only where it has one: `probe_metrics` asks
 it (with its bearer token when it has one) and remembers the answer for a
-while, so a page view costs at most one small request. A notebook's
+while, so a page view costs at most one small request: at most METRICS_CAP
+bytes of the body are read, within PROBE_SECONDS in all (a server is not
+trusted to answer with a small body, or to finish). A notebook's
 `status.url` carries its token, so the page never shows it: the open button
 points at the dashboard's `/ui/open/...`, which redirects a logged-in
 browser there.
@@ -10,16 +12,21 @@ browser there.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit, urlunsplit
+
+from substratus.runtimes.answers import AnswerTooLarge, AnswerTooSlow, raw_async
 
 if TYPE_CHECKING:
     import httpx
 
 METRICS_PATH = "/metrics"
 PROBE_TTL = 30.0
+PROBE_SECONDS = 3.0        # the whole probe: connect, headers and body (runtimes.answers)
+METRICS_CAP = 64 * 1024    # bytes of a server's /metrics read: its first lines say what it is
 
 
 def open_path(kind: str, namespace: str, name: str) -> str:
@@ -72,12 +79,25 @@ class MetricsProbe:
 
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            resp = await self.client.get(f"{base_url}{METRICS_PATH}", headers=headers, timeout=3)
-            found = resp.status_code == 200 and looks_like_prometheus(resp.text)
-        except httpx.HTTPError:
+            status, body = await asyncio.wait_for(self._get(f"{base_url}{METRICS_PATH}", headers), PROBE_SECONDS)
+            found = status == 200 and looks_like_prometheus(body.decode("utf-8", errors="replace"))
+        except (httpx.HTTPError, AnswerTooLarge, AnswerTooSlow, asyncio.TimeoutError):
             found = False
         self._seen[base_url] = (self.clock() + PROBE_TTL, found)
         return found
+
+    async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        """Status and at most METRICS_CAP bytes of the body: only its first lines are looked at."""
+        async with self.client.stream("GET", url, headers={**headers, "Accept-Encoding": "identity"},
+                                      timeout=PROBE_SECONDS) as resp:
+            if resp.status_code != 200:
+                return resp.status_code, b""
+            body = bytearray()
+            async for chunk in raw_async(resp):
+                body += chunk
+                if len(body) >= METRICS_CAP:
+                    break  # enough to tell Prometheus text from anything else; the rest is never read
+            return resp.status_code, bytes(body[:METRICS_CAP])
 
 
 def looks_like_prometheus(text: str) -> bool:

@@ -8,7 +8,9 @@ ever reaches the filesystem).
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
+from typing import Optional
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -34,6 +36,17 @@ def assets() -> dict[str, tuple[bytes, str]]:
         if path.is_file() and path.suffix in TYPES:
             out[path.relative_to(STATIC).as_posix()] = (path.read_bytes(), TYPES[path.suffix])
     return out
+
+
+def login_cookie(port: Optional[int]) -> str:
+    return f"substratus_login_{port or 0}"
+
+
+def login_client(request: Request) -> Optional[str]:
+    """The login page's cookie of this browser (`cookie:<value>`), or None when it has none."""
+    value = request.cookies.get(login_cookie(request.url.port), "")
+    return f"cookie:{value}" if 20 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum() \
+        else None
 
 
 def page(body: bytes, media_type: str, status: int = 200) -> Response:
@@ -68,16 +81,23 @@ def router(dash: Dashboard) -> APIRouter:
     @r.get("/ui/login")
     def login_page(request: Request) -> Response:
         check_host(request)
-        return html("login.html")
+        resp = html("login.html")
+        if login_client(request) is None:  # who this browser is, so that wrong codes count against it alone
+            resp.set_cookie(login_cookie(request.url.port), secrets.token_urlsafe(24), max_age=3600,
+                            path="/ui/login", httponly=True, samesite="strict")
+        return resp
 
     @r.post("/ui/login")
     async def login(request: Request) -> Response:
         check_host(request)
         if not same_origin(request.headers.get("origin"), host_of(request)):
             return RedirectResponse("/ui/login?error=origin", status_code=303, headers=SECURITY_HEADERS)
+        client = login_client(request) or f"address:{request.client.host if request.client else ''}"
+        if dash.codes.throttled(client):
+            return RedirectResponse("/ui/login?error=wait", status_code=303, headers=SECURITY_HEADERS)
         raw = (await request.body())[:MAX_FORM].decode(errors="replace")
         code = (parse_qs(raw).get("code") or [""])[0]
-        if not dash.codes.redeem(code):
+        if not dash.codes.redeem(code, client):
             return RedirectResponse("/ui/login?error=code", status_code=303, headers=SECURITY_HEADERS)
         session = dash.sessions.create()
         resp = RedirectResponse("/ui/", status_code=303, headers=SECURITY_HEADERS)

@@ -8,6 +8,10 @@ in its OpenAPI document gets an OpenAI streaming request and each piece is
 passed on as it arrives; otherwise the contract's `POST /generate` is called
 and its completion is passed on in one piece.
 
+Nothing the server answers is read without bounds (`runtimes.answers`): the
+lookups at most 1 MiB within 5 s, a generation at most 64 MiB (1 MiB a line)
+within 10 minutes, an error body 64 KiB.
+
 What goes back to the browser is NDJSON: `{"text": ...}` pieces, then one
 `{"done": true, ...}` or `{"error": ...}` line. The HTTP client is injected
 (tests use httpx.MockTransport).
@@ -15,6 +19,7 @@ What goes back to the browser is NDJSON: `{"text": ...}` pieces, then one
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -22,12 +27,17 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from substratus.runtimes import answers
+
 if TYPE_CHECKING:
     import httpx  # at run time imported by the functions that use it: the control plane starts faster
 
 OPENAI_PATH = "/v1/completions"
 GENERATE_PATH = "/generate"
 DETAIL_MAX = 400
+DETAIL_READ = 64 * 1024        # bytes of an error answer read (DETAIL_MAX of them are shown)
+LOOKUP_SECONDS = 5.0           # /openapi.json, /v1/models: the whole request
+GENERATION_SECONDS = 600.0     # a generation, streamed or not, from request to last byte
 
 
 class PlaygroundRequest(BaseModel):
@@ -43,7 +53,20 @@ class UpstreamError(Exception):
 
 
 def headers_for(token: Optional[str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    """Our headers to a server: its token, and no compression (a body is capped as it arrives)."""
+    return {"Accept-Encoding": "identity", **({"Authorization": f"Bearer {token}"} if token else {})}
+
+
+async def get_small(client: "httpx.AsyncClient", url: str, token: Optional[str]) -> tuple[int, bytes]:
+    """Status and body of a GET, the body at most answers.SMALL bytes, all within LOOKUP_SECONDS."""
+    async def fetch() -> tuple[int, bytes]:
+        async with client.stream("GET", url, headers=headers_for(token), timeout=LOOKUP_SECONDS) as resp:
+            return resp.status_code, await answers.read_async(resp, answers.SMALL)
+
+    return await asyncio.wait_for(fetch(), LOOKUP_SECONDS)
+
+
+LOOKUP_ERRORS = (ValueError, AttributeError, answers.AnswerTooLarge, answers.AnswerTooSlow, asyncio.TimeoutError)
 
 
 async def detect_api(client: "httpx.AsyncClient", base_url: str, token: Optional[str]) -> str:
@@ -51,9 +74,9 @@ async def detect_api(client: "httpx.AsyncClient", base_url: str, token: Optional
     import httpx
 
     try:
-        resp = await client.get(f"{base_url}/openapi.json", headers=headers_for(token), timeout=5)
-        paths = resp.json().get("paths", {}) if resp.status_code == 200 else {}
-    except (httpx.HTTPError, ValueError, AttributeError):
+        status, body = await get_small(client, f"{base_url}/openapi.json", token)
+        paths = json.loads(body).get("paths", {}) if status == 200 else {}
+    except (httpx.HTTPError, *LOOKUP_ERRORS):
         return "generate"
     return "openai" if isinstance(paths, dict) and OPENAI_PATH in paths else "generate"
 
@@ -63,10 +86,10 @@ async def first_model(client: "httpx.AsyncClient", base_url: str, token: Optiona
     import httpx
 
     try:
-        resp = await client.get(f"{base_url}/v1/models", headers=headers_for(token), timeout=5)
-        data = resp.json().get("data") if resp.status_code == 200 else None
+        status, body = await get_small(client, f"{base_url}/v1/models", token)
+        data = json.loads(body).get("data") if status == 200 else None
         return str(data[0]["id"]) if data else None
-    except (httpx.HTTPError, ValueError, AttributeError, KeyError, IndexError, TypeError):
+    except (httpx.HTTPError, KeyError, IndexError, TypeError, *LOOKUP_ERRORS):
         return None
 
 
@@ -102,11 +125,12 @@ async def openai_pieces(client: "httpx.AsyncClient", base_url: str, token: Optio
     model = await first_model(client, base_url, token)
     if model:
         body["model"] = model
+    deadline = time.monotonic() + GENERATION_SECONDS
     async with client.stream("POST", f"{base_url}{OPENAI_PATH}", json=body, headers=headers_for(token),
                              timeout=httpx.Timeout(10, read=300)) as resp:
         if resp.status_code != 200:
-            raise UpstreamError(error_text(resp, await resp.aread()))
-        async for line in resp.aiter_lines():
+            raise UpstreamError(error_text(resp, await answers.read_async(resp, DETAIL_READ, deadline)))
+        async for line in answers.lines_async(resp, deadline):
             text = sse_text(line)
             if text is None:
                 return
@@ -119,12 +143,14 @@ async def generate_pieces(client: "httpx.AsyncClient", base_url: str, token: Opt
     import httpx
 
     body = {"prompt": req.prompt, "max_new_tokens": req.max_tokens, "temperature": req.temperature}
-    resp = await client.post(f"{base_url}{GENERATE_PATH}", json=body, headers=headers_for(token),
-                             timeout=httpx.Timeout(10, read=300))
+    deadline = time.monotonic() + GENERATION_SECONDS
+    async with client.stream("POST", f"{base_url}{GENERATE_PATH}", json=body, headers=headers_for(token),
+                             timeout=httpx.Timeout(10, read=300)) as resp:
+        content = await answers.read_async(resp, answers.STREAM if resp.status_code == 200 else DETAIL_READ, deadline)
     if resp.status_code != 200:
-        raise UpstreamError(error_text(resp, resp.content))
+        raise UpstreamError(error_text(resp, content))
     try:
-        generation = str(resp.json()["generation"])
+        generation = str(json.loads(content)["generation"])
     except (ValueError, KeyError, TypeError) as err:
         raise UpstreamError("the server's /generate answer has no \"generation\" field") from err
     yield generation[len(req.prompt):] if generation.startswith(req.prompt) else generation
@@ -145,6 +171,9 @@ async def run(client: "httpx.AsyncClient", base_url: str, token: Optional[str],
             yield line({"text": text})
     except UpstreamError as err:
         yield line({"error": str(err), "api": api})
+        return
+    except (answers.AnswerTooLarge, answers.AnswerTooSlow) as err:
+        yield line({"error": f"the server's answer was refused: {err}", "api": api})
         return
     except httpx.HTTPError as err:
         yield line({"error": f"could not reach the server: {type(err).__name__}: {err}"[:DETAIL_MAX], "api": api})

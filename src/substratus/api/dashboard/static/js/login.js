@@ -7,6 +7,7 @@ const error = document.getElementById("error");
 const messages = {
   code: "That code is wrong, expired or already used. Run `sub dashboard` for a new one.",
   origin: "The login was refused because it did not come from this page. Try again.",
+  wait: "Too many wrong codes from this browser: wait a minute, then use the code `sub dashboard` prints.",
 };
 const problem = new URLSearchParams(location.search).get("error");
 if (problem) {
