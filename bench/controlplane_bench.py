@@ -12,6 +12,9 @@ absolute seconds do not. Printed:
 3. A no-op re-apply of the 6 demo objects (CLI start-up included).
 4. 1,000 objects (suspended notebooks on one model): `sub get`, a no-op
    re-apply, deleting them all, the idle daemon's CPU, its peak memory.
+5. The Kubernetes operator with 1,000 suspended notebooks on the emulated API
+   server (`operator_bench.py`): time from the last create to the last first
+   status, its idle CPU 30 s later over 20 s (goal < 2% of a core), its memory.
 
 Each run gets fresh content (a nonce file), so neither side reuses the other's
 image layers from this benchmark. Goals (issue 8) are printed beside figures.
@@ -33,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import operator_bench  # bench/, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 SUB = str(Path(sys.executable).with_name("sub"))
@@ -299,7 +303,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="pipeline rounds (median reported)")
     ap.add_argument("--objects", type=int, default=1000)
     ap.add_argument("--skip-demo", action="store_true", help="skip the demo no-op re-apply (needs the ML images)")
+    ap.add_argument("--skip-operator", action="store_true", help="skip the operator at rest (emulated API server)")
+    ap.add_argument("--only-operator", action="store_true", help="only the operator at rest")
     args = ap.parse_args()
+    if args.only_operator:
+        print(operator_bench.describe(args.objects, operator_bench.operator_at_rest(args.objects)))
+        return 0
     root = Path(tempfile.mkdtemp(prefix="sub-bench-"))
     try:
         rounds = [pipeline_round(root) for _ in range(args.rounds)]
@@ -315,6 +324,8 @@ def main() -> int:
               f"no-op re-apply {f['noop']:.2f}s (goal < 1s); delete all {f['delete']:.2f}s (goal < 5s); "
               f"idle daemon CPU {100 * f['idle_cpu']:.2f}% of a core (goal < 1%); peak daemon memory "
               f"{f['peak_mb']:.0f} MB")
+        if not args.skip_operator:
+            print(operator_bench.describe(args.objects, operator_bench.operator_at_rest(args.objects)))
     finally:
         for home in root.glob("**/home"):  # a round that failed half-way: stop what it started
             if (home / "controlplane.json").exists():

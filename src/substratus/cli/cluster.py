@@ -24,10 +24,10 @@ from substratus.artifacts.store import ArtifactError, ArtifactStore
 from substratus.build import naming
 from substratus.cli import cluster_apply
 from substratus.errors import ControlPlaneError, NotFoundError, SubstratusError, ValidationError
+from substratus.reconcile.core import check_references
 from substratus.resources.kinds import KIND_ORDER
 from substratus.resources.manifest import parse_objects
 from substratus.resources.objectkey import ObjectKey
-from substratus.resources.references import references
 from substratus.resources.schema import Resource
 from substratus.resources.selectors import parse as parse_selector
 from substratus.runtimes.base import ContainerState
@@ -123,19 +123,7 @@ class ClusterClient:
         return parse_objects(objects)
 
     def check_references(self, objects: List[Resource]) -> None:
-        batch = {o.key for o in objects}
-        problems = []
-        for o in objects:
-            spec = o.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-            for kind, ns, name in sorted(references(o.kind, o.namespace, spec)):
-                if (kind, ns, name) == o.key:
-                    problems.append((f"{o.ref}: spec", f"{o.kind.lower()} {name!r} cannot refer to itself"))
-                elif (kind, ns, name) not in batch and self.api.get(CR_VERSION, kind, name, ns) is None:
-                    problems.append((f"{o.ref}: spec", f"{kind} {name!r} does not exist in namespace {ns!r}; apply "
-                                     f"it too (in the same `sub apply`) or fix the name (see `sub get "
-                                     f"{kind.lower()}s`)"))
-        if problems:
-            raise ValidationError(problems, hint="nothing was applied")
+        check_references(objects, lambda key: self.api.get(CR_VERSION, key.kind, key.name, key.namespace) is not None)
 
     # -- read ------------------------------------------------------------------------------------
     def list(self, kind: Optional[str] = None, namespace: Optional[str] = None) -> List[dict[str, Any]]:

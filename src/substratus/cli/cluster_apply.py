@@ -24,6 +24,7 @@ from typing import Any, Optional
 from substratus.artifacts.layout import ArtifactLayout
 from substratus.artifacts.store import ArtifactStore, pack
 from substratus.errors import SourceError, ValidationError
+from substratus.reconcile.conditions import ready_reason
 from substratus.resources.reasons import FAILED
 from substratus.resources.schema import Dataset, Model, Resource
 from substratus.runtimes.kubernetes import annotations as ann
@@ -81,8 +82,7 @@ def failed(current: dict[str, Any]) -> bool:
     status = current.get("status") or {}
     if status.get("observedGeneration") != (current.get("metadata") or {}).get("generation"):
         return False
-    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    return ready.get("reason") in FAILED_REASONS
+    return ready_reason(status) in FAILED_REASONS
 
 
 def change(current: Optional[dict[str, Any]], desired: dict[str, Any],

@@ -13,14 +13,15 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Optional
 
+from substratus.reconcile import conditions
 from substratus.resources.kinds import KIND_ORDER
 
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
-    conds = obj.get("status", {}).get("conditions", [])
-    return next((c for c in conds if c.get("type") == "Ready"), {})
+    """The object's `Ready` condition, `{}` when it has none."""
+    return conditions.ready_condition(obj.get("status") or {})
 
 
 @lru_cache(maxsize=4096)  # objects applied together share their timestamps

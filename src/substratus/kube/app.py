@@ -1,4 +1,4 @@
-"""Operator entry point on kopf: options, login, settings, the handlers (operator.handlers).
+"""Operator entry point on kopf: options, login, settings, the handlers (kube.handlers).
 
 The handlers are registered on a registry of our own (nothing happens at
 import time); options are read once here and passed down.
@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -23,8 +24,10 @@ from substratus.artifacts.__main__ import MOUNT_ENV
 from substratus.artifacts.store import ArtifactStore
 from substratus.errors import SubstratusError
 from substratus.kube.handlers import Handlers
+from substratus.kube.manager import Manager
 from substratus.kube.reconciler import Reconciler
 from substratus.resources import crd
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.schema import KINDS
 from substratus.runtimes.kubernetes.client import KubeApi, KubeError
 from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
@@ -119,13 +122,13 @@ def registry_for(api: KubeApi, settings: KubeSettings, scratch: Optional[Path] =
     def stop_waiting(**_: Any) -> None:
         stopping.set()
 
-    def make_reconciler(wake: Any) -> Reconciler:
+    def make_reconciler(wake: Callable[[ObjectKey], None]) -> Reconciler:
         store = artifact_store(settings)
         runtime = KubernetesRuntime(api, settings, store=store, poll_seconds=0.5, sleep=sleep)
         return Reconciler(api, runtime, store, scratch=scratch or Path(tempfile.gettempdir()) / "substratus-operator",
                           wake=wake)
 
-    Handlers(make_reconciler).register(registry)
+    Handlers(lambda: Manager(make_reconciler)).register(registry)
     return registry
 
 

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import PurePosixPath
+from pathlib import PurePath, PurePosixPath
 from typing import Optional
 
 from substratus.artifacts.layout import ArtifactLayout
@@ -28,9 +28,8 @@ from substratus.artifacts.store import ArtifactError, ArtifactStore
 from substratus.build import naming
 from substratus.errors import SubstratusError
 from substratus.reconcile.plan import Snapshot
-from substratus.resources import progress
+from substratus.reconcile.progress import job_progress
 from substratus.resources.objectkey import ObjectKey
-from substratus.resources.status import Progress
 from substratus.runtimes.base import ContainerState
 from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
 
@@ -114,7 +113,7 @@ class ClusterObserver:
         return Snapshot(now=now, images=dict(self.images.all()), containers=containers,
                         succeeded=self.succeeded(object_dir) if runs else frozenset(), in_flight=in_flight,
                         probes=probes, log_tails=tails,
-                        progress=self.job_progress(containers, object_dir) if runs else {})
+                        progress=job_progress(containers.values(), object_dir, self.read_tail) if runs else {})
 
     def readiness(self, containers: dict[str, ContainerState]) -> tuple[dict[str, bool], dict[str, str]]:
         probes: dict[str, bool] = {}
@@ -143,23 +142,11 @@ class ClusterObserver:
         found = self.store.glob(object_dir / "*" / MARKER)
         return frozenset(str(PurePosixPath(k).parent) for k in found)
 
-    def job_progress(self, containers: dict[str, ContainerState], object_dir: PurePosixPath) -> dict[str, Progress]:
-        """Progress of this object's load/train runs that have a container, from the artifact store
-        (there once the run's logs are uploaded: at the end, or as they go with a volume store)."""
-        out: dict[str, Progress] = {}
+    def read_tail(self, key: PurePath, limit: int) -> str:
+        """The end of a file in the artifact store, "" when it is not there (yet)."""
         if self.store is None:
-            return out
-        for c in containers.values():
-            role = c.labels.get(naming.label("role"), "")
-            run = c.labels.get(naming.label("run"), "")
-            if role not in ("load", "train") or not run:
-                continue
-            run_dir = object_dir / run
-            try:
-                text = self.store.read_tail(run_dir / "logs" / progress.PROGRESS_FILE, progress.PROGRESS_TAIL)
-            except ArtifactError:
-                continue
-            summary = progress.summarise(progress.parse(text.decode("utf-8", "replace")), role) if text else None
-            if summary is not None:
-                out[str(run_dir)] = summary
-        return out
+            return ""
+        try:
+            return self.store.read_tail(PurePosixPath(key), limit).decode("utf-8", "replace")
+        except ArtifactError:
+            return ""

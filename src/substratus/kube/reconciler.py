@@ -1,20 +1,23 @@
-"""One level-based pass over one custom resource, through the controller core's planners.
+"""One level-based pass over one custom resource: the operator's Reconciler, the local one's twin.
 
     read      the resource; its typed state from the `substratus.ai/state` annotation (records);
               applied again (a new generation, or `sub apply` re-annotated it)? then resolve the
               source afresh and forget failures, as a re-apply does locally
     observe   its Jobs, Deployments and Pods, the registry, the artifact store (observe)
-    plan      `plan_dataset`, `plan_model`, `plan_server`, `plan_notebook`: the same pure
-              functions the local controller calls, with Facts saying that the platform probes,
-              restarts and rolls workloads itself
+    plan      `reconcile.core.plan_for`, the function the local controller calls, with the objects
+              it refers to read from the API server (`lookup`: their published status) and Facts
+              saying that the platform probes, restarts and rolls workloads itself and that URLs
+              are the Services' (`ServiceUrls`)
     write     status (`build_status`: the local conditions and reasons) and the state, only if
               the object did not change meanwhile (else the pass simply runs again)
     act       the plan's actions, through the Kubernetes runtime (executor)
 
 What differs from local is what a cluster makes different: readiness is the pod's Ready
 condition; a server's URL is its Service's; a tag the planners want to build is first looked
-up in the registry (it may have been pushed while the operator was down). `kopf` drives the
-passes (app): one daemon per object, woken by watch events, requeued as the plan says.
+up in the registry (it may have been pushed while the operator was down). The manager's
+workers (kube.manager) call `reconcile` for the keys its queue hands out; `echo` tells it
+which watch events only bring this operator's own writes back. Built from an API and a
+runtime alone (workers=0: no threads), as the unit tests build it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, cast
@@ -39,14 +42,13 @@ from substratus.kube.executor import KubeExecutor
 from substratus.kube.observe import ClusterObserver, RegistryImages
 from substratus.reconcile import state as states
 from substratus.reconcile.actions import BuildImage, BuildTrained
-from substratus.reconcile.jobs import plan_dataset, plan_model
+from substratus.reconcile.core import Lookup, Published, once_per_pass, plan_for
 from substratus.reconcile.layout import Layout
 from substratus.reconcile.outcomes import Outcome, apply_outcome
-from substratus.reconcile.plan import Dep, Facts, Plan, Snapshot
+from substratus.reconcile.plan import Facts, Plan, Snapshot, Urls
 from substratus.reconcile.status import build_status, utcnow
-from substratus.reconcile.workloads import plan_notebook, plan_server
 from substratus.resources.objectkey import ObjectKey
-from substratus.resources.schema import KINDS, Dataset, Model, ModelServer, Notebook, Resource
+from substratus.resources.schema import KINDS, Resource
 from substratus.resources.status import Reason, Status
 from substratus.runtimes.kubernetes import names
 from substratus.runtimes.kubernetes.annotations import STATE, annotations_of, apply_trigger
@@ -72,6 +74,16 @@ def deleting(body: dict[str, Any]) -> bool:
     return bool(meta(body).get("deletionTimestamp"))
 
 
+View = tuple[Any, ...]
+
+
+def view(body: dict[str, Any], state_text: Optional[str], status: Mapping[str, Any]) -> View:
+    """What a pass plans from, and what it writes: equal views need no second pass."""
+    m = meta(body)
+    return (m.get("generation"), apply_trigger(body), dict(m.get("labels") or {}), deleting(body), state_text,
+            dict(status))
+
+
 def parse(kind: str, body: dict[str, Any]) -> Resource:
     m = meta(body)
     doc = {"apiVersion": CR_VERSION, "kind": kind, "spec": body.get("spec") or {},
@@ -87,13 +99,25 @@ def service_url(kind: str, namespace: str, name: str) -> str:
     return f"http://{service}.{namespace}.svc.cluster.local:{port}"
 
 
+class ServiceUrls(Urls):
+    """On a cluster a server or notebook answers at its Service, inside the cluster (not at a host
+    port); a notebook's token stays in its Secret, never in status."""
+
+    def server(self, key: ObjectKey, host: str, port: int) -> str:
+        return service_url(key.kind, key.namespace, key.name)
+
+    def notebook(self, key: ObjectKey, port: int, token: str) -> str:
+        return service_url(key.kind, key.namespace, key.name)
+
+
 def cluster_facts(layout: ArtifactLayout, ready_timeout: float, gpu: bool) -> Facts:
     """What holds on a cluster: keys in the artifact store for paths (the planners only do path
     arithmetic on the layout, which store keys support); readiness from the kubelet, which
     already applies its probe's failure threshold (so one not-ready report is NotReady) and
-    restarts what crashes (so the operator never restarts a silent server itself)."""
+    restarts what crashes (so the operator never restarts a silent server itself); URLs are
+    the Services'."""
     return Facts(layout=cast(Layout, layout), instance="", gpu=gpu, ready_timeout=ready_timeout,
-                 failure_threshold=1, liveness_timeout=math.inf, platform_restarts=True)
+                 failure_threshold=1, liveness_timeout=math.inf, platform_restarts=True, urls=ServiceUrls())
 
 
 class Reconciler:
@@ -110,6 +134,7 @@ class Reconciler:
         self._locks: dict[ObjectKey, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._written: dict[ObjectKey, dict[str, Any]] = {}
+        self._seen: dict[ObjectKey, tuple[View, ...]] = {}  # what the last pass read and wrote (see `echo`)
         self._gpu: tuple[bool, float] = (False, -math.inf)
 
     def lock(self, key: ObjectKey) -> threading.Lock:
@@ -133,6 +158,7 @@ class Reconciler:
         body = self.get(key)
         if body is None or deleting(body):
             return None  # gone, or the delete handler finalizes it
+        self._seen[key] = (view(body, annotations_of(body).get(STATE), body.get("status") or {}),)  # being planned
         obj = parse(key[0], body)
         stored = records.Stored.read(body)
         state, source_error = self.current_state(obj, body, stored)
@@ -141,8 +167,7 @@ class Reconciler:
         else:
             snap = self.observer.snapshot(key, self.clock(), self.executor.in_flight(key))
             snap = replace(snap, retrying=self.executor.retrying(key))
-            plan = self.confirmed(obj, state, snap, self.facts(), body)
-        publish_cluster_urls(plan, obj)
+            plan = self.confirmed(obj, state, snap, self.facts(), body, once_per_pass(self.lookup))
         status = build_status(generation_of(body), body.get("status") or {}, plan, utcnow())
         if not self.write(key, body, apply_trigger(body), plan.state, source_error, status, acting=bool(plan.actions)):
             return 0.0  # the object changed while we planned: plan again from what is there now
@@ -168,47 +193,25 @@ class Reconciler:
         return state.model_copy(update={"source": source}), ""
 
     def confirmed(self, obj: Resource, state: states.AnyState, snap: Snapshot, facts: Facts,
-                  body: dict[str, Any]) -> Plan:
+                  body: dict[str, Any], lookup: Lookup) -> Plan:
         """The plan, after asking the registry about tags it wants to build (pushed before we knew)."""
-        plan = self.plan(obj, state, snap, facts, body)
+        previous = Status.model_validate(body.get("status") or {}).progress
+        plan = plan_for(obj, state, snap, facts, lookup, previous)
         for _ in range(3):
             wanted = [a.tag for a in plan.actions if isinstance(a, (BuildImage, BuildTrained))]
             found = {tag: digest for tag in wanted if (digest := self.images.confirm(tag)) is not None}
             if not found:
                 break
             snap = replace(snap, images={**snap.images, **found})
-            plan = self.plan(obj, state, snap, facts, body)
+            plan = plan_for(obj, state, snap, facts, lookup, previous)
         return plan
 
-    def plan(self, obj: Resource, state: states.AnyState, snap: Snapshot, facts: Facts, body: dict[str, Any]) -> Plan:
-        """The controller core's planner for the kind, with its references as their status shows them."""
-        ns, previous = obj.namespace, Status.model_validate(body.get("status") or {}).progress
-        if isinstance(obj, Dataset):
-            assert isinstance(state, states.DatasetState)
-            return plan_dataset(obj, state, snap, facts, previous)
-        if isinstance(obj, Model):
-            assert isinstance(state, states.ModelState)
-            base = self.dep("Model", ns, obj.spec.source.model_name) if obj.spec.source.model_name else None
-            training = obj.spec.training
-            dataset = self.dep("Dataset", ns, training.dataset_name) if training else None
-            return plan_model(obj, state, snap, facts, base, dataset, previous)
-        if isinstance(obj, ModelServer):
-            assert isinstance(state, states.ServerState)
-            return plan_server(obj, state, snap, facts, self.dep("Model", ns, obj.spec.model_name))
-        assert isinstance(obj, Notebook) and isinstance(state, states.NotebookState)
-        target = (self.dep("Model", ns, obj.spec.model_name) if obj.spec.model_name
-                  else self.dep("Dataset", ns, obj.spec.dataset_name or ""))
-        return plan_notebook(obj, state, snap, facts, target)
-
-    def dep(self, kind: str, namespace: str, name: str) -> Dep:
-        """A referenced object as its published status shows it."""
-        body = self.get(ObjectKey(kind, namespace, name))
-        if body is None or deleting(body):
-            return Dep(exists=False)
-        status = Status.model_validate(body.get("status") or {})
-        compute = tuple(((body.get("spec") or {}).get("compute") or {}).get("types") or ("CPU",))
-        return Dep(exists=True, current=status.observed_generation == meta(body).get("generation"), status=status,
-                   compute_types=compute)
+    def lookup(self, key: ObjectKey) -> Optional[Published]:
+        """A referenced object as the API server has it: the operator's `reconcile.core.Lookup`."""
+        body = self.get(key)
+        if body is None:
+            return None
+        return Published(generation_of(body), body.get("status") or {}, deleting(body))
 
     # -- writing -----------------------------------------------------------------------------------
     def write(self, key: ObjectKey, body: dict[str, Any], trigger: str, state: states.AnyState, source_error: str,
@@ -220,7 +223,9 @@ class Reconciler:
         check's verdict, say): the pass plans again instead of running the action a second time."""
         old = body.get("status") or {}
         text, _ = records.encode(trigger, state, source_error)
+        read = view(body, annotations_of(body).get(STATE), old)
         if annotations_of(body).get(STATE) == text and status in (old, self._written.get(key)) and not acting:
+            self._seen[key] = (read, view(body, text, status))
             return True  # nothing to write nor to do (most passes): no need to read the object again
         with self.lock(key):
             fresh = self.get(key)
@@ -228,13 +233,25 @@ class Reconciler:
                     or annotations_of(fresh).get(STATE) != annotations_of(body).get(STATE) \
                     or apply_trigger(fresh) != trigger:
                 return False
-            self.save_state(key, fresh, trigger, state, source_error)
             old = fresh.get("status") or {}
+            # what the pass planned from, and the object after each of its two writes (state, then status),
+            # known before the writes: their watch events may come back before the second is done
+            self._seen[key] = (read, view(fresh, annotations_of(fresh).get(STATE), old), view(fresh, text, old),
+                               view(fresh, text, status))
+            self.save_state(key, fresh, trigger, state, source_error)
             if status != old and status != self._written.get(key):
                 kind, ns, name = key
                 self.api.patch(CR_VERSION, kind, name, {"status": merge_patch(old, status)}, ns, subresource="status")
                 self._written[key] = status
         return True
+
+    def echo(self, key: ObjectKey, body: Mapping[str, Any]) -> bool:
+        """Whether a watch event of `key` shows only what this operator's last pass planned from or wrote
+        (its own state and status coming back, one write after the other; kopf's finalizer and its own
+        annotations added meanwhile): then no pass is needed. A change a pass plans from (spec,
+        `sub apply`'s annotations, labels, deletion, a state an action's outcome changed) is no echo."""
+        shown = view(dict(body), annotations_of(dict(body)).get(STATE), body.get("status") or {})
+        return shown in self._seen.get(key, ())
 
     def save_state(self, key: ObjectKey, fresh: dict[str, Any], trigger: str, state: states.AnyState,
                    source_error: str) -> None:
@@ -281,6 +298,7 @@ class Reconciler:
             return left
         self.remove_artifacts(key)
         self._written.pop(key, None)
+        self._seen.pop(key, None)
         return 0
 
     def remove_artifacts(self, key: ObjectKey) -> None:
@@ -306,14 +324,3 @@ class Reconciler:
         self.api.patch(CR_VERSION, key[0], key[2], {"status": merge_patch(old, {**old, **status})}, key[1],
                        subresource="status")
 
-
-def publish_cluster_urls(plan: Plan, obj: Resource) -> None:
-    """A server's or notebook's URL is its Service's inside the cluster (not a host port); the
-    notebook's token is not published in status on a cluster (it stays in its Secret)."""
-    if obj.kind not in ROLES or not plan.published.url:
-        return
-    local = plan.published.url.split("/?", 1)[0]
-    url = service_url(obj.kind, obj.namespace, obj.name)
-    plan.published.url = url
-    plan.message = plan.message.replace(local, url)
-    plan.conditions = [c.model_copy(update={"message": c.message.replace(local, url)}) for c in plan.conditions]

@@ -22,16 +22,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Optional
 
 from substratus import contract
 from substratus.build import naming
 from substratus.reconcile.layout import Layout
 from substratus.reconcile.plan import Snapshot
-from substratus.resources import progress
+from substratus.reconcile.progress import job_progress
 from substratus.resources.objectkey import ObjectKey
-from substratus.resources.status import Progress
 from substratus.runtimes.base import MANAGED, ContainerState, EngineEvent, Runtime
 
 log = logging.getLogger("substratus.observe")
@@ -249,7 +248,7 @@ class Observer:
         object_dir = self.layout.object_dir(kind, ns, name)
         return Snapshot(now=now, images=self.images.lookup(images), containers=containers,
                         succeeded=succeeded_runs(object_dir), in_flight=in_flight, probes=probes,
-                        log_tails=tails, progress=self.job_progress(containers, object_dir))
+                        log_tails=tails, progress=job_progress(containers.values(), object_dir, read_tail))
 
     def probe(self, containers: dict[str, ContainerState],
               now: float = 0.0) -> tuple[dict[str, bool], dict[str, str]]:
@@ -281,21 +280,6 @@ class Observer:
         except Exception as err:  # noqa: BLE001 - a tail is a courtesy; never fail a pass for it
             return f"(could not read the container's log: {err})"
 
-    def job_progress(self, containers: dict[str, ContainerState], object_dir: Path) -> dict[str, Progress]:
-        """Progress of this object's load/train runs that have a container (running or just exited)."""
-        out: dict[str, Progress] = {}
-        for c in containers.values():
-            role = c.labels.get(naming.label("role"), "")
-            run = c.labels.get(naming.label("run"), "")
-            if role not in ("load", "train") or not run:
-                continue
-            run_dir = object_dir / run
-            text = read_tail(run_dir / "logs" / progress.PROGRESS_FILE, progress.PROGRESS_TAIL)
-            summary = progress.summarise(progress.parse(text), role) if text else None
-            if summary is not None:
-                out[str(run_dir)] = summary
-        return out
-
 
 def _phase(c: ContainerState) -> int:
     return 2 if (not c.running and c.exit_code is not None) else 1 if c.running else 0
@@ -311,7 +295,7 @@ def succeeded_runs(object_dir: Path) -> frozenset[str]:
                      if e.is_dir(follow_symlinks=False) and os.path.isfile(os.path.join(e.path, ".succeeded")))
 
 
-def read_tail(path: Path, limit: int) -> str:
+def read_tail(path: PurePath, limit: int) -> str:
     """At most the last `limit` bytes of a regular file, never following a link a container planted."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)

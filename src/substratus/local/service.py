@@ -24,11 +24,11 @@ from substratus.local import logfiles
 from substratus.local.controller import Controller
 from substratus.local.store import Record, Store
 from substratus.reconcile import state as states
+from substratus.reconcile.core import check_references
 from substratus.reconcile.layout import Layout
 from substratus.reconcile.status import utcnow
 from substratus.resources.manifest import parse_objects
 from substratus.resources.objectkey import ObjectKey
-from substratus.resources.references import references
 from substratus.resources.schema import Dataset, Model, Resource
 from substratus.runtimes.base import ContainerState, Runtime
 from substratus.sources import ResolvedSource, git, local
@@ -105,19 +105,7 @@ class ControlPlane:
         return replace(old, body=body, state=new_state, generation=old.generation + 1), result
 
     def check_references(self, objects: list[Resource]) -> None:
-        batch = {o.key for o in objects}
-        problems: list[tuple[str, str]] = []
-        for o in objects:
-            spec = o.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-            for kind, ns, name in sorted(references(o.kind, o.namespace, spec)):
-                if (kind, ns, name) == o.key:
-                    problems.append((f"{o.ref}: spec", f"{o.kind.lower()} {name!r} cannot refer to itself"))
-                elif (kind, ns, name) not in batch and self.store.get(kind, ns, name) is None:
-                    problems.append((f"{o.ref}: {reference_field(o, kind)}",
-                                     f"{kind} {name!r} does not exist in namespace {ns!r}; apply it too (in the "
-                                     f"same `sub apply`) or fix the name (see `sub get {kind.lower()}s`)"))
-        if problems:
-            raise ValidationError(problems, hint="nothing was applied")
+        check_references(objects, lambda key: self.store.get(*key) is not None)
 
     def resolve_sources(self, objects: list[Resource]) -> dict[tuple[str, str, str], Optional[ResolvedSource]]:
         """Every object's source, fetched side by side (git ls-remote/clone wait on I/O); all problems of
@@ -258,8 +246,3 @@ def source_record(source: Optional[ResolvedSource]) -> Optional[states.Source]:
                          git_url=source.git_url, git_commit=source.git_commit, git_path=source.git_path,
                          dir=source.dir)
 
-
-def reference_field(obj: Resource, kind: str) -> str:
-    if obj.kind == "Model":
-        return "spec.source.modelName" if kind == "Model" else "spec.training.datasetName"
-    return "spec.modelName" if kind == "Model" else "spec.datasetName"

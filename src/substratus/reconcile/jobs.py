@@ -192,6 +192,7 @@ def plan_dataset(obj: Dataset, state: DatasetState, snap: Snapshot, facts: Facts
 def plan_model(obj: Model, state: ModelState, snap: Snapshot, facts: Facts, base: Optional[Dep],
                dataset: Optional[Dep], previous: Optional[Progress] = None) -> Plan:
     plan = Plan(state=state)
+    plan.published.compute_types = list(obj.spec.compute.types)  # servers and notebooks on it read it from status
     base_image, verified = model_base(plan, obj, state, snap, facts, base)
     if base_image is None:
         return plan

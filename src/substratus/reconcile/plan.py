@@ -12,6 +12,7 @@ from substratus.reconcile.actions import Action
 from substratus.reconcile.layout import Layout
 from substratus.reconcile.outcomes import Retrying
 from substratus.reconcile.state import AnyState
+from substratus.resources.objectkey import ObjectKey
 from substratus.resources.status import Condition, ConditionStatus, Progress, Reason, Status
 from substratus.runtimes.base import ContainerState
 
@@ -32,6 +33,19 @@ class Snapshot:
     progress: dict[str, Progress] = field(default_factory=dict)      # run dir (str) -> latest progress
 
 
+class Urls:
+    """Where a server or notebook answers, as its status publishes it: the backend knows, the planner
+    asks. On this machine, the host port it is published on (a notebook's URL carries its token, as
+    Jupyter prints it: the status is its owner's to read). A backend where something else publishes
+    workloads (a Kubernetes Service) gives its own."""
+
+    def server(self, key: ObjectKey, host: str, port: int) -> str:
+        return f"http://{host}:{port}"
+
+    def notebook(self, key: ObjectKey, port: int, token: str) -> str:
+        return f"http://127.0.0.1:{port}/?token={token}"
+
+
 @dataclass(frozen=True)
 class Facts:
     """Configuration that holds for every pass of one control plane."""
@@ -46,20 +60,25 @@ class Facts:
     # `restarting` is CrashLoopBackOff, not ours to restart) and a Deployment rolls onto a new image
     # in place (StartContainer applies the new template) instead of being removed and started again.
     platform_restarts: bool = False
+    urls: Urls = field(default_factory=Urls)
 
 
 @dataclass(frozen=True)
 class Dep:
-    """A referenced object, as its published status shows it."""
+    """A referenced object, as its published status shows it (never its spec)."""
 
     exists: bool
     current: bool = False             # status.observedGeneration == metadata.generation
     status: Status = field(default_factory=Status)
-    compute_types: tuple[str, ...] = ("CPU",)
 
     @property
     def ready(self) -> bool:
         return self.exists and self.current and self.status.ready
+
+    @property
+    def compute_types(self) -> tuple[str, ...]:
+        """What a Model's containers may run on, as it publishes it (CPU until it says)."""
+        return tuple(self.status.compute_types or ("CPU",))
 
     @property
     def reason(self) -> str:

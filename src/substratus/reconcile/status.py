@@ -14,13 +14,6 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def reason_of(status: dict[str, Any]) -> str:
-    for c in status.get("conditions") or []:
-        if isinstance(c, dict) and c.get("type") == "Ready":
-            return str(c.get("reason", ""))
-    return ""
-
-
 def build_status(generation: int, previous: dict[str, Any], plan: Plan, now: str) -> dict[str, Any]:
     """The status of an object at `generation` from a plan: conditions (with Kubernetes transition times,
     carried over from the `previous` status where a condition did not flip) and what it publishes."""

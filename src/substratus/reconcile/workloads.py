@@ -180,7 +180,7 @@ def plan_server(obj: ModelServer, state: ServerState, snap: Snapshot, facts: Fac
                     failed_reason=Reason.SERVE_FAILED, probe_what=contract.SERVER_READINESS.describe(),
                     log_file=exited_log(facts, "ModelServer", obj.namespace, obj.name), roll_in_place=True):
         host = "127.0.0.1" if address in ("0.0.0.0", "::") else address
-        plan.published.url = f"http://{host}:{state.port}"
+        plan.published.url = facts.urls.server(obj.key, host, state.port)
         plan.done("Serving", Reason.SERVING, f"serve.sh answers {contract.SERVER_READINESS.describe()} at "
                                              f"{plan.published.url}")
         plan.finish(Reason.SERVING, f"serving {image}")
@@ -227,7 +227,7 @@ def plan_notebook(obj: Notebook, state: NotebookState, snap: Snapshot, facts: Fa
                     failed_reason=Reason.NOTEBOOK_FAILED,
                     probe_what=f"notebook.sh ({contract.NOTEBOOK_READINESS.describe()})",
                     log_file=exited_log(facts, "Notebook", obj.namespace, obj.name)):
-        plan.published.url = f"http://127.0.0.1:{state.port}/?token={state.token}"
+        plan.published.url = facts.urls.notebook(obj.key, state.port, state.token)
         plan.done("Running", Reason.RUNNING, f"notebook answers on port {state.port}")
         plan.finish(Reason.RUNNING, f"notebook on {image}")
     plan.published.restarts = plan_restarts(plan)

@@ -96,6 +96,7 @@ class Status(_Wire):
     progress: Optional[Progress] = None
     lineage: Optional[Lineage] = None
     restarts: Optional[int] = None
+    compute_types: Optional[list[str]] = None  # Model: spec.compute.types, for the servers and notebooks run on it
 
     def condition(self, type_: str) -> Optional[Condition]:
         return next((c for c in self.conditions if c.type == type_), None)

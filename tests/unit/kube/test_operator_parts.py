@@ -15,8 +15,7 @@ from substratus.artifacts.layout import ArtifactLayout
 from substratus.cli import backend, cluster_apply
 from substratus.errors import SourceError, ValidationError
 from substratus.kube import records, sources
-from substratus.kube.handlers import Dependents
-from substratus.kube.reconciler import cluster_facts, publish_cluster_urls, service_url
+from substratus.kube.reconciler import cluster_facts, service_url
 from substratus.reconcile import workloads as W
 from substratus.reconcile.actions import RemoveContainer, StartContainer
 from substratus.reconcile.plan import Dep, Snapshot
@@ -148,6 +147,7 @@ def test_sub_does_not_load_the_kubernetes_client_unless_asked() -> None:
 # ---- what the operator publishes and whom it wakes ----------------------------------------------
 
 def test_a_server_publishes_its_service_url_and_a_notebook_no_token() -> None:
+    """The planner asks the backend for the URL (Facts.urls): on a cluster, the Service's."""
     server = obj("ModelServer", {"modelName": "m"}, "srv")
     plan = W.plan_server(server, ServerState(port=8080), Snapshot(now=0), FACTS, MODEL)
     [start] = plan.actions
@@ -155,29 +155,16 @@ def test_a_server_publishes_its_service_url_and_a_notebook_no_token() -> None:
     c = ContainerState(start.spec.name, "1", "i", dict(start.spec.labels), True, None, "ready")
     plan = W.plan_server(server, ServerState(port=8080), Snapshot(now=1, containers={c.name: c},
                                                                    probes={c.name: True}), FACTS, MODEL)
-    assert plan.published.url == "http://127.0.0.1:8080"
-    publish_cluster_urls(plan, server)
     url = service_url("ModelServer", "default", "srv")
     assert plan.published.url == url and url.endswith(".default.svc.cluster.local:8080")
     assert all("127.0.0.1" not in c.message for c in plan.conditions) and url in plan.conditions[0].message
     notebook = obj("Notebook", {"modelName": "m"}, "nb")
-    plan = W.plan_notebook(notebook, NotebookState(port=8888, token="t"), Snapshot(now=0), FACTS, MODEL)
-    plan.published.url = "http://127.0.0.1:8888/?token=t"
-    publish_cluster_urls(plan, notebook)
-    assert plan.published.url == service_url("Notebook", "default", "nb") and "t" not in plan.published.url[-3:]
-
-
-def test_dependents_wake_when_what_a_reference_publishes_changes() -> None:
-    deps = Dependents()
-    deps.update(("Model", "default", "tuned"), {"source": {"modelName": "base"}, "training": {"datasetName": "d"}})
-    deps.update(("ModelServer", "default", "srv"), {"modelName": "tuned"})
-    assert deps.of(("Dataset", "default", "d")) == [("Model", "default", "tuned")]
-    key = ("Dataset", "default", "d")
-    assert deps.changed(key, {"ready": False}, 1, gone=False)
-    assert not deps.changed(key, {"ready": False}, 1, gone=False)  # our own no-op status patch wakes no one
-    assert deps.changed(key, {"ready": True, "url": "s3://b/k"}, 1, gone=False)
-    deps.update(("Model", "default", "tuned"), {}, deleted=True)
-    assert deps.of(key) == []
+    [start] = W.plan_notebook(notebook, NotebookState(port=8888, token="t"), Snapshot(now=0), FACTS, MODEL).actions
+    assert isinstance(start, StartContainer)
+    c = ContainerState(start.spec.name, "1", "i", dict(start.spec.labels), True, None, "ready")
+    plan = W.plan_notebook(notebook, NotebookState(port=8888, token="t"),
+                           Snapshot(now=1, containers={c.name: c}, probes={c.name: True}), FACTS, MODEL)
+    assert plan.published.url == service_url("Notebook", "default", "nb") and "token" not in plan.published.url
 
 
 # ---- sources on a cluster ------------------------------------------------------------------------
@@ -268,14 +255,19 @@ class RecordingApi:
         self.patches += 1
 
 
-def test_a_pass_with_actions_plans_again_when_an_outcome_changed_the_state_meanwhile() -> None:
+def reconciler(api: Any, tmp_path: Path) -> Any:
+    """The operator's Reconciler, built as the operator builds it, on a recording API; no threads."""
+    from substratus.kube.reconciler import Reconciler
+    from substratus.runtimes.kubernetes.runtime import KubernetesRuntime
+    from substratus.runtimes.kubernetes.settings import KubeSettings
+
+    return Reconciler(api, KubernetesRuntime(api, KubeSettings()), None, scratch=tmp_path, workers=0)
+
+
+def test_a_pass_with_actions_plans_again_when_an_outcome_changed_the_state_meanwhile(tmp_path: Path) -> None:
     """A contract check finished (its verdict saved in the state) between a pass's read and its write:
     the pass planned the check again from what it read. With nothing to write it used to skip reading
     the object again and ran the check a second time (a third `sub-once-` pod in the emulator tier)."""
-    import threading
-    from collections import defaultdict
-
-    from substratus.kube.reconciler import Reconciler
     from substratus.reconcile.state import DatasetState
 
     state = DatasetState()
@@ -283,9 +275,7 @@ def test_a_pass_with_actions_plans_again_when_an_outcome_changed_the_state_meanw
     read = {"metadata": {"generation": 1, "annotations": {ann.STATE: text}}, "status": {"ready": False}}
     verified = records.encode("t1", state.model_copy(update={"verified": ["img:1"]}))[0]
     api = RecordingApi({"metadata": {"generation": 1, "annotations": {ann.STATE: verified}}, "status": {"ready": False}})
-    rec = Reconciler.__new__(Reconciler)
-    rec.api, rec._written = api, {}  # type: ignore[assignment]
-    rec._locks, rec._locks_guard = defaultdict(threading.Lock), threading.Lock()
+    rec = reconciler(api, tmp_path)
     key = ("Dataset", "default", "d")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("substratus.kube.reconciler.apply_trigger", lambda body: "t1")

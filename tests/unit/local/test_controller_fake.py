@@ -188,9 +188,9 @@ def test_container_that_cannot_start_is_a_failed_condition(env: Env) -> None:
 
 
 def test_one_objects_crash_does_not_stop_another_and_is_retried(env: Env, monkeypatch: Any) -> None:
-    import substratus.local.controller as controller
+    import substratus.reconcile.core as core
 
-    real = controller.plan_dataset
+    real = core.plan_dataset
     crashes = []
 
     def crash_once(*args: Any, **kw: Any) -> Any:
@@ -199,7 +199,7 @@ def test_one_objects_crash_does_not_stop_another_and_is_retried(env: Env, monkey
             raise RuntimeError("planner bug")
         return real(*args, **kw)
 
-    monkeypatch.setattr(controller, "plan_dataset", crash_once)
+    monkeypatch.setattr(core, "plan_dataset", crash_once)
     apply(env)
     assert status(env, "Model", "base")["conditions"], "the model went on while the dataset crashed"
     assert env.ctl.queue.failures(("Dataset", "default", "ds")) == 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from substratus.reconcile.conditions import ready_reason
 from substratus.resources.objectkey import ObjectKey
 from substratus.resources.references import references
 
@@ -131,9 +132,8 @@ def build_graph(documents: list[dict[str, Any]], focus: ObjectKey) -> dict[str, 
     nodes = []
     for key in sorted(keys, key=lambda k: (depth[k], k)):
         status = docs[key].get("status") or {}
-        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         nodes.append({"id": node_id(key), "kind": key[0], "namespace": key[1], "name": key[2],
                       "layer": depth[key], "ready": bool(status.get("ready")),
-                      "reason": ready.get("reason", "Pending"), "details": node_details(docs[key])})
+                      "reason": ready_reason(status, "Pending"), "details": node_details(docs[key])})
     out_edges = [{"from": node_id(a), "to": node_id(b), **edge_info(docs[a], docs[b])} for a, b in edges]
     return {"focus": node_id(focus), "nodes": nodes, "edges": out_edges, "truncated": len(keys) >= MAX_NODES}
